@@ -1,0 +1,36 @@
+# `make demo` and `make test` work on a fresh machine: each sets up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test models retrain evaluate lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Trains only the variants whose artifacts are missing.
+models: setup
+	$(BIN)/market-ab train --if-missing
+
+retrain: setup
+	$(BIN)/market-ab train
+
+evaluate: setup
+	$(BIN)/market-ab evaluate
+
+demo: models
+	$(BIN)/market-ab demo
+
+test: setup models
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,91 @@
+"""A small Open Inference Protocol client over gRPC and REST, built on MLServer's own types."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from mlserver.codecs import NumpyCodec
+from mlserver.codecs.numpy import to_datatype
+from mlserver.grpc import dataplane_pb2 as pb
+from mlserver.grpc import dataplane_pb2_grpc
+from mlserver.grpc.converters import ModelInferResponseConverter
+from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
+
+
+def decode_outputs(response: InferenceResponse) -> dict[str, np.ndarray | list]:
+    """Output name -> numpy array (numbers) or list of str (BYTES)."""
+    return {output.name: _decode_output(output) for output in response.outputs}
+
+
+def _decode_output(output: ResponseOutput):
+    if output.datatype == "BYTES":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in output.data.root]
+    return NumpyCodec.decode_output(output)
+
+
+_CONTENTS_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents",
+                   "INT64": "int64_contents", "BYTES": "bytes_contents", "BOOL": "bool_contents"}
+
+
+def build_grpc_request(model: str, inputs: dict[str, np.ndarray], request_id: str | None = None,
+                       raw: bool = True) -> pb.ModelInferRequest:
+    """Raw tensor contents (the fast path) or typed ``*_contents``; NaN and Inf pass through as they are."""
+    request = pb.ModelInferRequest(model_name=model, id=request_id or "")
+    for name, value in inputs.items():
+        array = np.asarray(value)
+        datatype = "BYTES" if array.dtype.kind in "OSU" else to_datatype(array.dtype).value
+        tensor = request.inputs.add(name=name, datatype=datatype, shape=list(array.shape))
+        if datatype == "BYTES":
+            tensor.contents.bytes_contents.extend(str(v).encode() for v in array.ravel())
+        elif raw:
+            request.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
+        else:
+            getattr(tensor.contents, _CONTENTS_FIELD[datatype]).extend(array.ravel().tolist())
+    return request
+
+
+def build_request(inputs: dict[str, np.ndarray], request_id: str | None = None) -> InferenceRequest:
+    return InferenceRequest(
+        id=request_id, inputs=[NumpyCodec.encode_input(name, np.asarray(value)) for name, value in inputs.items()])
+
+
+@dataclass
+class RestError(Exception):
+    status: int
+    message: str
+
+
+class InferenceClient:
+    def __init__(self, grpc_address: str | None = None, http_url: str | None = None):
+        self.http_url = http_url
+        self._channel = grpc.insecure_channel(grpc_address) if grpc_address else None
+        self._stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(self._channel) if self._channel else None
+
+    def infer_grpc(self, model: str, inputs: dict[str, np.ndarray], request_id: str | None = None,
+                   raw: bool = True, metadata: tuple = (), timeout: float = 30.0) -> dict:
+        request = build_grpc_request(model, inputs, request_id, raw)
+        response = self._stub.ModelInfer(request, metadata=metadata, timeout=timeout)
+        return decode_outputs(ModelInferResponseConverter.to_types(response))
+
+    def infer_rest(self, model: str, inputs: dict[str, np.ndarray] | None = None, request_id: str | None = None,
+                   body: bytes | dict | None = None, timeout: float = 30.0) -> dict:
+        """POST an inference request; ``body`` sends a hand-made payload instead of ``inputs``."""
+        if body is None:
+            body = build_request(inputs, request_id).model_dump(exclude_none=True)
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.http_url}/v2/models/{model}/infer", data=data,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return decode_outputs(InferenceResponse.model_validate_json(response.read()))
+        except urllib.error.HTTPError as error:
+            raise RestError(error.code, error.read().decode(errors="replace")) from None
+
+    def close(self) -> None:
+        if self._channel:
+            self._channel.close()

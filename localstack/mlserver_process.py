@@ -1,0 +1,124 @@
+"""Start ``mlserver start <repository>`` as a child process on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _mlserver_executable() -> str:
+    beside_python = Path(sys.executable).with_name("mlserver")
+    return str(beside_python) if beside_python.exists() else shutil.which("mlserver") or "mlserver"
+
+
+class MLServerProcess:
+    """``with MLServerProcess("models/", parallel_workers=0) as server: server.http_url ...``"""
+
+    def __init__(self, repository: str | Path, parallel_workers: int = 0, ready_timeout: float = 180.0,
+                 log_path: str | Path | None = None, env: dict | None = None):
+        self.repository = Path(repository).resolve()
+        self.parallel_workers = parallel_workers
+        self.ready_timeout = ready_timeout
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self._workdir = Path(tempfile.mkdtemp(prefix="mlserver-"))
+        self.log_path = Path(log_path) if log_path else self._workdir / "mlserver.log"
+        self._extra_env = env or {}
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self) -> MLServerProcess:
+        env = {
+            **os.environ,
+            "MLSERVER_HOST": "127.0.0.1",
+            "MLSERVER_HTTP_PORT": str(self.http_port),
+            "MLSERVER_GRPC_PORT": str(self.grpc_port),
+            "MLSERVER_METRICS_PORT": str(self.metrics_port),
+            "MLSERVER_PARALLEL_WORKERS": str(self.parallel_workers),
+            "MLSERVER_METRICS_DIR": str(self._workdir / "metrics"),
+            **self._extra_env,
+        }
+        self._log = open(self.log_path, "ab")
+        self._process = subprocess.Popen(
+            [_mlserver_executable(), "start", str(self.repository)],
+            env=env, cwd=self._workdir, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._wait_until_ready()
+        return self
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"mlserver exited with {self._process.returncode}; log:\n{self.log_tail()}")
+            try:
+                if self._all_models_ready():
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise TimeoutError(f"mlserver not ready after {self.ready_timeout}s; log:\n{self.log_tail()}")
+
+    def _all_models_ready(self) -> bool:
+        """Every folder with a model-settings.json is loaded (the health check alone passes earlier)."""
+        expected = {json.loads(p.read_text()).get("name", p.parent.name)
+                    for p in self.repository.rglob("model-settings.json")}
+        request = urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b"{}",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=2) as response:
+            index = json.loads(response.read())
+        ready = {entry["name"] for entry in index if entry.get("state") == "READY"}
+        failed = {entry["name"] for entry in index if entry.get("state") == "FAILED"}
+        if failed:
+            raise RuntimeError(f"models failed to load: {sorted(failed)}; log:\n{self.log_tail()}")
+        return expected <= ready
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, sig)  # the whole group: parallel workers too
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def __enter__(self) -> MLServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

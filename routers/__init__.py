@@ -1,0 +1,1 @@
+"""Thompson-sampling and regime routers (MLServer runtimes)."""

@@ -1,0 +1,1 @@
+"""MLServer runtimes serving the TorchScript LSTMs, and what they share with training."""

@@ -1,0 +1,75 @@
+"""``market-ab``: train the LSTMs, print their evaluation, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .training.variants import VARIANTS
+
+
+def _missing(models_dir: Path, names) -> list[str]:
+    return [n for n in names if not all((models_dir / n / f).exists() for f in ("model.pt", "metadata.json"))]
+
+
+def cmd_train(args) -> int:
+    from .training.report import text_table
+    from .training.train import train_models
+
+    names = args.models or list(VARIANTS)
+    if args.if_missing:
+        names = _missing(args.models_dir, names)
+        if not names:
+            print(f"all models present in {args.models_dir}; nothing to train")
+            return 0
+    metadata = train_models(names, args.models_dir, progress=not args.quiet)
+    print(text_table(metadata, "test"))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .training.report import load_metadata, markdown_table, text_table
+
+    metadata = load_metadata(args.models_dir)
+    if not metadata:
+        print(f"no trained models in {args.models_dir}; run `market-ab train`", file=sys.stderr)
+        return 1
+    print((markdown_table if args.markdown else text_table)(metadata, args.split))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.models_dir, windows=args.windows, parallel_workers=args.parallel_workers)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="market-ab", description=__doc__)
+    parser.add_argument("--models-dir", type=Path, default=Path("models"), help="model repository (default: models)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train, export and evaluate LSTM variants")
+    train.add_argument("models", nargs="*", choices=[[], *VARIANTS], metavar="MODEL",
+                       help=f"variants to train (default: all of {', '.join(VARIANTS)})")
+    train.add_argument("--if-missing", action="store_true", help="only train variants without artifacts")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="print the stored evaluation table")
+    evaluate.add_argument("--split", choices=("test", "validation"), default="test")
+    evaluate.add_argument("--markdown", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    demo = commands.add_parser("demo", help="serve the repository with MLServer and query it over gRPC")
+    demo.add_argument("--windows", type=int, default=5, help="held-out windows per instrument")
+    demo.add_argument("--parallel-workers", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The demo: serve the model repository with a real MLServer and send it real held-out windows over gRPC."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from localstack.client import InferenceClient
+from localstack.mlserver_process import MLServerProcess
+
+from .artifact import LSTMArtifact
+from .data import load_instrument
+from .training.dataset import ohlcv_windows
+from .training.report import load_metadata, text_table
+from .training.train import train_models
+from .training.variants import VARIANTS
+
+DEMO_INSTRUMENTS = ("sp500", "nasdaq")
+
+
+def heldout_windows(instrument: str, count: int, rows: int):
+    """The last ``count`` test-period windows of ``instrument``: dates, OHLCV, realised next-day move up."""
+    frame = load_instrument(instrument)
+    ends = np.arange(len(frame) - 1 - count, len(frame) - 1)
+    close = frame["close"].to_numpy()
+    dates = [str(day)[:10] for day in frame.index[ends]]
+    return dates, ohlcv_windows(instrument, ends, rows), close[ends + 1] > close[ends]
+
+
+def run_demo(models_dir: Path, windows: int = 5, parallel_workers: int = 0) -> int:
+    missing = [n for n in VARIANTS if not (models_dir / n / "model.pt").exists()]
+    if missing:
+        print(f"training {', '.join(missing)} into {models_dir}/ (a few minutes on 2 cores)")
+        train_models(missing, models_dir)
+    print("\nTest-period evaluation stored with each model (market-ab evaluate):")
+    print(text_table(load_metadata(models_dir), "test"))
+
+    rows = LSTMArtifact.load(models_dir / "baseline").min_window
+    started = time.perf_counter()
+    with MLServerProcess(models_dir, parallel_workers=parallel_workers) as server:
+        print(f"\nmlserver start {models_dir}/ ready in {time.perf_counter() - started:.1f}s: "
+              f"REST {server.http_url}, gRPC {server.grpc_address}, metrics {server.metrics_url}")
+        client = InferenceClient(server.grpc_address)
+        for instrument in DEMO_INSTRUMENTS:
+            dates, ohlcv, went_up = heldout_windows(instrument, windows, rows)
+            print(f"\n{instrument}: {windows} held-out windows of {rows} daily rows, one gRPC request per model")
+            print(f"{'model':<13}" + "".join(f"{d:>12}" for d in dates) + "   correct")
+            for name in VARIANTS:
+                answer = client.infer_grpc(name, {"ohlcv": ohlcv})
+                cells = "".join(f"{p:>10.3f}{'↑' if d else '↓':>2}" for p, d in zip(answer["probability"],
+                                                                                   answer["direction"], strict=True))
+                correct = int((answer["direction"].astype(bool) == went_up).sum())
+                print(f"{name:<13}{cells}   {correct}/{windows}")
+            print(f"{'realised':<13}" + "".join(f"{'↑' if up else '↓':>12}" for up in went_up))
+        client.close()
+    return 0

@@ -1,0 +1,119 @@
+"""MLServer runtime serving one TorchScript LSTM from ``models/<name>/``.
+
+``model-settings.json`` ``parameters.extra`` (which Seldon's agent keeps, unlike the
+top-level batching fields) may set ``torch_threads``, ``max_batch_size`` and
+``max_batch_time``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from mlserver import MLModel
+from mlserver.settings import ModelSettings
+from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.utils import get_model_uri
+
+from . import metrics
+from .artifact import LSTMArtifact
+from .features import FEATURE_NAMES
+from .tensors import InvalidInput, check_prices, check_windows, decode_float_tensor, encode_strings, encode_tensor
+
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+WINDOW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+COMPUTE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def _lstm_metrics() -> dict:
+    return {
+        "predictions": metrics.counter("lstm_predictions_total", "Predictions by direction",
+                                       ["model", "direction"]),
+        "probability": metrics.histogram("lstm_probability", "Predicted probability of an up move", ["model"],
+                                         PROBABILITY_BUCKETS),
+        "compute": metrics.histogram("lstm_compute_seconds", "Decoding, features and LSTM forward pass per request",
+                                     ["model"], COMPUTE_BUCKETS),
+        "windows": metrics.histogram("lstm_windows_per_request", "Windows per request (after adaptive batching)",
+                                     ["model"], WINDOW_BUCKETS),
+        "rejected": metrics.counter("lstm_rejected_requests_total", "Requests rejected as bad input",
+                                    ["model", "reason"]),
+    }
+
+
+def _extra(settings: ModelSettings) -> dict:
+    return dict((settings.parameters and settings.parameters.extra) or {})
+
+
+class LSTMRuntime(MLModel):
+    def __init__(self, settings: ModelSettings):
+        # Adaptive batching is set up before load(), so the settings must be complete here.
+        extra = _extra(settings)
+        if "max_batch_size" in extra:
+            settings.max_batch_size = int(extra["max_batch_size"])
+        if "max_batch_time" in extra:
+            settings.max_batch_time = float(extra["max_batch_time"])
+        super().__init__(settings)
+
+    async def load(self) -> bool:
+        self._artifact = LSTMArtifact.load(await get_model_uri(self._settings))
+        torch.set_num_threads(int(_extra(self._settings).get("torch_threads", 1)))
+        self._model_label = f"{self._artifact.name}:{self._artifact.version}"
+        self._metrics = _lstm_metrics()
+        self._warm_up()
+        return True
+
+    def _warm_up(self) -> None:
+        """Run the first (slow) TorchScript calls at load rather than on the first request."""
+        rng = np.random.default_rng(0)
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (8, self._artifact.min_window)), axis=1))
+        ohlcv = np.stack([close, close * 1.01, close * 0.99, close, np.full_like(close, 1e6)], axis=-1)
+        for batch in (1, 8):
+            self._artifact.predict_features(self._artifact.features_from_ohlcv(ohlcv[:batch]))
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        started = time.perf_counter()
+        try:
+            features = self._decode(payload)
+        except InvalidInput as error:
+            self._metrics["rejected"].labels(self.name, error.reason).inc()
+            raise
+        probability = self._artifact.predict_features(features)
+        self._metrics["compute"].labels(self.name).observe(time.perf_counter() - started)
+        return self._respond(payload, probability)
+
+    def _decode(self, payload: InferenceRequest) -> np.ndarray:
+        """Raw features ``[batch, sequence_length, n_features]`` from either accepted input."""
+        artifact = self._artifact
+        name, array = decode_float_tensor(
+            payload, ("ohlcv", "features"),
+            f"'ohlcv' FP32 [batch, >={artifact.min_window}, 5] (open, high, low, close, volume) or "
+            f"'features' FP32 [batch, >={artifact.sequence_length}, {artifact.n_features}]")
+        if name == "ohlcv":
+            ohlcv = check_prices(check_windows(name, array, 5, artifact.min_window,
+                                               "open, high, low, close, volume"))
+            return artifact.features_from_ohlcv(ohlcv)
+        order = "features in metadata.json order: " + ", ".join(FEATURE_NAMES[:3]) + ", ..."
+        return check_windows(name, array, artifact.n_features, artifact.sequence_length, order)
+
+    def _respond(self, payload: InferenceRequest, probability: np.ndarray) -> InferenceResponse:
+        direction = (probability > 0.5).astype(np.int32)
+        batch = len(probability)
+        self._metrics["windows"].labels(self.name).observe(batch)
+        for value in probability:
+            self._metrics["probability"].labels(self.name).observe(float(value))
+        ups = int(direction.sum())
+        if ups:
+            self._metrics["predictions"].labels(self.name, "up").inc(ups)
+        if batch - ups:
+            self._metrics["predictions"].labels(self.name, "down").inc(batch - ups)
+        return InferenceResponse(
+            id=payload.id,
+            model_name=self.name,
+            model_version=self.version,
+            outputs=[
+                encode_tensor("probability", probability.astype(np.float32)),
+                encode_tensor("direction", direction),
+                encode_strings("model", [self._model_label] * batch),
+            ],
+        )

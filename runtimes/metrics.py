@@ -1,0 +1,36 @@
+"""Prometheus metrics that appear on MLServer's ``/metrics`` with or without parallel workers.
+
+MLServer serves the default ``prometheus_client`` registry when ``parallel_workers``
+is 0, and aggregates the workers' multiprocess files otherwise; metrics created on
+the default registry reach both. MLServer imports a runtime module more than once,
+so a metric is created on first use and looked up afterwards, never defined at
+module level. Label values come from settings and fixed sets, never from requests.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+PREFIX = "market_ab_"
+
+
+def _get_or_create(kind, name: str, documentation: str, labelnames, **kwargs):
+    existing = REGISTRY._names_to_collectors.get(name)  # public lookup API does not exist
+    if existing is not None:
+        return existing
+    try:
+        return kind(name, documentation, labelnames, **kwargs)
+    except ValueError:  # created meanwhile by another import of this module
+        return REGISTRY._names_to_collectors[name]
+
+
+def counter(name: str, documentation: str, labelnames) -> Counter:
+    return _get_or_create(Counter, PREFIX + name, documentation, labelnames)
+
+
+def histogram(name: str, documentation: str, labelnames, buckets) -> Histogram:
+    return _get_or_create(Histogram, PREFIX + name, documentation, labelnames, buckets=buckets)
+
+
+def gauge(name: str, documentation: str, labelnames, multiprocess_mode: str = "mostrecent") -> Gauge:
+    return _get_or_create(Gauge, PREFIX + name, documentation, labelnames, multiprocess_mode=multiprocess_mode)

@@ -1,0 +1,77 @@
+"""Tensor decoding with validation, and encoding of outputs (wire contract: DESIGN.md section 3).
+
+Every rejection is an ``InvalidInput`` (HTTP 400, gRPC INVALID_ARGUMENT) whose
+message says what was expected, and carries one of ``REJECTION_REASONS`` so the
+rejection can be counted without ever using request content as a metric label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mlserver.codecs import NumpyCodec
+from mlserver.codecs.numpy import to_datatype
+from mlserver.errors import MLServerError
+from mlserver.types import InferenceRequest, ResponseOutput
+
+REJECTION_REASONS = ("input_name", "datatype", "shape", "window_too_short", "non_finite", "empty_batch",
+                     "invalid_price")
+FLOAT_DATATYPES = ("FP32", "FP64")
+
+
+class InvalidInput(MLServerError):
+    def __init__(self, message: str, reason: str):
+        assert reason in REJECTION_REASONS
+        super().__init__(message, status_code=400)
+        self.reason = reason
+
+
+def decode_float_tensor(payload: InferenceRequest, names: tuple[str, ...], describe: str) -> tuple[str, np.ndarray]:
+    """The one input of ``payload``, which must be named in ``names`` and hold floats."""
+    if len(payload.inputs) != 1 or payload.inputs[0].name not in names:
+        got = [f"{i.name} {i.datatype} {list(i.shape)}" for i in payload.inputs]
+        raise InvalidInput(f"expected one input: {describe}; got {got}", "input_name")
+    request_input = payload.inputs[0]
+    if request_input.datatype not in FLOAT_DATATYPES:
+        raise InvalidInput(
+            f"input '{request_input.name}' must be FP32 (or FP64), got {request_input.datatype}", "datatype")
+    try:
+        array = NumpyCodec.decode_input(request_input)
+    except (ValueError, TypeError) as error:
+        raise InvalidInput(
+            f"input '{request_input.name}' has data that does not fit shape {list(request_input.shape)}: {error}",
+            "shape") from None
+    return request_input.name, array
+
+
+def check_windows(name: str, array: np.ndarray, columns: int, min_rows: int, column_names: str) -> np.ndarray:
+    """Validate ``[batch, rows, columns]`` float windows with at least ``min_rows`` rows."""
+    if array.ndim != 3 or array.shape[2] != columns:
+        raise InvalidInput(f"input '{name}' must have shape [batch, rows, {columns}] ({column_names}), "
+                           f"got {list(array.shape)}", "shape")
+    if array.shape[0] == 0:
+        raise InvalidInput(f"input '{name}' has an empty batch; send at least one window", "empty_batch")
+    if array.shape[1] < min_rows:
+        raise InvalidInput(f"input '{name}' windows have {array.shape[1]} rows; at least {min_rows} are needed",
+                           "window_too_short")
+    if not np.isfinite(array).all():
+        bad = sorted({int(i) for i in np.argwhere(~np.isfinite(array))[:, 0]})[:10]
+        raise InvalidInput(f"input '{name}' holds NaN or Inf (windows {bad}); every value must be finite",
+                           "non_finite")
+    return array
+
+
+def check_prices(ohlcv: np.ndarray) -> np.ndarray:
+    if (ohlcv[..., :4] <= 0).any() or (ohlcv[..., 4] < 0).any():
+        raise InvalidInput("'ohlcv' prices (open, high, low, close) must be > 0 and volume >= 0", "invalid_price")
+    return ohlcv
+
+
+def encode_tensor(name: str, array: np.ndarray) -> ResponseOutput:
+    """An output with exactly the array's shape (``NumpyCodec`` would turn ``[n]`` into ``[n, 1]``)."""
+    array = np.asarray(array)
+    return ResponseOutput(name=name, datatype=to_datatype(array.dtype).value, shape=list(array.shape),
+                          data=array.ravel().tolist())
+
+
+def encode_strings(name: str, values: list[str]) -> ResponseOutput:
+    return ResponseOutput(name=name, datatype="BYTES", shape=[len(values)], data=list(values))

@@ -1,0 +1,1 @@
+"""Training and evaluation of the LSTM variants served by ``runtimes.lstm``."""

@@ -1,0 +1,109 @@
+"""Per-instrument sequences with a chronological, gapped train/validation/test split.
+
+Sequences never mix instruments. A sample ending at row ``t`` has features of rows
+``t - sequence_length + 1 .. t`` and label ``close[t + 1] > close[t]``. The first
+``gap`` samples of validation and test are dropped so that no training label lies
+inside a later split's inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..data import INSTRUMENTS, load_instrument
+from ..features import WARMUP, compute_features
+from ..regimes import regime_series
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SplitDates:
+    validation_start: str = "2010-01-01"
+    test_start: str = "2012-01-01"
+    gap: int = 30  # samples dropped at the start of validation and of test
+
+
+@dataclass
+class Samples:
+    """Samples of one split, all instruments stacked (each sequence from one instrument)."""
+
+    features: np.ndarray  # [n, sequence_length, n_features], raw (unscaled)
+    label: np.ndarray  # [n] 1 if the next close is above the last close
+    next_return: np.ndarray  # [n] simple return from the last close to the next
+    regime: np.ndarray  # [n] index into regimes.REGIMES of the last row
+    instrument: np.ndarray  # [n] instrument name
+    date: np.ndarray  # [n] date of the last row
+    ohlcv_end: np.ndarray  # [n] row index of the last row in the instrument's frame
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def subset(self, mask: np.ndarray) -> Samples:
+        return Samples(**{name: value[mask] for name, value in vars(self).items()})
+
+    def summary(self) -> dict:
+        out = {}
+        for name in dict.fromkeys(self.instrument):
+            dates = self.date[self.instrument == name]
+            out[name] = {"n": int(len(dates)), "first": str(dates.min())[:10], "last": str(dates.max())[:10]}
+        return out
+
+
+@dataclass
+class MarketDataset:
+    sequence_length: int
+    dates: SplitDates = field(default_factory=SplitDates)
+    instruments: tuple[str, ...] = INSTRUMENTS
+
+    def __post_init__(self):
+        parts = {split: [] for split in SPLITS}
+        for name in self.instruments:
+            for split, samples in self._instrument_samples(name).items():
+                parts[split].append(samples)
+        self.splits = {
+            split: Samples(**{key: np.concatenate([vars(s)[key] for s in chunks]) for key in vars(chunks[0])})
+            for split, chunks in parts.items()
+        }
+
+    def __getitem__(self, split: str) -> Samples:
+        return self.splits[split]
+
+    def _instrument_samples(self, name: str) -> dict[str, Samples]:
+        frame = load_instrument(name)
+        close = frame["close"].to_numpy()
+        features = compute_features(frame.to_numpy())
+        ends = np.arange(WARMUP + self.sequence_length - 1, len(frame) - 1)
+        windows = sliding_window_view(features, self.sequence_length, axis=0)  # [T-S+1, F, S]
+        all_samples = Samples(
+            features=windows[ends - self.sequence_length + 1].transpose(0, 2, 1).astype(np.float32),
+            label=(close[ends + 1] > close[ends]).astype(np.float32),
+            next_return=close[ends + 1] / close[ends] - 1.0,
+            regime=regime_series(close)[ends],
+            instrument=np.full(len(ends), name),
+            date=frame.index.to_numpy()[ends],
+            ohlcv_end=ends,
+        )
+        validation_start, test_start = pd.Timestamp(self.dates.validation_start), pd.Timestamp(self.dates.test_start)
+        split_of = np.select([all_samples.date < validation_start, all_samples.date < test_start], [0, 1], 2)
+        out = {}
+        for index, split in enumerate(SPLITS):
+            positions = np.flatnonzero(split_of == index)
+            if index > 0:
+                positions = positions[self.dates.gap:]
+            if len(positions):
+                out[split] = all_samples.subset(positions)
+        return out
+
+
+def ohlcv_windows(instrument: str, ends: np.ndarray, rows: int) -> np.ndarray:
+    """Raw OHLCV windows ``[len(ends), rows, 5]`` of ``instrument`` ending at row indices ``ends``."""
+    values = load_instrument(instrument).to_numpy()
+    ends = np.asarray(ends)
+    if (ends < rows - 1).any():
+        raise ValueError(f"windows of {rows} rows need end rows >= {rows - 1}")
+    return np.stack([values[end - rows + 1:end + 1] for end in ends]).astype(np.float32)
