@@ -29,13 +29,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .training.report import load_metadata, markdown_table, text_table
+    from .training.report import load_metadata, markdown_table, plot_evaluation, text_table
 
     metadata = load_metadata(args.models_dir)
     if not metadata:
         print(f"no trained models in {args.models_dir}; run `market-ab train`", file=sys.stderr)
         return 1
     print((markdown_table if args.markdown else text_table)(metadata, args.split))
+    if args.plot:
+        print(f"plot written to {plot_evaluation(metadata, args.plot, args.split)}", file=sys.stderr)
     return 0
 
 
@@ -60,6 +62,7 @@ def main(argv=None) -> int:
     evaluate = commands.add_parser("evaluate", help="print the stored evaluation table")
     evaluate.add_argument("--split", choices=("test", "validation"), default="test")
     evaluate.add_argument("--markdown", action="store_true")
+    evaluate.add_argument("--plot", type=Path, metavar="PNG", help="also draw accuracy and AUC with intervals")
     evaluate.set_defaults(func=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="serve the repository with MLServer and query it over gRPC")

@@ -20,8 +20,10 @@ class StandardScaler:
         return cls(rows.mean(axis=0), np.where(scale > 0, scale, 1.0), clip)
 
     def transform(self, features: np.ndarray) -> np.ndarray:
+        """Standardise and clip. A feature undefined for a window (the volume z-score of constant volume,
+        say) becomes the training mean (0); training rows never have one."""
         scaled = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return np.clip(np.nan_to_num(scaled, nan=0.0), -self.clip, self.clip).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "clip": self.clip}

@@ -74,4 +74,4 @@ def encode_tensor(name: str, array: np.ndarray) -> ResponseOutput:
 
 
 def encode_strings(name: str, values: list[str]) -> ResponseOutput:
-    return ResponseOutput(name=name, datatype="BYTES", shape=[len(values)], data=list(values))
+    return ResponseOutput(name=name, datatype="BYTES", shape=[len(values)], data=[v.encode() for v in values])

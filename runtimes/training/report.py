@@ -55,3 +55,40 @@ def text_table(metadata: dict[str, dict], split: str = "test") -> str:
     rows = [COLUMNS, *evaluation_rows(metadata, split)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+
+
+def plot_evaluation(metadata: dict[str, dict], path: str | Path, split: str = "test") -> Path:
+    """Accuracy and AUC with 95% intervals per model and instrument, against always-up and chance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(next(iter(metadata.values()))["evaluation"][split])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    names = list(metadata)
+    for axis, key, reference, title in ((axes[0], "accuracy", "always_up_accuracy", "accuracy vs always-up"),
+                                        (axes[1], "auc", None, "AUC vs chance (0.5)")):
+        for g, group in enumerate(groups):
+            for m, name in enumerate(names):
+                stats = metadata[name]["evaluation"][split][group]
+                y = g * (len(names) + 1) + m
+                low, high = stats[f"{key}_ci"]
+                axis.errorbar(stats[key], y, xerr=[[stats[key] - low], [high - stats[key]]], fmt="o",
+                              color=f"C{m}", label=name if g == 0 else None, capsize=2)
+            baseline = stats[reference] if reference else 0.5
+            top = g * (len(names) + 1)
+            axis.plot([baseline, baseline], [top - 0.5, top + len(names) - 0.5], color="black", lw=1.5)
+        axis.set_title(f"{title}, {split} period, 95% intervals")
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks([g * (len(names) + 1) + (len(names) - 1) / 2 for g in range(len(groups))])
+    axes[0].set_yticklabels([f"{g}\nn={metadata[names[0]]['evaluation'][split][g]['n']}" for g in groups])
+    axes[0].invert_yaxis()
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.text(0.5, 0.01, "black bars: always-up accuracy (left) and chance (right)", ha="center", fontsize=9)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -69,7 +69,7 @@ def train_classifier(variant: Variant, dataset: MarketDataset, shuffle_labels: b
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
         net.eval()
         with torch.inference_mode():
             val_loss = float(loss_fn(net(x_val), y_val).mean())

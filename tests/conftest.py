@@ -1,0 +1,68 @@
+"""Shared fixtures: a copy of the model repository served by a real MLServer process."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localstack.client import InferenceClient
+from localstack.mlserver_process import MLServerProcess
+from runtimes.artifact import LSTMArtifact
+from runtimes.training.dataset import MarketDataset, ohlcv_windows
+from runtimes.training.variants import VARIANTS
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+LSTM_NAMES = tuple(VARIANTS)
+
+
+def copy_repository(destination: Path, names=LSTM_NAMES) -> Path:
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copytree(MODELS / name, destination / name)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> dict[str, LSTMArtifact]:
+    return {name: LSTMArtifact.load(MODELS / name) for name in LSTM_NAMES}
+
+
+@pytest.fixture(scope="session")
+def dataset() -> MarketDataset:
+    return MarketDataset(sequence_length=VARIANTS["baseline"].sequence_length)
+
+
+@pytest.fixture(scope="session")
+def heldout(dataset, artifacts):
+    """Real test-period OHLCV windows, keyed by instrument: (windows [n, min_window, 5], sample indices)."""
+    test = dataset["test"]
+    rows = artifacts["baseline"].min_window
+    out = {}
+    for instrument in ("sp500", "nasdaq", "goog"):
+        index = np.flatnonzero(test.instrument == instrument)[::97][:12]
+        out[instrument] = (ohlcv_windows(instrument, test.ohlcv_end[index], rows), index)
+    return out
+
+
+def _serve(tmp_path_factory, workers: int):
+    repository = copy_repository(tmp_path_factory.mktemp(f"models-w{workers}"))
+    with MLServerProcess(repository, parallel_workers=workers) as server:
+        client = InferenceClient(server.grpc_address, server.http_url)
+        yield server, client
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """All six LSTMs in one MLServer, in-process (``parallel_workers`` 0)."""
+    yield from _serve(tmp_path_factory, 0)
+
+
+@pytest.fixture(scope="session")
+def served_workers(tmp_path_factory):
+    """All six LSTMs in one MLServer with two parallel workers."""
+    yield from _serve(tmp_path_factory, 2)

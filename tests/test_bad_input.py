@@ -1,0 +1,118 @@
+"""Bad input gets 400 / INVALID_ARGUMENT naming what was expected; the server keeps serving afterwards."""
+
+import json
+
+import grpc
+import numpy as np
+import pytest
+
+from localstack.client import RestError, build_grpc_request
+
+
+def _window(rows=133, batch=1):
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (batch, rows)), axis=1))
+    return np.stack([close, close * 1.01, close * 0.99, close, np.full_like(close, 1e6)], axis=-1).astype(np.float32)
+
+
+def _with(value, index=(0, 50, 3)):
+    window = _window()
+    window[index] = value
+    return window
+
+
+# (case, inputs, expected words in the message); arrays go out as raw gRPC contents and as REST JSON.
+BAD_INPUTS = [
+    ("wrong tensor name", {"prices": _window()}, "expected one input: 'ohlcv' FP32 [batch, >=133, 5]"),
+    ("two inputs", {"ohlcv": _window(), "features": _window()}, "expected one input"),
+    ("integer dtype", {"ohlcv": _window().astype(np.int32)}, "must be FP32 (or FP64), got INT32"),
+    ("rank 2", {"ohlcv": _window()[0]}, "must have shape [batch, rows, 5]"),
+    ("four columns", {"ohlcv": _window()[..., :4]}, "must have shape [batch, rows, 5]"),
+    ("window too short", {"ohlcv": _window(rows=60)}, "windows have 60 rows; at least 133 are needed"),
+    ("NaN", {"ohlcv": _with(np.nan)}, "holds NaN or Inf (windows [0])"),
+    ("Inf", {"ohlcv": _with(np.inf)}, "holds NaN or Inf"),
+    ("empty batch", {"ohlcv": _window(batch=1)[:0]}, "empty batch"),
+    ("negative price", {"ohlcv": _with(-5.0)}, "prices (open, high, low, close) must be > 0"),
+    ("features too short", {"features": np.zeros((1, 10, 35), np.float32)}, "at least 30 are needed"),
+    ("features wrong width", {"features": np.zeros((1, 30, 7), np.float32)}, "[batch, rows, 35]"),
+]
+IDS = [case for case, _, _ in BAD_INPUTS]
+
+
+def _rest_body(inputs):
+    """Standard JSON, which has neither NaN nor Inf: MLServer's own codec writes NaN as null, and a value
+    beyond FP32's range (1e39) is how an Inf reaches an FP32 tensor over REST."""
+    tensors = []
+    for name, array in inputs.items():
+        datatype = {"f": "FP32", "i": "INT32"}[array.dtype.kind]
+        data = [None if np.isnan(v) else 1e39 if np.isinf(v) else v for v in array.ravel().tolist()]
+        tensors.append({"name": name, "datatype": datatype, "shape": list(array.shape), "data": data})
+    return json.dumps({"inputs": tensors}, allow_nan=True).encode()
+
+
+@pytest.mark.parametrize(("case", "inputs", "expected"), BAD_INPUTS, ids=IDS)
+def test_rest_answers_400(served, case, inputs, expected):
+    _, client = served
+    with pytest.raises(RestError) as error:
+        client.infer_rest("baseline", body=_rest_body(inputs))
+    assert error.value.status == 400, error.value.message
+    assert expected in json.loads(error.value.message)["error"]
+
+
+@pytest.mark.parametrize(("case", "inputs", "expected"), BAD_INPUTS, ids=IDS)
+def test_grpc_answers_invalid_argument(served, case, inputs, expected):
+    _, client = served
+    with pytest.raises(grpc.RpcError) as error:
+        client.infer_grpc("conservative", inputs)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+    assert expected in error.value.details()
+
+
+def test_rest_nan_literal_is_rejected_by_mlserver_json_parser(served):
+    """``NaN`` is not JSON: MLServer's REST layer answers 422 before the runtime runs (documented in the README)."""
+    _, client = served
+    body = _rest_body({"ohlcv": _window()}).replace(b"1000000.0", b"NaN", 1)
+    with pytest.raises(RestError) as error:
+        client.infer_rest("baseline", body=body)
+    assert error.value.status == 422 and "JSON decode error" in error.value.message
+
+
+def test_grpc_typed_data_that_does_not_fit_the_shape(served):
+    """(Raw contents of the wrong length fail inside MLServer's converter, before the runtime; see README.)"""
+    _, client = served
+    request = build_grpc_request("baseline", {"ohlcv": _window()}, raw=False)
+    del request.inputs[0].shape[:]
+    request.inputs[0].shape.extend([2, 133, 5])  # twice the data that was sent
+    with pytest.raises(grpc.RpcError) as error:
+        client._stub.ModelInfer(request)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+    assert "does not fit shape [2, 133, 5]" in error.value.details()
+
+
+def test_rest_string_data_for_fp32(served):
+    _, client = served
+    body = {"inputs": [{"name": "ohlcv", "datatype": "BYTES", "shape": [1], "data": ["AAPL"]}]}
+    with pytest.raises(RestError) as error:
+        client.infer_rest("baseline", body=body)
+    assert error.value.status == 400
+    assert "must be FP32" in error.value.message
+
+
+def test_unknown_model(served):
+    _, client = served
+    with pytest.raises(RestError) as error:
+        client.infer_rest("no-such-model", {"ohlcv": _window()})
+    assert error.value.status == 404
+    with pytest.raises(grpc.RpcError) as error:
+        client.infer_grpc("no-such-model", {"ohlcv": _window()})
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_server_keeps_serving_after_bad_input(served):
+    _, client = served
+    for _, inputs, _ in BAD_INPUTS:
+        with pytest.raises((RestError, grpc.RpcError)):
+            client.infer_grpc("baseline", inputs)
+    answer = client.infer_grpc("baseline", {"ohlcv": _window(batch=3)})
+    assert answer["probability"].shape == (3,) and np.isfinite(answer["probability"]).all()
+    assert client.infer_rest("baseline", {"ohlcv": _window()})["direction"].shape == (1,)

@@ -1,0 +1,36 @@
+"""MLServer adaptive batching configured through parameters.extra (the only place Seldon's agent keeps it)."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from localstack.client import InferenceClient
+from localstack.mlserver_process import MLServerProcess
+
+from .conftest import copy_repository
+from .test_metrics import scrape, value
+from .test_serving import in_process
+
+
+def test_concurrent_requests_are_merged_and_answered_individually(tmp_path, artifacts, heldout):
+    repository = copy_repository(tmp_path / "models", ["baseline"])
+    settings_path = repository / "baseline" / "model-settings.json"
+    settings = json.loads(settings_path.read_text())
+    # Seldon writes Model spec.parameters into extra as strings.
+    settings["parameters"]["extra"].update({"max_batch_size": "8", "max_batch_time": "0.5"})
+    settings_path.write_text(json.dumps(settings))
+    windows = np.concatenate([heldout["sp500"][0], heldout["goog"][0]])[:8]
+
+    with MLServerProcess(repository) as server:
+        client = InferenceClient(server.grpc_address)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda w: client.infer_grpc("baseline", {"ohlcv": w[None]}), windows))
+        samples, _ = scrape(server)
+        client.close()
+
+    served = np.concatenate([a["probability"] for a in answers])
+    np.testing.assert_allclose(served, in_process(artifacts["baseline"], windows), atol=1e-5)
+    assert all(a["model"] == ["baseline:1"] for a in answers)
+    assert value(samples, "market_ab_lstm_windows_per_request_sum", model="baseline") == 8
+    assert value(samples, "market_ab_lstm_windows_per_request_count", model="baseline") < 8, "nothing was merged"

@@ -1,0 +1,62 @@
+"""The shared feature module: enough indicators, causal, and identical on a request window and on full history."""
+
+import numpy as np
+import pytest
+
+from runtimes.data import INSTRUMENTS, load_instrument
+from runtimes.features import FEATURE_NAMES, WARMUP, compute_features, min_window
+
+
+@pytest.fixture(scope="module")
+def sp500():
+    return load_instrument("sp500").to_numpy()
+
+
+def test_at_least_25_named_indicators():
+    assert len(FEATURE_NAMES) >= 25
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+    for family in ("rsi", "macd", "bb_", "atr", "stoch", "williams", "cci", "roc", "adx", "vol_", "obv", "volume_z"):
+        assert any(name.startswith(family) for name in FEATURE_NAMES), family
+
+
+@pytest.mark.parametrize("instrument", INSTRUMENTS)
+def test_complete_and_finite_after_warmup_on_real_data(instrument):
+    features = compute_features(load_instrument(instrument).to_numpy())
+    assert np.isnan(features[:WARMUP]).any(axis=1).all()  # warm-up rows are marked missing, not invented
+    assert np.isfinite(features[WARMUP:]).all()
+
+
+def test_changing_later_rows_leaves_earlier_rows_unchanged(sp500):
+    reference = compute_features(sp500)
+    rng = np.random.default_rng(1)
+    for t in rng.integers(WARMUP, len(sp500) - 2, size=25):
+        changed = sp500.copy()
+        changed[t + 1:] *= rng.uniform(0.5, 1.5, size=changed[t + 1:].shape)  # rewrite the whole future
+        changed[t + 1:, 1] = changed[t + 1:, [0, 1, 3]].max(axis=1)
+        changed[t + 1:, 2] = changed[t + 1:, [0, 2, 3]].min(axis=1)
+        after = compute_features(changed)
+        np.testing.assert_array_equal(after[: t + 1], reference[: t + 1])
+        assert not np.allclose(after[t + 1:], reference[t + 1:], equal_nan=True)  # the change did reach later rows
+
+
+def test_request_window_gives_the_training_features(sp500):
+    """A window of ``min_window`` rows yields exactly the rows training computed on the full history."""
+    full = compute_features(sp500)
+    sequence = 30
+    rows = min_window(sequence)
+    ends = np.arange(rows - 1, len(sp500), 211)
+    windows = np.stack([sp500[end - rows + 1:end + 1] for end in ends])
+    served = compute_features(windows)[:, -sequence:]
+    expected = np.stack([full[end - sequence + 1:end + 1] for end in ends])
+    np.testing.assert_allclose(served, expected, rtol=1e-9, atol=1e-9)
+    assert np.isfinite(served).all()
+
+
+def test_one_row_too_few_leaves_a_gap(sp500):
+    windows = sp500[None, : min_window(30) - 1]
+    assert np.isnan(compute_features(windows)[:, -30:]).any()
+
+
+def test_rejects_wrong_column_count():
+    with pytest.raises(ValueError, match=r"\[..., time, 5\]"):
+        compute_features(np.ones((200, 4)))

@@ -1,0 +1,131 @@
+"""Dataset construction, evaluation statistics, the leakage control and the stored artifacts."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from runtimes.data import load_instrument
+from runtimes.features import FEATURE_NAMES, compute_features, min_window
+from runtimes.regimes import RegimeThresholds
+from runtimes.training.dataset import SPLITS
+from runtimes.training.evaluation import auc, evaluate_group, wilson_interval
+from runtimes.training.report import load_metadata, markdown_table
+from runtimes.training.train import train_classifier
+from runtimes.training.variants import VARIANTS
+
+from .conftest import LSTM_NAMES, MODELS, REPO
+
+
+def test_splits_are_chronological_per_instrument_with_a_gap(dataset):
+    gap = dataset.dates.gap
+    for instrument in ("sp500", "nasdaq", "goog"):
+        ends = {s: dataset[s].ohlcv_end[dataset[s].instrument == instrument] for s in SPLITS if
+                (dataset[s].instrument == instrument).any()}
+        ordered = [ends[s] for s in SPLITS if s in ends]
+        for earlier, later in zip(ordered, ordered[1:], strict=False):
+            assert later.min() - earlier.max() > gap  # the purge: no sequence spans two splits
+    assert dataset["train"].date.max() < np.datetime64(dataset.dates.validation_start)
+    assert dataset["test"].date.min() >= np.datetime64(dataset.dates.test_start)
+
+
+def test_sequences_come_from_one_instrument(dataset):
+    test = dataset["test"]
+    rng = np.random.default_rng(0)
+    for instrument in ("nasdaq", "goog"):
+        features = compute_features(load_instrument(instrument).to_numpy())
+        for i in rng.choice(np.flatnonzero(test.instrument == instrument), size=5, replace=False):
+            end = test.ohlcv_end[i]
+            np.testing.assert_allclose(test.features[i], features[end - 29:end + 1], rtol=1e-6)
+            close = load_instrument(instrument)["close"].to_numpy()
+            assert test.label[i] == float(close[end + 1] > close[end])
+
+
+def test_scaler_was_fit_on_training_rows_only(dataset, artifacts):
+    train_mean = dataset["train"].features.reshape(-1, len(FEATURE_NAMES)).astype(np.float64).mean(axis=0)
+    all_mean = np.concatenate([dataset[s].features for s in SPLITS]).reshape(-1, len(FEATURE_NAMES)).mean(axis=0)
+    stored = artifacts["baseline"].scaler.mean
+    np.testing.assert_allclose(stored, train_mean, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(stored, all_mean, rtol=1e-4, atol=1e-6)
+
+
+def test_auc_and_wilson_against_references():
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 500)
+    score = np.round(label * 0.3 + rng.normal(0, 1, 500), 1)  # rounded: ties exercise the average ranks
+    assert auc(label, score) == pytest.approx(roc_auc_score(label, score), abs=1e-12)
+    low, high = wilson_interval(52, 100)
+    assert (low, high) == pytest.approx((0.4231, 0.6153), abs=2e-4)  # textbook value for 52/100, z = 1.96
+
+
+def test_evaluation_reports_intervals_and_baselines():
+    rng = np.random.default_rng(1)
+    n = 400
+    label = rng.integers(0, 2, n).astype(float)
+    next_return = np.where(label == 1, 1, -1) * rng.uniform(0.001, 0.02, n)
+    perfect = evaluate_group(label * 0.8 + 0.1, label, next_return, np.arange(n))
+    assert perfect["accuracy"] == 1.0 and perfect["auc"] == 1.0 and perfect["strategy_sharpe"] > 10
+    assert perfect["accuracy_ci"][0] > 0.98
+    coin = evaluate_group(rng.uniform(size=n), label, next_return, np.arange(n))
+    assert coin["auc_ci"][0] < 0.5 < coin["auc_ci"][1]
+    assert coin["n"] == n and coin["always_up_accuracy"] == pytest.approx(label.mean())
+
+
+def _train_and_score(dataset, variant, **kwargs):
+    model, scaler, _ = train_classifier(variant, dataset, progress=False, **kwargs)
+    test = dataset["test"]
+    with torch.inference_mode():
+        probability = model(torch.from_numpy(scaler.transform(test.features))).numpy()
+    return evaluate_group(probability, test.label, test.next_return, test.date)
+
+
+FAST = replace(VARIANTS["lightweight"], max_epochs=6, patience=3)
+
+
+@pytest.mark.slow
+def test_shuffled_labels_score_at_chance(dataset):
+    """Leakage control: with the labels shuffled nothing is left to learn, so the test period is at chance."""
+    result = _train_and_score(dataset, FAST, shuffle_labels=True)
+    assert result["auc_ci"][0] < 0.5 < result["auc_ci"][1], result["auc_ci"]
+    majority = max(result["always_up_accuracy"], 1 - result["always_up_accuracy"])
+    assert result["accuracy"] <= majority + 2 * np.sqrt(0.25 / result["n"])
+
+
+@pytest.mark.slow
+def test_the_leakage_control_catches_a_leaked_label(dataset):
+    """The same check fails when tomorrow's move is left among the features, so it can fail at all."""
+    leaky = replace(dataset)
+    leaky.splits = {}
+    for split in SPLITS:
+        samples = dataset[split]
+        features = samples.features.copy()
+        features[:, -1, 0] = samples.next_return  # column 0 (ret_1) of the last row now holds tomorrow's return
+        leaky.splits[split] = replace(samples, features=features)
+    result = _train_and_score(leaky, FAST)
+    assert result["auc_ci"][0] > 0.75
+
+
+@pytest.mark.parametrize("name", LSTM_NAMES)
+def test_stored_artifact_metadata(name):
+    meta = load_metadata(MODELS)[name]
+    assert meta["name"] == name and meta["version"] == "1"
+    assert tuple(meta["features"]) == FEATURE_NAMES
+    assert meta["min_window"] == min_window(meta["sequence_length"])
+    assert meta["regime_thresholds"] == RegimeThresholds().__dict__
+    for split in ("validation", "test"):
+        overall = meta["evaluation"][split]["overall"]
+        assert overall["n"] > 1000
+        assert overall["accuracy_ci"][0] < overall["accuracy"] < overall["accuracy_ci"][1]
+        assert "always_up_accuracy" in overall and "auc_ci" in overall and "strategy_sharpe_ci" in overall
+    assert pd.Timestamp(meta["data"]["train"]["sp500"]["last"]) < pd.Timestamp(meta["data"]["test"]["sp500"]["first"])
+
+
+def test_readme_table_is_the_stored_evaluation():
+    """The README's evaluation table is generated from metadata.json (`market-ab evaluate --markdown`)."""
+    readme = (REPO / "README.md").read_text()
+    assert markdown_table(load_metadata(MODELS), "test") in readme
+    assert Path(MODELS / "baseline" / "model-settings.json").exists()
