@@ -56,7 +56,7 @@ def load_vix() -> pd.Series:
 
     series = vix.load()["vix"].astype("float64")
     series.index = pd.DatetimeIndex(series.index).normalize()
-    return series.sort_index()
+    return series.sort_index().dropna()  # the source is on a business-day calendar: holidays are NaN
 
 
 def load_all() -> dict[str, pd.DataFrame]:

@@ -84,18 +84,23 @@ def _true_range(high, low, close):
     return np.fmax(high - low, np.fmax(np.abs(high - previous), np.abs(low - previous)))
 
 
+def _keep_nan(values, like):
+    """``values`` with NaN wherever ``like`` is NaN (``np.where`` would turn a missing row into a zero)."""
+    return values + 0 * like
+
+
 def _rsi(close, period=14):
     change = np.diff(close, axis=-1, prepend=np.nan)
-    gain = _wilder(np.where(change > 0, change, 0.0) + 0 * change, period)
-    loss = _wilder(np.where(change < 0, -change, 0.0) + 0 * change, period)
+    gain = _wilder(_keep_nan(np.where(change > 0, change, 0.0), change), period)
+    loss = _wilder(_keep_nan(np.where(change < 0, -change, 0.0), change), period)
     return 100.0 * _ratio(gain, gain + loss)
 
 
 def _adx(high, low, close, period=14):
     up = high - lag(high, 1)
     down = lag(low, 1) - low
-    plus_dm = np.where((up > down) & (up > 0), up, 0.0) + 0 * up
-    minus_dm = np.where((down > up) & (down > 0), down, 0.0) + 0 * down
+    plus_dm = _keep_nan(np.where((up > down) & (up > 0), up, 0.0), up)
+    minus_dm = _keep_nan(np.where((down > up) & (down > 0), down, 0.0), down)
     atr = _wilder(_true_range(high, low, close), period)
     plus_di = 100.0 * _ratio(_wilder(plus_dm, period), atr)
     minus_di = 100.0 * _ratio(_wilder(minus_dm, period), atr)

@@ -60,3 +60,11 @@ def test_one_row_too_few_leaves_a_gap(sp500):
 def test_rejects_wrong_column_count():
     with pytest.raises(ValueError, match=r"\[..., time, 5\]"):
         compute_features(np.ones((200, 4)))
+
+
+def test_vix_ships_with_arch():
+    from runtimes.data import load_vix
+
+    vix = load_vix()
+    assert vix.index.is_monotonic_increasing and len(vix) > 1000
+    assert str(vix.index[0].year) == "2014" and (vix > 5).all()

@@ -1,0 +1,34 @@
+"""The market-ab console script, as installed by `make`."""
+
+import shutil
+import subprocess
+import sys
+
+from .conftest import MODELS
+
+
+def market_ab(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "runtimes.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_evaluate_prints_the_stored_table():
+    result = market_ab("--models-dir", str(MODELS), "evaluate")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["model", "data", "n"]
+    assert sum(line.startswith("conservative") for line in lines) == 4  # overall + three instruments
+
+
+def test_evaluate_without_models_says_what_to_do(tmp_path):
+    result = market_ab("--models-dir", str(tmp_path), "evaluate")
+    assert result.returncode == 1 and "market-ab train" in result.stderr
+
+
+def test_train_if_missing_trains_only_what_is_missing(tmp_path):
+    for name in ("baseline", "enhanced", "robust", "aggressive", "conservative"):
+        shutil.copytree(MODELS / name, tmp_path / name)
+    result = market_ab("--models-dir", str(tmp_path), "train", "--if-missing", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "lightweight" / "model.pt").exists()
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["lightweight"] * 4
