@@ -8,13 +8,13 @@ rejection can be counted without ever using request content as a metric label.
 from __future__ import annotations
 
 import numpy as np
-from mlserver.codecs import NumpyCodec
+from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.codecs.numpy import to_datatype
 from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, ResponseOutput
 
 REJECTION_REASONS = ("input_name", "datatype", "shape", "window_too_short", "non_finite", "empty_batch",
-                     "invalid_price")
+                     "invalid_price", "invalid_reward", "invalid_decision_id", "unknown_arm")
 FLOAT_DATATYPES = ("FP32", "FP64")
 
 
@@ -25,12 +25,15 @@ class InvalidInput(MLServerError):
         self.reason = reason
 
 
-def decode_float_tensor(payload: InferenceRequest, names: tuple[str, ...], describe: str) -> tuple[str, np.ndarray]:
-    """The one input of ``payload``, which must be named in ``names`` and hold floats."""
-    if len(payload.inputs) != 1 or payload.inputs[0].name not in names:
+def decode_float_tensor(payload: InferenceRequest, names: tuple[str, ...], describe: str,
+                        optional: tuple[str, ...] = ()) -> tuple[str, np.ndarray]:
+    """The one input of ``payload`` named in ``names``, which must hold floats; besides it only inputs
+    named in ``optional`` are allowed."""
+    main = [i for i in payload.inputs if i.name in names]
+    if len(main) != 1 or any(i.name not in names + optional for i in payload.inputs):
         got = [f"{i.name} {i.datatype} {list(i.shape)}" for i in payload.inputs]
         raise InvalidInput(f"expected one input: {describe}; got {got}", "input_name")
-    request_input = payload.inputs[0]
+    request_input = main[0]
     if request_input.datatype not in FLOAT_DATATYPES:
         raise InvalidInput(
             f"input '{request_input.name}' must be FP32 (or FP64), got {request_input.datatype}", "datatype")
@@ -41,6 +44,40 @@ def decode_float_tensor(payload: InferenceRequest, names: tuple[str, ...], descr
             f"input '{request_input.name}' has data that does not fit shape {list(request_input.shape)}: {error}",
             "shape") from None
     return request_input.name, array
+
+
+def decode_strings(payload: InferenceRequest, name: str, reason: str) -> list[str]:
+    """A BYTES input ``[n]`` (or ``[n, 1]``) of non-empty strings."""
+    request_input = next((i for i in payload.inputs if i.name == name), None)
+    if request_input is None:
+        raise InvalidInput(f"input '{name}' BYTES [n] is missing", reason)
+    if request_input.datatype != "BYTES":
+        raise InvalidInput(f"input '{name}' must be BYTES, got {request_input.datatype}", "datatype")
+    values = StringCodec.decode_input(request_input)
+    if not values or any(not v for v in values):
+        raise InvalidInput(f"input '{name}' must hold at least one string and no empty string", reason)
+    return values
+
+
+def decode_numbers(payload: InferenceRequest, name: str, datatypes: tuple[str, ...], size: int) -> np.ndarray:
+    """A numeric input of ``size`` finite values (shape ``[size]`` or ``[size, 1]``)."""
+    request_input = next((i for i in payload.inputs if i.name == name), None)
+    if request_input is None:
+        raise InvalidInput(f"input '{name}' {datatypes[0]} [{size}] is missing", "input_name")
+    if request_input.datatype not in datatypes:
+        raise InvalidInput(f"input '{name}' must be {' or '.join(datatypes)}, got {request_input.datatype}",
+                           "datatype")
+    try:
+        values = NumpyCodec.decode_input(request_input).reshape(-1)
+    except (ValueError, TypeError) as error:
+        raise InvalidInput(f"input '{name}' does not fit shape {list(request_input.shape)}: {error}",
+                           "shape") from None
+    if len(values) != size:
+        raise InvalidInput(f"input '{name}' has {len(values)} values; expected {size}, one per decision_id",
+                           "shape")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise InvalidInput(f"input '{name}' holds NaN or Inf; every value must be finite", "non_finite")
+    return values
 
 
 def check_windows(name: str, array: np.ndarray, columns: int, min_rows: int, column_names: str) -> np.ndarray:

@@ -1,0 +1,50 @@
+"""``regime-router``: routes by the market regime of the request's own window.
+
+The regime comes from ``runtimes.regimes``, the definition the specialists were trained
+with: realised volatility and trend of the window's closes, or a VIX value sent as an
+optional ``vix`` input. ``mode`` ``rules`` sends each regime to its configured arm
+(``route_<regime>``) with propensity 1; ``learned`` runs one Thompson sampler per regime.
+Both learn from feedback: in rules mode the per-regime posteriors are kept for
+reporting and for switching modes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mlserver.types import InferenceRequest
+
+from runtimes.regimes import REGIMES, classify, regime_indicators
+from runtimes.tensors import InvalidInput, decode_numbers, encode_strings
+
+from .runtime import BanditRouter
+
+
+class RegimeRouter(BanditRouter):
+    regime_settings = True
+    optional_inputs = ("vix",)
+
+    @property
+    def min_rows(self) -> int:
+        return self.config.thresholds.lookback
+
+    def regime_of(self, ohlcv: np.ndarray, payload: InferenceRequest) -> str:
+        """Regime of the request's first window (one decision per request)."""
+        thresholds = self.config.thresholds
+        volatility, trend = regime_indicators(ohlcv[0, -thresholds.lookback:, 3], thresholds)
+        vix = None
+        if any(i.name == "vix" for i in payload.inputs):
+            vix = float(decode_numbers(payload, "vix", ("FP32", "FP64"), 1)[0])
+            if vix <= 0:
+                raise InvalidInput(f"input 'vix' must be > 0, got {vix}", "invalid_price")
+        index = int(classify(volatility[-1], trend[-1], vix, thresholds))
+        return REGIMES[index]
+
+    def choose(self, ohlcv: np.ndarray, payload: InferenceRequest, eligible: tuple[str, ...]):
+        regime = self.regime_of(ohlcv, payload)
+        self._metrics["regimes"].labels(self.name, regime).inc()
+        if self.config.mode == "learned":
+            arm, propensity = self.thompson(regime, eligible)
+        else:
+            arm = self.config.routes[regime]
+            arm, propensity = (arm if arm in eligible else self.config.fallback_arm), 1.0
+        return regime, arm, propensity, [encode_strings("regime", [regime])]
