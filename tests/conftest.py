@@ -66,3 +66,50 @@ def served(tmp_path_factory):
 def served_workers(tmp_path_factory):
     """All six LSTMs in one MLServer with two parallel workers."""
     yield from _serve(tmp_path_factory, 2)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server on a free loopback port (``.ci/run`` installs the Debian package)."""
+    import subprocess
+    import time
+
+    import redis
+
+    from localstack.mlserver_process import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed; `.ci/run` installs it with apt-get install redis-server")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "yes", "--appendfsync", "always", "--dir", str(workdir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("redis-server did not start")
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def add_router(repository: Path, name: str, base: str, **extra) -> Path:
+    """Copy ``models/<base>`` into ``repository/<name>`` with ``extra`` settings changed."""
+    import json
+
+    folder = repository / name
+    shutil.copytree(MODELS / base, folder)
+    settings = json.loads((folder / "model-settings.json").read_text())
+    settings["name"] = name
+    settings["parameters"]["extra"].update(extra)
+    (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
+    return folder

@@ -1,0 +1,142 @@
+"""Router state shared across parallel workers and replicas, and kept across restarts and SIGKILL.
+
+"A single-worker run fed the same feedback" is the pure policy replaying the acknowledged
+(arm, reward) pairs in process: with discount 1 the posterior does not depend on order, so the
+shared state must equal it exactly.
+"""
+
+import signal
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from localstack.client import InferenceClient
+from localstack.mlserver_process import MLServerProcess
+from routers.config import RouterConfig
+from routers.policies import state_from_dict
+from routers.store import open_store
+from runtimes.training.dataset import ohlcv_windows
+
+from .conftest import add_router
+
+WINDOW = ohlcv_windows("goog", [1500], 133)
+
+
+def reward_of(decision_id: str) -> float:
+    return float(int(decision_id.split("-")[-1]) % 3 != 0)
+
+
+def make_decisions(client, prefix, n, threads=8) -> dict[str, str]:
+    def decide(i):
+        answer = client.infer_grpc("thompson-router", {"ohlcv": WINDOW}, request_id=f"{prefix}-{i}")
+        return answer["decision_id"][0], answer["arm"][0]
+
+    with ThreadPoolExecutor(threads) as pool:
+        return dict(pool.map(decide, range(n)))
+
+
+def send_feedback(client, decision_ids, threads=8) -> list[str]:
+    def feed(decision_id):
+        answer = client.infer_grpc("thompson-router", {"decision_id": np.array([decision_id], dtype=object),
+                                                       "reward": np.array([reward_of(decision_id)])})
+        return answer["status"][0]
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(feed, decision_ids))
+
+
+def replay(decisions: dict[str, str], extra: dict):
+    policy = RouterConfig.from_extra(extra).policy()
+    state = policy.initial_state()
+    for decision_id, arm in decisions.items():
+        state = policy.update(state, arm, reward_of(decision_id))
+    return policy, state
+
+
+def shared_state(store_url, base_dir):
+    store = open_store(store_url, "thompson-router", base_dir)
+    try:
+        return state_from_dict(store.load_states()["all"]), store.pending_count()
+    finally:
+        store.close()
+
+
+def posterior_gauges(server) -> dict[str, float]:
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    return {s.labels["arm"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "market_ab_router_posterior_mean" and s.labels["router"] == "thompson-router"}
+
+
+def extra_of(folder):
+    import json
+
+    return json.loads((folder / "model-settings.json").read_text())["parameters"]["extra"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_parallel_workers_share_one_posterior(tmp_path, workers):
+    folder = add_router(tmp_path, "thompson-router", "thompson-router")
+    with MLServerProcess(tmp_path, parallel_workers=workers) as server:
+        client = InferenceClient(server.grpc_address)
+        decisions = make_decisions(client, "w", 90)
+        assert send_feedback(client, list(decisions)) == ["applied"] * 90
+        assert send_feedback(client, list(decisions)[:10]) == ["duplicate"] * 10
+        gauges = posterior_gauges(server)
+        client.close()
+    policy, expected = replay(decisions, extra_of(folder))
+    state, pending = shared_state("sqlite:///router-state.db", folder)
+    assert state == expected and pending == 0
+    assert sum(s.rewards for s in state.values()) == 90
+    for arm, (mean, _, _) in policy.summary(expected).items():
+        assert gauges[arm] == pytest.approx(mean)
+
+
+def test_replicas_share_state_through_redis(tmp_path, redis_url):
+    """Two MLServer processes (two replicas) on one Redis: feedback may reach the replica that did not decide."""
+    folders = [add_router(tmp_path / f"replica-{i}", "thompson-router", "thompson-router", store=redis_url)
+               for i in (0, 1)]
+    with MLServerProcess(folders[0].parent) as first, MLServerProcess(folders[1].parent) as second:
+        clients = [InferenceClient(first.grpc_address), InferenceClient(second.grpc_address)]
+        made = [make_decisions(clients[i], f"r{i}", 40) for i in (0, 1)]
+        assert send_feedback(clients[1], list(made[0])) == ["applied"] * 40  # the other replica's decisions
+        assert send_feedback(clients[0], list(made[1])) == ["applied"] * 40
+        assert send_feedback(clients[0], list(made[0])[:5]) == ["duplicate"] * 5
+        decisions = {**made[0], **made[1]}
+        policy, expected = replay(decisions, extra_of(folders[0]))
+        state, pending = shared_state(redis_url, folders[0])
+        assert state == expected and pending == 0
+        # Both replicas now decide from the same posterior.
+        probabilities = policy.probabilities(expected)
+        for client in clients:
+            answer = client.infer_grpc("thompson-router", {"ohlcv": WINDOW})
+            assert answer["propensity"][0] == pytest.approx(probabilities[answer["arm"][0]])
+            client.close()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["restart", "kill-9"])
+def test_state_survives_restart_and_sigkill(tmp_path, stop_signal):
+    folder = add_router(tmp_path, "thompson-router", "thompson-router")
+    server = MLServerProcess(tmp_path, parallel_workers=1).start()
+    client = InferenceClient(server.grpc_address)
+    decisions = make_decisions(client, "k", 60)
+    answered = list(decisions)[:30]
+    assert send_feedback(client, answered) == ["applied"] * 30
+    client.close()
+    server.stop(stop_signal)  # right after the last acknowledged feedback
+
+    with MLServerProcess(tmp_path, parallel_workers=1) as restarted:
+        client = InferenceClient(restarted.grpc_address)
+        policy, expected_half = replay({d: decisions[d] for d in answered}, extra_of(folder))
+        gauges = posterior_gauges(restarted)
+        for arm, (mean, _, _) in policy.summary(expected_half).items():
+            assert gauges[arm] == pytest.approx(mean)
+        # Decisions made before the stop are still pending and take their feedback now.
+        assert send_feedback(client, list(decisions)[30:]) == ["applied"] * 30
+        assert send_feedback(client, answered[:3]) == ["duplicate"] * 3
+        client.close()
+    _, expected = replay(decisions, extra_of(folder))
+    state, pending = shared_state("sqlite:///router-state.db", folder)
+    assert state == expected and pending == 0
