@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test models retrain evaluate lint clean
+.PHONY: setup demo test models retrain evaluate evidence lint clean
 
 setup: $(VENV)/.installed
 
@@ -34,3 +34,7 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Router evidence: simulation, real-data replay and regime analysis (a few minutes); rewrites docs/ and the README section.
+evidence: models
+	$(BIN)/python loadtest/router_evidence.py --update-readme
