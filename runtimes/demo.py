@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -54,5 +55,29 @@ def run_demo(models_dir: Path, windows: int = 5, parallel_workers: int = 0) -> i
                 correct = int((answer["direction"].astype(bool) == went_up).sum())
                 print(f"{name:<13}{cells}   {correct}/{windows}")
             print(f"{'realised':<13}" + "".join(f"{'↑' if up else '↓':>12}" for up in went_up))
+        route_with_feedback(client, windows, rows)
         client.close()
     return 0
+
+
+def route_with_feedback(client: InferenceClient, windows: int, rows: int) -> None:
+    """What a pipeline and a trading loop do: route, ask the chosen model, reward it when the move is known."""
+    print("\nRouters: each window is routed, the chosen model answers, and the realised move is sent back as "
+          "feedback (reward 1 if the direction was right)")
+    print(f"{'router':<16}{'date':<12}{'instrument':<11}{'regime':<16}{'arm':<13}{'propensity':>10}"
+          f"{'p(up)':>8}{'moved':>7}{'reward':>8}  feedback")
+    for router in ("thompson-router", "regime-router"):
+        for instrument in DEMO_INSTRUMENTS:
+            dates, ohlcv, went_up = heldout_windows(instrument, windows, rows)
+            for date, window, up in zip(dates, ohlcv, went_up, strict=True):
+                decision = client.infer_grpc(router, {"ohlcv": window[None]}, request_id=str(uuid.uuid4()))
+                arm = decision["arm"][0]
+                answer = client.infer_grpc(arm, {"ohlcv": decision[arm]})
+                reward = float(bool(answer["direction"][0]) == bool(up))
+                status = client.infer_grpc(router, {"decision_id": np.array(decision["decision_id"], dtype=object),
+                                                    "reward": np.array([reward])})["status"][0]
+                print(f"{router:<16}{date:<12}{instrument:<11}{decision.get('regime', ['-'])[0]:<16}{arm:<13}"
+                      f"{decision['propensity'][0]:>10.3f}{answer['probability'][0]:>8.3f}{'↑' if up else '↓':>7}"
+                      f"{reward:>8.0f}  {status}")
+    print("Router state persists in models/<router>/router-state.db; posteriors are on /metrics "
+          "(market_ab_router_posterior_mean).")

@@ -107,7 +107,7 @@ def add_router(repository: Path, name: str, base: str, **extra) -> Path:
     import json
 
     folder = repository / name
-    shutil.copytree(MODELS / base, folder)
+    shutil.copytree(MODELS / base, folder, ignore=shutil.ignore_patterns("router-state.db*"))  # e.g. from a demo
     settings = json.loads((folder / "model-settings.json").read_text())
     settings["name"] = name
     settings["parameters"]["extra"].update(extra)

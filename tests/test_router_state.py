@@ -64,10 +64,17 @@ def shared_state(store_url, base_dir):
         store.close()
 
 
-def posterior_gauges(server) -> dict[str, float]:
+def router_samples(server, name: str) -> dict[tuple, float]:
+    """``{sorted label items (router label dropped): value}`` of one sample name for thompson-router."""
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    return {s.labels["arm"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
-            if s.name == "market_ab_router_posterior_mean" and s.labels["router"] == "thompson-router"}
+    return {tuple(sorted((k, v) for k, v in s.labels.items() if k != "router")): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == name and s.labels.get("router") == "thompson-router"}
+
+
+def posterior_gauges(server) -> dict[str, float]:
+    return {dict(labels)["arm"]: value for labels, value in
+            router_samples(server, "market_ab_router_posterior_mean").items()}
 
 
 def extra_of(folder):
@@ -85,7 +92,18 @@ def test_parallel_workers_share_one_posterior(tmp_path, workers):
         assert send_feedback(client, list(decisions)) == ["applied"] * 90
         assert send_feedback(client, list(decisions)[:10]) == ["duplicate"] * 10
         gauges = posterior_gauges(server)
+        decided = router_samples(server, "market_ab_router_decisions_total")
+        feedback = router_samples(server, "market_ab_router_feedback_total")
+        rewards = router_samples(server, "market_ab_router_reward_count")
+        pending = router_samples(server, "market_ab_router_pending_decisions")
+        delays = router_samples(server, "market_ab_router_feedback_delay_seconds_count")
         client.close()
+    # Counters summed over the workers by MLServer's multiprocess collector.
+    for arm in set(decisions.values()):
+        made = sum(1 for a in decisions.values() if a == arm)
+        assert decided[(("arm", arm),)] == made and rewards[(("arm", arm),)] == made
+    assert feedback == {(("outcome", "applied"),): 90, (("outcome", "duplicate"),): 10}
+    assert pending == {(): 0} and delays == {(): 90}
     policy, expected = replay(decisions, extra_of(folder))
     state, pending = shared_state("sqlite:///router-state.db", folder)
     assert state == expected and pending == 0

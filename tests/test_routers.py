@@ -199,3 +199,14 @@ def test_regime_router_learned_mode_keeps_one_posterior_per_regime(routers):
         arm = answer["arm"][0]
         state = stored_state(repository, "regime-learned", context=regime)
         assert (state[arm].rewards, state[arm].total) == (1, reward)
+
+
+def test_regime_router_feedback_over_rest(routers):
+    repository, _, client = routers
+    window = _window_in_regime("bear")
+    answer = client.infer_rest("regime-router", {"ohlcv": window}, request_id="rest-bear")
+    assert answer["arm"] == ["conservative"]
+    status = client.infer_rest("regime-router", {"decision_id": ids("rest-bear", "rest-bear"),
+                                                 "reward": np.array([1.0, 1.0])})["status"]
+    assert status == ["applied", "duplicate"]
+    assert stored_state(repository, "regime-router", context="bear")["conservative"].rewards == 1
