@@ -43,6 +43,7 @@ class RouterConfig:
     max_consecutive_errors: int = 3
     unhealthy_cooldown_seconds: float = 300.0
     seed: int = -1  # -1: fresh entropy in every worker
+    min_window: int = 1  # OHLCV rows a decision needs (set it to the arms' min_window)
     mode: str = "rules"  # regime router: "rules" or "learned"
     routes: dict = field(default_factory=dict)  # regime router: regime -> arm
     thresholds: RegimeThresholds = RegimeThresholds()

@@ -7,8 +7,9 @@ passed in and returned, so a store can load, update and save it atomically.
 Thompson sampling is probability matching: arm ``i`` is chosen with the posterior
 probability that it is the best arm. The policies compute that probability by
 one-dimensional quadrature, ``P(i best) = ∫ f_i(x) Π_{j≠i} F_j(x) dx`` (exact up to
-quadrature error for independent posteriors), and draw the arm from it, so the
-propensity logged with a decision is exactly the probability that was used.
+quadrature error for independent posteriors; there is no closed form beyond two arms),
+and draw the arm from it, so the propensity logged with a decision is exactly the
+probability that was used.
 ``monte_carlo_probabilities`` estimates the same numbers by sampling, for checks.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import special, stats
 
-QUADRATURE_POINTS = 2001
+QUADRATURE_POINTS = 200  # evenly spaced probability levels per arm
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ class BetaBernoulli:
     kind = "bernoulli"
 
     def __init__(self, prior_alpha: float = 1.0, prior_beta: float = 1.0):
-        if prior_alpha <= 0 or prior_beta <= 0:
-            raise ValueError("Beta prior parameters must be > 0")
+        # >= 1 keeps every posterior density bounded, which the quadrature relies on.
+        if prior_alpha < 1 or prior_beta < 1:
+            raise ValueError(f"Beta prior parameters must be >= 1, got {prior_alpha}, {prior_beta}")
         self.prior_alpha, self.prior_beta = float(prior_alpha), float(prior_beta)
 
     def parameters(self, s: ArmStats) -> tuple[float, float]:
@@ -59,16 +61,20 @@ class BetaBernoulli:
     def posterior(self, s: ArmStats):
         return stats.beta(*self.parameters(s))
 
-    def mean_std(self, s: ArmStats) -> tuple[float, float]:
-        a, b = self.parameters(s)
-        return a / (a + b), np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
-
-    def support(self) -> tuple[float, float]:
-        return 1e-12, 1 - 1e-12
-
     def pdf(self, s: ArmStats, x: np.ndarray) -> np.ndarray:
         a, b = self.parameters(s)
+        x = np.clip(x, 1e-300, 1 - 1e-16)
         return np.exp((a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - special.betaln(a, b))
+
+    def cdf(self, s: ArmStats, x: np.ndarray) -> np.ndarray:
+        return special.betainc(*self.parameters(s), np.clip(x, 0, 1))
+
+    def quantile(self, s: ArmStats, q: np.ndarray) -> np.ndarray:
+        a, b = self.parameters(s)
+        if a + b > 200:  # close to normal; the quadrature grid only needs to be dense where the mass is
+            sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+            return np.clip(a / (a + b) + sd * special.ndtri(q), 0, 1)
+        return special.betaincinv(a, b, q)
 
     def check_reward(self, reward: float) -> None:
         if not 0.0 <= reward <= 1.0:
@@ -102,18 +108,19 @@ class NormalGamma:
         df, loc, scale = self.parameters(s)
         return stats.t(df=df, loc=loc, scale=scale)
 
-    def mean_std(self, s: ArmStats) -> tuple[float, float]:
-        df, loc, scale = self.parameters(s)
-        return loc, scale * np.sqrt(df / (df - 2)) if df > 2 else scale * 3
-
-    def support(self) -> tuple[float, float]:
-        return -np.inf, np.inf
-
     def pdf(self, s: ArmStats, x: np.ndarray) -> np.ndarray:
         df, loc, scale = self.parameters(s)
         z = (x - loc) / scale
         log_norm = special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * np.log(df * np.pi)
         return np.exp(log_norm - (df + 1) / 2 * np.log1p(z * z / df)) / scale
+
+    def cdf(self, s: ArmStats, x: np.ndarray) -> np.ndarray:
+        df, loc, scale = self.parameters(s)
+        return special.stdtr(df, (x - loc) / scale)
+
+    def quantile(self, s: ArmStats, q: np.ndarray) -> np.ndarray:
+        df, loc, scale = self.parameters(s)
+        return loc + scale * special.stdtrit(df, q)
 
     def check_reward(self, reward: float) -> None:
         pass
@@ -169,8 +176,8 @@ class ThompsonSampling:
         return arms[index], probabilities[arms[index]]
 
     def update(self, state: State, arm: str, reward: float) -> State:
-        if arm not in self.arms:
-            raise ValueError(f"unknown arm {arm!r}; arms are {list(self.arms)}")
+        if arm not in state:  # an arm removed from the configuration may still receive late feedback
+            raise ValueError(f"unknown arm {arm!r}; arms are {list(state)}")
         reward = float(reward)
         self.family.check_reward(reward)
         γ = self.discount
@@ -197,24 +204,29 @@ class ThompsonSampling:
         return dict(zip(arms, counts / samples, strict=True))
 
 
+def _quadrature_levels(points: int) -> np.ndarray:
+    """Probability levels: evenly spaced, plus log-spaced far tails."""
+    tails = np.logspace(-12, -3, 19)
+    return np.unique(np.concatenate([tails, (np.arange(points) + 0.5) / points, 1 - tails]))
+
+
+QUADRATURE_LEVELS = _quadrature_levels(QUADRATURE_POINTS)
+
+
 def probability_best(family, arm_stats: list[ArmStats]) -> np.ndarray:
-    """``P(arm i has the largest draw)`` for independent posteriors, by quadrature over ±12 standard
-    deviations of every arm (clipped to the support); each CDF is the running trapezoid integral of its
-    density on the same grid, which is faster than special functions and consistent with the quadrature."""
+    """``P(arm i has the largest draw)`` for independent posteriors, ``∫ f_i(x) Π_{j≠i} F_j(x) dx``.
+
+    The grid is the union of every arm's quantiles, so it is dense wherever any posterior has mass,
+    however narrow (thousands of rewards) or heavy-tailed (a Student t with few) it is.
+    """
     if len(arm_stats) == 1:
         return np.ones(1)
-    moments = [family.mean_std(s) for s in arm_stats]
-    lowest, highest = family.support()
-    low = max(lowest, min(m - 12 * sd for m, sd in moments))
-    high = min(highest, max(m + 12 * sd for m, sd in moments))
-    x = np.linspace(low, high, QUADRATURE_POINTS)
+    x = np.unique(np.concatenate([family.quantile(s, QUADRATURE_LEVELS) for s in arm_stats]))
     pdf = np.stack([family.pdf(s, x) for s in arm_stats])
-    steps = (pdf[:, 1:] + pdf[:, :-1]) / 2 * np.diff(x)
-    cdf = np.concatenate([np.zeros((len(arm_stats), 1)), np.cumsum(steps, axis=1)], axis=1)
-    pdf, cdf = pdf / cdf[:, -1:], cdf / cdf[:, -1:]
+    cdf = np.stack([family.cdf(s, x) for s in arm_stats])
     others = np.stack([np.prod(np.delete(cdf, i, axis=0), axis=0) for i in range(len(arm_stats))])
     best = np.trapz(pdf * others, x, axis=1)
-    return np.clip(best, 0, None) / best.sum()
+    return best / best.sum()
 
 
 class EpsilonGreedy:

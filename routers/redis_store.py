@@ -6,6 +6,7 @@ machine crash, not just a router crash)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -13,12 +14,20 @@ import redis
 
 from .store import ArmHealth, Decision, FeedbackOutcome, StateStore, StateUpdate
 
+logger = logging.getLogger(__name__)
+
 
 class RedisStore(StateStore):
     def __init__(self, url: str, namespace: str):
         self.namespace = namespace
         self._redis = redis.Redis.from_url(url)
         self._redis.ping()
+        try:
+            if self._redis.config_get("appendonly").get("appendonly") != "yes":
+                logger.warning("Redis at %s runs without appendonly: acknowledged feedback is lost if Redis "
+                               "restarts. Set `appendonly yes`.", url)
+        except redis.ResponseError:  # managed Redis services may refuse CONFIG; their durability is theirs
+            pass
 
     def _key(self, *parts: str) -> str:
         return ":".join(("market-ab", self.namespace, *parts))
@@ -27,14 +36,22 @@ class RedisStore(StateStore):
         raw = self._redis.hgetall(self._key("state"))
         return {context.decode(): json.loads(state) for context, state in raw.items()}
 
-    def record_decision(self, decision: Decision) -> None:
-        with self._redis.pipeline(transaction=True) as pipe:
-            # A repeated request id keeps its first decision (HSETNX, ZADD NX), as in the SQLite store.
-            pipe.hsetnx(self._key("decision", decision.decision_id), "decision", decision.to_json())
-            pipe.zadd(self._key("pending"), {decision.decision_id: decision.created}, nx=True)
-            pipe.zadd(self._key("created"), {decision.decision_id: decision.created}, nx=True)
-            pipe.hincrbyfloat(self._key("counters"), f"decisions:{decision.arm}", 1)
-            pipe.execute()
+    def record_decision(self, decision: Decision) -> Decision:
+        key = self._key("decision", decision.decision_id)
+        result: dict = {}
+
+        def transaction(pipe: redis.client.Pipeline) -> None:
+            existing = pipe.hget(key, "decision")
+            result["decision"] = Decision.from_json(existing) if existing else decision
+            pipe.multi()
+            if existing is None:
+                pipe.hset(key, "decision", decision.to_json())
+                pipe.zadd(self._key("pending"), {decision.decision_id: decision.created})
+                pipe.zadd(self._key("created"), {decision.decision_id: decision.created})
+                pipe.hincrbyfloat(self._key("counters"), f"decisions:{decision.arm}", 1)
+
+        self._redis.transaction(transaction, key)
+        return result["decision"]
 
     def apply_feedback(self, decision_id: str, reward: float, now: float, ttl: float,
                        update: StateUpdate) -> tuple[FeedbackOutcome, Decision | None]:

@@ -25,7 +25,7 @@ class RegimeRouter(BanditRouter):
 
     @property
     def min_rows(self) -> int:
-        return self.config.thresholds.lookback
+        return max(self.config.thresholds.lookback, self.config.min_window)
 
     def regime_of(self, ohlcv: np.ndarray, payload: InferenceRequest) -> str:
         """Regime of the request's first window (one decision per request)."""
@@ -41,10 +41,10 @@ class RegimeRouter(BanditRouter):
 
     def choose(self, ohlcv: np.ndarray, payload: InferenceRequest, eligible: tuple[str, ...]):
         regime = self.regime_of(ohlcv, payload)
-        self._metrics["regimes"].labels(self.name, regime).inc()
         if self.config.mode == "learned":
-            arm, propensity = self.thompson(regime, eligible)
-        else:
-            arm = self.config.routes[regime]
-            arm, propensity = (arm if arm in eligible else self.config.fallback_arm), 1.0
-        return regime, arm, propensity, [encode_strings("regime", [regime])]
+            return (regime, *self.thompson(regime, eligible))
+        arm = self.config.routes[regime]
+        return regime, (arm if arm in eligible else self.config.fallback_arm), 1.0
+
+    def decision_outputs(self, decision) -> list:
+        return [encode_strings("regime", [decision.context])]

@@ -25,6 +25,7 @@ from mlserver.utils import get_model_uri
 from runtimes import metrics
 from runtimes.tensors import (
     InvalidInput,
+    check_prices,
     check_windows,
     decode_float_tensor,
     decode_numbers,
@@ -34,7 +35,7 @@ from runtimes.tensors import (
 )
 
 from .config import RouterConfig
-from .policies import state_from_dict, state_to_dict
+from .policies import ArmStats, state_from_dict, state_to_dict
 from .store import ArmHealth, Decision, FeedbackOutcome, open_store
 
 WHOLE_ROUTER = "all"  # the context of a router without contexts
@@ -103,32 +104,45 @@ class BanditRouter(MLModel):
 
     # decisions -----------------------------------------------------------------------------------------------
 
+    optional_inputs: tuple[str, ...] = ()  # decision inputs allowed beside `ohlcv`
+
+    @property
+    def min_rows(self) -> int:
+        return self.config.min_window
+
     def choose(self, ohlcv: np.ndarray, payload: InferenceRequest, eligible: tuple[str, ...]):
-        """(context, arm, propensity, extra outputs) for one decision."""
-        arm, propensity = self.thompson(WHOLE_ROUTER, eligible)
-        return WHOLE_ROUTER, arm, propensity, []
+        """(context, arm, propensity) for one decision."""
+        return (WHOLE_ROUTER, *self.thompson(WHOLE_ROUTER, eligible))
+
+    def decision_outputs(self, decision: Decision) -> list:
+        """Outputs beside the arm's tensor, ``arm``, ``propensity`` and ``decision_id``."""
+        return []
 
     def _decide(self, payload: InferenceRequest) -> list:
         name, ohlcv = decode_float_tensor(payload, ("ohlcv",), "'ohlcv' FP32 [batch, window, 5] to route, or "
                                           "'decision_id' BYTES [n] with 'reward' FP64 [n] as feedback, or "
                                           "'arm' BYTES [n] with 'healthy' INT32 [n] as a health message",
                                           self.optional_inputs)
-        check_windows(name, ohlcv, 5, self.min_rows, "open, high, low, close, volume")
+        check_prices(check_windows(name, ohlcv, 5, self.min_rows, "open, high, low, close, volume"))
         now = time.time()
-        context, arm, propensity, outputs = self.choose(ohlcv, payload, self._eligible(now))
-        decision = Decision(self._decision_id(payload), context, arm, float(propensity), now)
-        self.store.record_decision(decision)
-        self._metrics["decisions"].labels(self.name, arm).inc()
+        context, arm, propensity = self.choose(ohlcv, payload, self._eligible(now))
+        candidate = Decision(self._decision_id(payload), context, arm, float(propensity), now)
+        decision = self.store.record_decision(candidate)  # a retried request id gets its first decision
+        if decision is candidate:
+            self._metrics["decisions"].labels(self.name, decision.arm).inc()
+            if decision.context != WHOLE_ROUTER:
+                self._metrics["regimes"].labels(self.name, decision.context).inc()
         self._decisions += 1
         if self._decisions % EXPIRE_EVERY == 0:
             self.store.expire(now, self.config.decision_ttl_seconds)
         self._metrics["pending"].labels(self.name).set(self.store.pending_count())
-        return [encode_tensor(arm, ohlcv), encode_strings("arm", [arm]),
-                encode_tensor("propensity", np.array([propensity], dtype=np.float64)),
-                encode_strings("decision_id", [decision.decision_id]), *outputs]
+        return [encode_tensor(decision.arm, ohlcv), encode_strings("arm", [decision.arm]),
+                encode_tensor("propensity", np.array([decision.propensity], dtype=np.float64)),
+                encode_strings("decision_id", [decision.decision_id]), *self.decision_outputs(decision)]
 
-    min_rows = 1
-    optional_inputs: tuple[str, ...] = ()
+    def state(self, stored: dict | None):
+        """A context's policy state: the stored statistics, with fresh ones for arms added since."""
+        return {**self.policy.initial_state(), **(state_from_dict(stored) if stored else {})}
 
     def thompson(self, context: str, eligible: tuple[str, ...]) -> tuple[str, float]:
         """Thompson sampling with the shared posterior of ``context``, among ``eligible`` arms."""
@@ -136,9 +150,10 @@ class BanditRouter(MLModel):
         key = (context, eligible, repr(stored))
         probabilities = self._probability_cache.get(key)
         if probabilities is None:
-            state = state_from_dict(stored) if stored else self.policy.initial_state()
-            probabilities = self.policy.probabilities(state, eligible)
-            self._probability_cache = {key: probabilities}  # the state changes only with feedback
+            probabilities = self.policy.probabilities(self.state(stored), eligible)
+            if len(self._probability_cache) > 64:  # states change only with feedback: keep the recent ones
+                self._probability_cache.clear()
+            self._probability_cache[key] = probabilities
         arms = list(probabilities)
         index = self.rng.choice(len(arms), p=list(probabilities.values()))
         return arms[index], probabilities[arms[index]]
@@ -172,8 +187,8 @@ class BanditRouter(MLModel):
 
     def _record_error(self, arm: str, error: bool, now: float) -> None:
         def update(health: ArmHealth) -> ArmHealth:
-            if not error:
-                return ArmHealth() if math.isfinite(health.unhealthy_until) else health
+            if not error:  # a success ends an error streak, but not a cooldown or a health message
+                return replace(health, consecutive_errors=0) if health.healthy(now) else health
             errors = health.consecutive_errors + 1
             if errors >= self.config.max_consecutive_errors:
                 return ArmHealth(errors, max(health.unhealthy_until, now + self.config.unhealthy_cooldown_seconds))
@@ -215,14 +230,15 @@ class BanditRouter(MLModel):
         return [encode_strings("status", statuses)]
 
     def _updated_state(self, stored: dict | None, decision: Decision, reward: float) -> dict:
-        state = state_from_dict(stored) if stored else self.policy.initial_state()
+        state = self.state(stored)
+        state.setdefault(decision.arm, ArmStats())  # decided before the arm was removed from the settings
         return state_to_dict(self.policy.update(state, decision.arm, reward))
 
     # metrics -------------------------------------------------------------------------------------------------
 
     def _publish_state(self) -> None:
         for context, stored in self.store.load_states().items():
-            for arm, (mean, low, high) in self.policy.summary(state_from_dict(stored)).items():
+            for arm, (mean, low, high) in self.policy.summary(self.state(stored)).items():
                 self._metrics["mean"].labels(self.name, context, arm).set(mean)
                 self._metrics["lower"].labels(self.name, context, arm).set(low)
                 self._metrics["upper"].labels(self.name, context, arm).set(high)

@@ -58,13 +58,17 @@ class SQLiteStore(StateStore):
         rows = self._db.execute("SELECT context, state FROM policy_state WHERE router = ?", (self.namespace,))
         return {context: json.loads(state) for context, state in rows}
 
-    def record_decision(self, decision: Decision) -> None:
+    def record_decision(self, decision: Decision) -> Decision:
         with self._transaction() as db:
-            inserted = db.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, NULL)",
-                                  (self.namespace, decision.decision_id, decision.to_json(), decision.created))
-            if inserted.rowcount:  # a repeated request id keeps its first decision
-                self._count(db, "pending")
+            row = db.execute("SELECT decision FROM decisions WHERE router = ? AND decision_id = ?",
+                             (self.namespace, decision.decision_id)).fetchone()
+            if row:
+                return Decision.from_json(row[0])
+            db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, NULL)",
+                       (self.namespace, decision.decision_id, decision.to_json(), decision.created))
+            self._count(db, "pending")
             self._count(db, f"decisions:{decision.arm}")
+        return decision
 
     def apply_feedback(self, decision_id: str, reward: float, now: float, ttl: float,
                        update: StateUpdate) -> tuple[FeedbackOutcome, Decision | None]:

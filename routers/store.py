@@ -60,8 +60,9 @@ class StateStore(ABC):
         """Policy state (JSON-able) of every context that has one."""
 
     @abstractmethod
-    def record_decision(self, decision: Decision) -> None:
-        """Keep a pending decision and count it."""
+    def record_decision(self, decision: Decision) -> Decision:
+        """Keep a pending decision and count it. A decision id seen before keeps its first decision,
+        which is returned (so a retried request gets the arm it got the first time)."""
 
     @abstractmethod
     def apply_feedback(self, decision_id: str, reward: float, now: float, ttl: float,

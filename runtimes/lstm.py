@@ -60,8 +60,33 @@ class LSTMRuntime(MLModel):
         torch.set_num_threads(int(_extra(self._settings).get("torch_threads", 1)))
         self._model_label = f"{self._artifact.name}:{self._artifact.version}"
         self._metrics = _lstm_metrics()
+        self._batched_rows = None
+        if self._settings.max_batch_size > 1 and self._settings.max_batch_time > 0:
+            self._guard_adaptive_batching()
         self._warm_up()
         return True
+
+    def _guard_adaptive_batching(self) -> None:
+        """MLServer merges batched requests under the first request's shape, so windows of different lengths
+        would be silently mixed up. With batching on, every window must have exactly the artifact's rows;
+        in-process, a request is checked before it joins a batch (with parallel workers MLServer batches in
+        the main process, where the merged request is checked)."""
+        self._batched_rows = {"ohlcv": self._artifact.min_window, "features": self._artifact.sequence_length}
+        batched_predict = self.predict
+        if getattr(self, "__adaptive_batching__", None) is None:
+            return
+
+        async def predict_checked(payload: InferenceRequest) -> InferenceResponse:
+            for request_input in payload.inputs:
+                rows = self._batched_rows.get(request_input.name)
+                if rows and (len(request_input.shape) != 3 or request_input.shape[1] != rows):
+                    error = InvalidInput(f"with adaptive batching, input '{request_input.name}' must have shape "
+                                         f"[batch, {rows}, ...]; got {list(request_input.shape)}", "shape")
+                    self._metrics["rejected"].labels(self.name, error.reason).inc()
+                    raise error
+            return await batched_predict(payload)
+
+        self.predict = predict_checked
 
     def _warm_up(self) -> None:
         """Run the first (slow) TorchScript calls at load rather than on the first request."""
@@ -92,9 +117,17 @@ class LSTMRuntime(MLModel):
         if name == "ohlcv":
             ohlcv = check_prices(check_windows(name, array, 5, artifact.min_window,
                                                "open, high, low, close, volume"))
+            self._check_batched_rows(name, ohlcv)
             return artifact.features_from_ohlcv(ohlcv)
         order = "features in metadata.json order: " + ", ".join(FEATURE_NAMES[:3]) + ", ..."
-        return check_windows(name, array, artifact.n_features, artifact.sequence_length, order)
+        features = check_windows(name, array, artifact.n_features, artifact.sequence_length, order)
+        self._check_batched_rows(name, features)
+        return features
+
+    def _check_batched_rows(self, name: str, array: np.ndarray) -> None:
+        if self._batched_rows and array.shape[1] != self._batched_rows[name]:
+            raise InvalidInput(f"with adaptive batching, input '{name}' windows must have exactly "
+                               f"{self._batched_rows[name]} rows; got {array.shape[1]}", "shape")
 
     def _respond(self, payload: InferenceRequest, probability: np.ndarray) -> InferenceResponse:
         direction = (probability > 0.5).astype(np.int32)

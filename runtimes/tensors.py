@@ -53,7 +53,12 @@ def decode_strings(payload: InferenceRequest, name: str, reason: str) -> list[st
         raise InvalidInput(f"input '{name}' BYTES [n] is missing", reason)
     if request_input.datatype != "BYTES":
         raise InvalidInput(f"input '{name}' must be BYTES, got {request_input.datatype}", "datatype")
+    shape = list(request_input.shape)
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise InvalidInput(f"input '{name}' must have shape [n] or [n, 1], got {shape}", "shape")
     values = StringCodec.decode_input(request_input)
+    if len(values) != shape[0]:
+        raise InvalidInput(f"input '{name}' has {len(values)} strings but shape {shape}", "shape")
     if not values or any(not v for v in values):
         raise InvalidInput(f"input '{name}' must hold at least one string and no empty string", reason)
     return values
@@ -67,6 +72,9 @@ def decode_numbers(payload: InferenceRequest, name: str, datatypes: tuple[str, .
     if request_input.datatype not in datatypes:
         raise InvalidInput(f"input '{name}' must be {' or '.join(datatypes)}, got {request_input.datatype}",
                            "datatype")
+    shape = list(request_input.shape)
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise InvalidInput(f"input '{name}' must have shape [{size}] or [{size}, 1], got {shape}", "shape")
     try:
         values = NumpyCodec.decode_input(request_input).reshape(-1)
     except (ValueError, TypeError) as error:

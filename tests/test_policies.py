@@ -36,6 +36,25 @@ def test_best_arm_gets_most_late_traffic_for_most_seeds():
     assert sum(share >= 0.9 for share in shares) >= 8, shares
 
 
+def _stats(n, mean, sd=0.0):
+    return ArmStats(n, n * mean, n * (sd * sd + mean * mean), int(n))
+
+
+@pytest.mark.parametrize(("family", "state"), [
+    (BetaBernoulli(), {"a": ArmStats(), "b": _stats(1e5, 0.5), "c": _stats(1e5, 0.502)}),
+    (BetaBernoulli(), {"a": _stats(1e7, 0.5), "b": _stats(1e7, 0.50001), "c": ArmStats()}),
+    (NormalGamma(prior_std=0.01), {"a": ArmStats(), "b": _stats(1e5, 0.001, 0.01), "c": _stats(1e5, 0.00101, 0.01)}),
+    (NormalGamma(prior_std=0.01), {"a": _stats(2, 0.01, 0.02), "b": _stats(30, 0.002, 0.01), "c": _stats(1, -0.01)}),
+], ids=["beta-prior-vs-1e5", "beta-1e7", "normal-gamma-prior-vs-1e5", "normal-gamma-heavy-tails"])
+def test_propensities_hold_for_narrow_and_heavy_tailed_posteriors(family, state):
+    """One posterior thousands of times narrower than another, or a Student t with two degrees of freedom."""
+    policy = ThompsonSampling(ARMS, family)
+    exact = policy.probabilities(state)
+    sampled = policy.monte_carlo_probabilities(state, np.random.default_rng(5), 1_000_000)
+    for arm in ARMS:
+        assert exact[arm] == pytest.approx(sampled[arm], abs=0.003), (exact, sampled)
+
+
 @pytest.mark.parametrize("family", [BetaBernoulli(), BetaBernoulli(2, 5), NormalGamma(prior_std=0.02)],
                          ids=["beta", "beta-2-5", "normal-gamma"])
 def test_propensities_sum_to_one_and_match_monte_carlo(family):
@@ -125,6 +144,8 @@ def test_rejects_bad_settings_and_rewards():
         ThompsonSampling(ARMS, discount=0)
     with pytest.raises(ValueError, match="min_share"):
         ThompsonSampling(ARMS, min_share=0.5)
+    with pytest.raises(ValueError, match=">= 1"):
+        BetaBernoulli(0.5, 0.5)
     policy = ThompsonSampling(ARMS)
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         policy.update(policy.initial_state(), "a", 2.0)

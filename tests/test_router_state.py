@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from localstack.client import InferenceClient
 from localstack.mlserver_process import MLServerProcess
 from routers.config import RouterConfig
-from routers.policies import state_from_dict
+from routers.policies import ArmStats, state_from_dict
 from routers.store import open_store
 from runtimes.training.dataset import ohlcv_windows
 
@@ -158,3 +158,27 @@ def test_state_survives_restart_and_sigkill(tmp_path, stop_signal):
     _, expected = replay(decisions, extra_of(folder))
     state, pending = shared_state("sqlite:///router-state.db", folder)
     assert state == expected and pending == 0
+
+
+def test_changing_the_arms_keeps_serving_and_takes_late_feedback(tmp_path):
+    import json
+
+    folder = add_router(tmp_path, "thompson-router", "thompson-router", warmup_rewards=0, min_share=0.0)
+    with MLServerProcess(tmp_path) as server:
+        client = InferenceClient(server.grpc_address)
+        decisions = make_decisions(client, "c", 40)
+        send_feedback(client, list(decisions)[:20])
+        client.close()
+    settings_path = folder / "model-settings.json"
+    settings = json.loads(settings_path.read_text())
+    settings["parameters"]["extra"]["arms"] = "baseline,enhanced,robust"  # lightweight out, robust in
+    settings_path.write_text(json.dumps(settings))
+    with MLServerProcess(tmp_path) as server:
+        client = InferenceClient(server.grpc_address)
+        arms = {client.infer_grpc("thompson-router", {"ohlcv": WINDOW})["arm"][0] for _ in range(60)}
+        assert arms == {"baseline", "enhanced", "robust"}
+        assert send_feedback(client, list(decisions)[20:]) == ["applied"] * 20  # includes lightweight's
+        client.close()
+    state, _ = shared_state("sqlite:///router-state.db", folder)
+    removed = sum(1 for d in decisions.values() if d == "lightweight")
+    assert state.get("lightweight", ArmStats()).rewards == removed

@@ -8,7 +8,7 @@ import pytest
 
 from localstack.client import InferenceClient, RestError
 from localstack.mlserver_process import MLServerProcess
-from routers.policies import state_from_dict
+from routers.policies import ArmStats, state_from_dict
 from routers.sqlite_store import SQLiteStore
 from runtimes.regimes import REGIMES, regime_series
 from runtimes.training.dataset import ohlcv_windows
@@ -45,7 +45,7 @@ def ids(*values):
 def stored_state(repository, router, context="all"):
     store = SQLiteStore(repository / router / "router-state.db", router)
     try:
-        return state_from_dict(store.load_states()[context])
+        return state_from_dict(store.load_states().get(context, {}))
     finally:
         store.close()
 
@@ -77,16 +77,29 @@ def test_feedback_updates_the_posterior_once(routers, window, protocol):
     infer = client.infer_grpc if protocol == "grpc" else client.infer_rest
     decision_id = f"fb-{protocol}"
     (arm,) = infer("thompson-router", {"ohlcv": window}, request_id=decision_id)["arm"]
-    before = stored_state(repository, "thompson-router")[arm] if protocol == "rest" else None
+    before = stored_state(repository, "thompson-router").get(arm, ArmStats())
     feedback = {"decision_id": ids(decision_id, decision_id, "never-made"), "reward": np.array([1.0, 1.0, 1.0])}
     assert infer("thompson-router", feedback)["status"] == ["applied", "duplicate", "unknown"]
     assert infer("thompson-router", {"decision_id": ids(decision_id), "reward": np.array([0.0])})["status"] == \
         ["conflict"]
     after = stored_state(repository, "thompson-router")[arm]
-    if before is not None:
-        assert (after.rewards - before.rewards, after.total - before.total) == (1, 1.0)
-    else:
-        assert after.rewards >= 1
+    assert (after.rewards - before.rewards, after.total - before.total) == (1, 1.0)
+
+
+def test_a_retried_request_gets_its_first_decision(routers, window):
+    repository, _, client = routers
+    first = client.infer_grpc("thompson-router", {"ohlcv": window}, request_id="retry-1")
+    retries = [client.infer_rest("thompson-router", {"ohlcv": window}, request_id="retry-1") for _ in range(12)]
+    assert {r["arm"][0] for r in retries} == {first["arm"][0]}
+    assert {r["propensity"][0] for r in retries} == {first["propensity"][0]}
+
+
+def test_rest_requests_without_an_id_get_one_from_mlserver(routers, window):
+    """Over REST, MLServer gives a request without an id a UUID before the router runs, so the
+    x-request-id fallback only applies over gRPC (where the id field is empty); see the README."""
+    _, _, client = routers
+    answer = client.infer_rest("thompson-router", {"ohlcv": window})
+    assert len(answer["decision_id"][0]) == 36
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
@@ -99,7 +112,9 @@ def test_feedback_updates_the_posterior_once(routers, window, protocol):
     ("reward as int", {"decision_id": ids("x"), "reward": np.array([1], np.int32)}, "must be FP64 or FP32"),
     ("count mismatch", {"decision_id": ids("x", "y"), "reward": np.array([1.0])}, "expected 2"),
     ("unknown arm", {"arm": ids("nope"), "healthy": np.array([1], np.int32)}, "unknown arms ['nope']"),
-    ("short window", {"ohlcv": np.ones((1, 0, 5), np.float32)}, "at least 1 are needed"),
+    ("short window", {"ohlcv": np.ones((1, 60, 5), np.float32)}, "windows have 60 rows; at least 133 are needed"),
+    ("negative price", {"ohlcv": -np.ones((1, 133, 5), np.float32)}, "must be > 0"),
+    ("ids shape", {"decision_id": ids("x", "y"), "reward": np.array([[1.0, 1.0]])}, "must have shape [2] or [2, 1]"),
     ("no ohlcv", {"prices": np.ones((1, 10, 5), np.float32)}, "'ohlcv' FP32 [batch, window, 5] to route"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_bad_router_requests(routers, protocol, case, inputs, expected):
@@ -147,15 +162,19 @@ def test_unhealthy_arms_get_no_traffic_and_the_default_is_the_fallback(routers, 
 def test_errors_reported_by_feedback_take_an_arm_out(routers, window):
     _, _, client = routers
     decisions = {}
-    while True:  # two decisions that went to the same arm
+    while True:  # three decisions that went to the same arm
         answer = client.infer_grpc("thompson-health", {"ohlcv": window})
         decisions.setdefault(answer["arm"][0], []).append(answer["decision_id"][0])
-        failing = next((arm for arm, d in decisions.items() if len(d) >= 2), None)
+        failing = next((arm for arm, d in decisions.items() if len(d) >= 3), None)
         if failing:
             break
     feedback = {"decision_id": ids(*decisions[failing][:2]), "reward": np.array([0.0, 0.0]),
                 "error": np.array([1, 1], np.int32)}
     assert client.infer_grpc("thompson-health", feedback)["status"] == ["applied", "applied"]
+    assert failing not in _arms_of(client, "thompson-health", window, 40)
+    # A late success for an older decision ends no cooldown.
+    late = {"decision_id": ids(decisions[failing][2]), "reward": np.array([1.0]), "error": np.array([0], np.int32)}
+    assert client.infer_grpc("thompson-health", late)["status"] == ["applied"]
     assert failing not in _arms_of(client, "thompson-health", window, 40)
     _health(client, "thompson-health", **{failing: True})
     assert failing in _arms_of(client, "thompson-health", window, 60)
@@ -165,7 +184,7 @@ def _window_in_regime(regime):
     close = ohlcv_windows("nasdaq", [4999], 5000)[0, :, 3]
     regimes = regime_series(close)
     end = int(np.flatnonzero(regimes == REGIMES.index(regime))[-1])
-    return ohlcv_windows("nasdaq", [end], 100)  # a real window whose last row is in `regime`
+    return ohlcv_windows("nasdaq", [end], 133)  # a real window whose last row is in `regime`
 
 
 @pytest.mark.parametrize("regime", REGIMES)

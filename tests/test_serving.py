@@ -86,7 +86,8 @@ def test_served_test_period_matches_stored_evaluation(served, dataset, artifacts
             windows = ohlcv_windows(instrument, ends[start:start + 500], artifact.min_window)
             probabilities.append(client.infer_grpc(name, {"ohlcv": windows})["probability"])
     direction = np.concatenate(probabilities) > 0.5
-    assert 0 < direction.mean() < 1, "a model that predicts one direction only is the sigmoid/BCE trap"
+    # A model that predicts one direction only is the sigmoid/BCE trap: each direction on at least 1% of days.
+    assert 0.01 <= direction.mean() <= 0.99, direction.mean()
     stored = artifact.metadata["evaluation"]["test"]["overall"]
     assert len(direction) == stored["n"]
     assert np.mean(direction == test.label.astype(bool)) == pytest.approx(stored["accuracy"], abs=1.5 / stored["n"])

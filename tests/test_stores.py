@@ -1,6 +1,7 @@
 """Both state stores honour one contract: atomic, idempotent feedback that is never lost."""
 
 import math
+import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -80,9 +81,10 @@ def test_expire_forgets_old_decisions(store):
 
 
 def test_a_repeated_request_id_keeps_its_first_decision(store):
-    decide(store, "same", "a")
-    decide(store, "same", "b")
+    first = decide(store, "same", "a")
+    assert store.record_decision(Decision("same", "all", "b", 0.5, 2000.0)) == first
     assert store.decision("same").arm == "a" and store.pending_count() == 1
+    assert store.counters()["decisions:a"] == 1 and "decisions:b" not in store.counters()
 
 
 def test_health_round_trip(store):
@@ -93,8 +95,9 @@ def test_health_round_trip(store):
     assert not health["a"].healthy(now=1e12) and health["b"] == ArmHealth(2, 0.0)
 
 
-def _feed_many(url, namespace, ids):
+def _feed_many(url, namespace, ids, start_at):
     store = open_store(url, namespace)
+    time.sleep(max(0.0, start_at - time.time()))  # start together, so the processes really race
     outcomes = [feed(store, i, 1.0)[0].value for i in ids]
     store.close()
     return outcomes
@@ -108,7 +111,9 @@ def test_concurrent_processes_apply_every_reward_exactly_once(store_url):
         decide(store, decision_id, "ab"[i % 2])
     # Four processes each send every id: each reward must land once, the rest are duplicates.
     with ProcessPoolExecutor(4) as pool:
-        results = list(pool.map(_feed_many, [store_url] * 4, [namespace] * 4, [ids, ids[::-1], ids, ids[::-1]]))
+        start_at = time.time() + 2.0
+        results = list(pool.map(_feed_many, [store_url] * 4, [namespace] * 4, [ids, ids[::-1], ids, ids[::-1]],
+                                [start_at] * 4))
     outcomes = [o for result in results for o in result]
     assert outcomes.count("applied") == len(ids) and outcomes.count("duplicate") == 3 * len(ids)
     state = state_from_dict(store.load_states()["all"])

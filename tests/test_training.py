@@ -119,7 +119,6 @@ def test_stored_artifact_metadata(name):
     for split in ("validation", "test"):
         overall = meta["evaluation"][split]["overall"]
         assert overall["n"] > 1000
-        assert overall["accuracy_ci"][0] < overall["accuracy"] < overall["accuracy_ci"][1]
         assert "always_up_accuracy" in overall and "auc_ci" in overall and "strategy_sharpe_ci" in overall
     assert pd.Timestamp(meta["data"]["train"]["sp500"]["last"]) < pd.Timestamp(meta["data"]["test"]["sp500"]["first"])
 

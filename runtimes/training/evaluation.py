@@ -2,9 +2,10 @@
 following the predicted direction, the always-up baseline, sample sizes and 95% intervals.
 
 Intervals: Wilson for accuracies; a seeded percentile bootstrap (``N_BOOTSTRAP``
-resamples of days) for AUC, log-loss, Brier, the accuracy edge over always-up and
-Sharpe ratios. Day resampling ignores autocorrelation, so the Sharpe interval is
-if anything too narrow.
+resamples) for AUC, log-loss, Brier and the accuracy edge over always-up (resampling
+instrument-days) and for Sharpe ratios (resampling portfolio days). Resampling ignores
+autocorrelation and, when instruments are pooled, their same-day correlation, so the
+intervals are if anything too narrow.
 """
 
 from __future__ import annotations
