@@ -350,7 +350,12 @@ def main(argv=None) -> int:
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
 
-    dataset = MarketDataset(sequence_length=30)
+    from runtimes.training.variants import VARIANTS
+
+    lengths = {v.sequence_length for v in VARIANTS.values()}
+    if len(lengths) != 1:
+        raise SystemExit(f"the variants use several sequence lengths {sorted(lengths)}; replay needs one")
+    dataset = MarketDataset(sequence_length=lengths.pop())
     results = {
         "simulation": simulate(args.seeds, args.horizon),
         "replay": replay_real(args.models_dir, args.replay_seeds, dataset),

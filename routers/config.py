@@ -52,13 +52,13 @@ class RouterConfig:
     def from_extra(cls, extra: dict | None, regime: bool = False) -> RouterConfig:
         extra = dict(extra or {})
         values, routes, thresholds = {}, dict(DEFAULT_ROUTES), {}
-        simple = {f.name: f for f in fields(cls) if f.name not in ("routes", "thresholds")}
+        defaults = cls()
+        simple = {f.name for f in fields(cls)} - {"routes", "thresholds", "arms"}
         for key, value in extra.items():
             if key == "arms":
                 values["arms"] = tuple(_as_list(value))
             elif key in simple:
-                default = getattr(cls(), key)
-                values[key] = type(default)(value)
+                values[key] = type(getattr(defaults, key))(value)  # Seldon passes strings
             elif regime and key.startswith("route_") and key[6:] in REGIMES:
                 routes[key[6:]] = str(value)
             elif regime and key.startswith("regime_"):

@@ -129,7 +129,32 @@ class NormalGamma:
 FAMILIES = {"bernoulli": BetaBernoulli, "gaussian": NormalGamma}
 
 
-class ThompsonSampling:
+def draw(probabilities: dict[str, float], rng: np.random.Generator) -> tuple[str, float]:
+    """One arm drawn at its probability, returned with that probability (the logged propensity)."""
+    arms = list(probabilities)
+    index = rng.choice(len(arms), p=list(probabilities.values()))
+    return arms[index], probabilities[arms[index]]
+
+
+class Policy:
+    """What every policy offers: ``initial_state``, ``probabilities``, ``pull`` and ``update``."""
+
+    arms: tuple[str, ...]
+
+    def initial_state(self) -> State:
+        return {arm: ArmStats() for arm in self.arms}
+
+    def probabilities(self, state: State, eligible=None) -> dict[str, float]:
+        raise NotImplementedError
+
+    def pull(self, state: State, rng: np.random.Generator, eligible=None) -> tuple[str, float]:
+        return draw(self.probabilities(state, eligible), rng)
+
+    def update(self, state: State, arm: str, reward: float) -> State:
+        raise NotImplementedError
+
+
+class ThompsonSampling(Policy):
     """Thompson sampling over ``arms`` with optional discounting, a minimum share and a uniform warm-up.
 
     - ``discount`` γ in (0, 1]: before each update every arm's statistics are multiplied by γ, so evidence
@@ -149,9 +174,6 @@ class ThompsonSampling:
         self.family = family or BetaBernoulli()
         self.discount, self.min_share, self.warmup_rewards = float(discount), float(min_share), int(warmup_rewards)
 
-    def initial_state(self) -> State:
-        return {arm: ArmStats() for arm in self.arms}
-
     def _eligible(self, eligible) -> tuple[str, ...]:
         chosen = tuple(a for a in self.arms if eligible is None or a in eligible)
         if not chosen:
@@ -168,12 +190,6 @@ class ThompsonSampling:
         floor = min(self.min_share, 1.0 / len(arms))
         mixed = floor + (1.0 - floor * len(arms)) * best
         return dict(zip(arms, mixed / mixed.sum(), strict=True))
-
-    def pull(self, state: State, rng: np.random.Generator, eligible=None) -> tuple[str, float]:
-        probabilities = self.probabilities(state, eligible)
-        arms = list(probabilities)
-        index = rng.choice(len(arms), p=list(probabilities.values()))
-        return arms[index], probabilities[arms[index]]
 
     def update(self, state: State, arm: str, reward: float) -> State:
         if arm not in state:  # an arm removed from the configuration may still receive late feedback
@@ -229,14 +245,11 @@ def probability_best(family, arm_stats: list[ArmStats]) -> np.ndarray:
     return best / best.sum()
 
 
-class EpsilonGreedy:
+class EpsilonGreedy(Policy):
     """Baseline: the arm with the best mean reward, a uniform arm with probability ``epsilon``."""
 
     def __init__(self, arms, epsilon: float = 0.1):
         self.arms, self.epsilon = tuple(arms), float(epsilon)
-
-    def initial_state(self) -> State:
-        return {arm: ArmStats() for arm in self.arms}
 
     def probabilities(self, state: State, eligible=None) -> dict[str, float]:
         arms = [a for a in self.arms if eligible is None or a in eligible]
@@ -246,15 +259,13 @@ class EpsilonGreedy:
         p[best] += (1 - self.epsilon) / len(best)
         return dict(zip(arms, p, strict=True))
 
-    pull = ThompsonSampling.pull
-
     def update(self, state: State, arm: str, reward: float) -> State:
         s = state[arm]
         return {**state, arm: replace(s, weight=s.weight + 1, total=s.total + reward,
                                       total_sq=s.total_sq + reward * reward, rewards=s.rewards + 1)}
 
 
-class FixedSplit:
+class FixedSplit(Policy):
     """Baseline: a static A/B split with fixed weights; learns nothing."""
 
     def __init__(self, weights: dict[str, float]):
@@ -262,13 +273,8 @@ class FixedSplit:
         self.arms = tuple(weights)
         self.weights = {a: w / total for a, w in weights.items()}
 
-    def initial_state(self) -> State:
-        return {arm: ArmStats() for arm in self.arms}
-
     def probabilities(self, state: State, eligible=None) -> dict[str, float]:
         return dict(self.weights)
-
-    pull = ThompsonSampling.pull
 
     def update(self, state: State, arm: str, reward: float) -> State:
         return state

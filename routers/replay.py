@@ -80,5 +80,5 @@ def mean_reward_model(log: ReplayLog) -> np.ndarray:
     for i in range(len(log.arms)):
         mask = log.chosen == i
         means[i] = np.sum(log.reward[mask] / log.propensity[mask]) / np.sum(1 / log.propensity[mask]) \
-            if mask.any() else 0.5
+            if mask.any() else log.reward.mean()  # an arm never chosen: the log's overall mean
     return np.tile(means, (len(log.chosen), 1))

@@ -35,7 +35,7 @@ from runtimes.tensors import (
 )
 
 from .config import RouterConfig
-from .policies import ArmStats, state_from_dict, state_to_dict
+from .policies import ArmStats, draw, state_from_dict, state_to_dict
 from .store import ArmHealth, Decision, FeedbackOutcome, open_store
 
 WHOLE_ROUTER = "all"  # the context of a router without contexts
@@ -154,9 +154,7 @@ class BanditRouter(MLModel):
             if len(self._probability_cache) > 64:  # states change only with feedback: keep the recent ones
                 self._probability_cache.clear()
             self._probability_cache[key] = probabilities
-        arms = list(probabilities)
-        index = self.rng.choice(len(arms), p=list(probabilities.values()))
-        return arms[index], probabilities[arms[index]]
+        return draw(probabilities, self.rng)
 
     @staticmethod
     def _decision_id(payload: InferenceRequest) -> str:

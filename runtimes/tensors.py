@@ -20,7 +20,8 @@ FLOAT_DATATYPES = ("FP32", "FP64")
 
 class InvalidInput(MLServerError):
     def __init__(self, message: str, reason: str):
-        assert reason in REJECTION_REASONS
+        if reason not in REJECTION_REASONS:  # metric labels come from this fixed set only
+            raise ValueError(f"unknown rejection reason {reason!r}")
         super().__init__(message, status_code=400)
         self.reason = reason
 
