@@ -1,6 +1,6 @@
 """``regime-router``: routes by the market regime of the request's own window.
 
-The regime comes from ``runtimes.regimes``, the definition the specialists were trained
+The regime comes from ``seldon_market_ab.regimes``, the definition the specialists were trained
 with: realised volatility and trend of the window's closes, or a VIX value sent as an
 optional ``vix`` input. ``mode`` ``rules`` sends each regime to its configured arm
 (``route_<regime>``) with propensity 1; ``learned`` runs one Thompson sampler per regime.
@@ -13,14 +13,15 @@ from __future__ import annotations
 import numpy as np
 from mlserver.types import InferenceRequest
 
-from runtimes.regimes import REGIMES, classify, regime_indicators
-from runtimes.tensors import InvalidInput, decode_numbers, encode_strings
+from seldon_market_ab.protocol import InvalidInput, decode_numbers, encode_strings
+from seldon_market_ab.regimes import REGIMES, classify, regime_indicators
 
 from .runtime import BanditRouter
+from .settings import RegimeRouterSettings
 
 
 class RegimeRouter(BanditRouter):
-    regime_settings = True
+    settings_class = RegimeRouterSettings
     optional_inputs = ("vix",)
 
     @property
@@ -44,7 +45,10 @@ class RegimeRouter(BanditRouter):
         if self.config.mode == "learned":
             return (regime, *self.thompson(regime, eligible))
         arm = self.config.routes[regime]
-        return regime, (arm if arm in eligible else self.config.fallback_arm), 1.0
+        if arm not in eligible:  # the route's arm is out: the default arm, else the first healthy arm
+            fallback = self.config.fallback_arm
+            arm = fallback if fallback in eligible else eligible[0]
+        return regime, arm, 1.0
 
     def decision_outputs(self, decision) -> list:
         return [encode_strings("regime", [decision.context])]

@@ -20,10 +20,10 @@ from functools import partial
 import numpy as np
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse
-from mlserver.utils import get_model_uri
 
-from runtimes import metrics
-from runtimes.tensors import (
+from seldon_market_ab import metrics
+from seldon_market_ab.mlserver_compat import request_headers
+from seldon_market_ab.protocol import (
     InvalidInput,
     check_prices,
     check_windows,
@@ -33,13 +33,14 @@ from runtimes.tensors import (
     encode_strings,
     encode_tensor,
 )
+from seldon_market_ab.settings import extra_of
 
-from .config import RouterConfig
-from .policies import ArmStats, draw, state_from_dict, state_to_dict
-from .store import ArmHealth, Decision, FeedbackOutcome, open_store
+from .bandit import ArmStats, draw, state_from_dict, state_to_dict
+from .settings import RouterSettings
+from .stores import ArmHealth, Decision, FeedbackOutcome, open_store
 
 WHOLE_ROUTER = "all"  # the context of a router without contexts
-EXPIRE_EVERY = 1000  # decisions between sweeps of expired decisions
+EXPIRY_SWEEP_SECONDS = 600.0  # how often (at most) decisions older than their time-to-live are deleted
 DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 REWARD_BUCKETS = (-0.05, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.05, 0.5, 1.0)
 
@@ -69,17 +70,18 @@ def _router_metrics() -> dict:
 class BanditRouter(MLModel):
     """Base runtime; subclasses say how a decision's context and arm are chosen."""
 
-    regime_settings = False
+    settings_class: type[RouterSettings] = RouterSettings
+    clock = staticmethod(time.time)  # epoch seconds; tests inject their own
 
     async def load(self) -> bool:
-        extra = (self._settings.parameters and self._settings.parameters.extra) or {}
-        self.config = RouterConfig.from_extra(extra, regime=self.regime_settings)
+        self.config = self.settings_class.from_extra(extra_of(self._settings), self.name)
         self.policy = self.config.policy()
-        self.store = open_store(self.config.store, self.name, await get_model_uri(self._settings))
+        # State never lives in the model folder: on Seldon that folder is a downloaded artifact.
+        self.store = open_store(self.config.store_url(self.name), self.name, self.config.state_path())
         self.rng = np.random.default_rng(None if self.config.seed < 0 else self.config.seed)
         self._metrics = _router_metrics()
         self._probability_cache: dict = {}
-        self._decisions = 0
+        self._next_sweep = self.clock()
         self._publish_state()
         return True
 
@@ -124,7 +126,7 @@ class BanditRouter(MLModel):
                                           "'arm' BYTES [n] with 'healthy' INT32 [n] as a health message",
                                           self.optional_inputs)
         check_prices(check_windows(name, ohlcv, 5, self.min_rows, "open, high, low, close, volume"))
-        now = time.time()
+        now = self.clock()
         context, arm, propensity = self.choose(ohlcv, payload, self._eligible(now))
         candidate = Decision(self._decision_id(payload), context, arm, float(propensity), now)
         decision = self.store.record_decision(candidate)  # a retried request id gets its first decision
@@ -132,13 +134,17 @@ class BanditRouter(MLModel):
             self._metrics["decisions"].labels(self.name, decision.arm).inc()
             if decision.context != WHOLE_ROUTER:
                 self._metrics["regimes"].labels(self.name, decision.context).inc()
-        self._decisions += 1
-        if self._decisions % EXPIRE_EVERY == 0:
-            self.store.expire(now, self.config.decision_ttl_seconds)
+        self._sweep_expired(now)
         self._metrics["pending"].labels(self.name).set(self.store.pending_count())
         return [encode_tensor(decision.arm, ohlcv), encode_strings("arm", [decision.arm]),
                 encode_tensor("propensity", np.array([decision.propensity], dtype=np.float64)),
                 encode_strings("decision_id", [decision.decision_id]), *self.decision_outputs(decision)]
+
+    def _sweep_expired(self, now: float) -> None:
+        """Forget decisions older than their time-to-live, at most every ``EXPIRY_SWEEP_SECONDS``."""
+        if now >= self._next_sweep:
+            self.store.expire(now, self.config.decision_ttl_seconds)
+            self._next_sweep = now + EXPIRY_SWEEP_SECONDS
 
     def state(self, stored: dict | None):
         """A context's policy state: the stored statistics, with fresh ones for arms added since."""
@@ -159,10 +165,7 @@ class BanditRouter(MLModel):
     @staticmethod
     def _decision_id(payload: InferenceRequest) -> str:
         """The request id, else Seldon's ``x-request-id`` header, else a new UUID."""
-        if payload.id:
-            return payload.id
-        headers = (payload.parameters and payload.parameters.headers) or {}
-        return headers.get("x-request-id") or str(uuid.uuid4())
+        return payload.id or request_headers(payload).get("x-request-id") or str(uuid.uuid4())
 
     # health --------------------------------------------------------------------------------------------------
 
@@ -212,7 +215,7 @@ class BanditRouter(MLModel):
             except ValueError as error:
                 raise InvalidInput(f"input 'reward': {error}", "invalid_reward") from None
 
-        now = time.time()
+        now = self.clock()
         statuses = []
         for decision_id, reward, error in zip(ids, rewards, errors, strict=True):
             update = partial(self._updated_state, reward=float(reward))
@@ -244,6 +247,6 @@ class BanditRouter(MLModel):
         self._publish_health()
 
     def _publish_health(self) -> None:
-        eligible = self._eligible(time.time())
+        eligible = self._eligible(self.clock())
         for arm in self.config.arms:
             self._metrics["healthy"].labels(self.name, arm).set(1.0 if arm in eligible else 0.0)

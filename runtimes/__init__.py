@@ -1,1 +1,1 @@
-"""MLServer runtimes serving the TorchScript LSTMs, and what they share with training."""
+"""The MLServer runtime serving the TorchScript LSTMs (``runtimes.lstm.LSTMRuntime``)."""

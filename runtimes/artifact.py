@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import FEATURE_NAMES, compute_features
-from .scaling import StandardScaler
+from seldon_market_ab.features import FEATURE_NAMES, compute_features
+from seldon_market_ab.scaling import StandardScaler
 
 MODEL_FILE = "model.pt"
 METADATA_FILE = "metadata.json"
@@ -30,10 +30,14 @@ class LSTMArtifact:
     def load(cls, folder: str | Path) -> LSTMArtifact:
         folder = Path(folder)
         metadata = json.loads((folder / METADATA_FILE).read_text())
-        if tuple(metadata["features"]) != FEATURE_NAMES:
+        trained = tuple(metadata["features"])
+        if trained != FEATURE_NAMES:
+            missing = [name for name in FEATURE_NAMES if name not in trained]
+            unknown = [name for name in trained if name not in FEATURE_NAMES]
+            detail = f"missing {missing}, unknown {unknown}" if missing or unknown else "same names, other order"
             raise ValueError(
-                f"{folder} was trained on other features than runtimes.features computes; retrain it "
-                "with `market-ab train` (serving it would be training/serving skew)"
+                f"{folder} was trained on other features than seldon_market_ab.features computes ({detail}); "
+                "retrain it with `market-ab train` (serving it would be training/serving skew)"
             )
         module = torch.jit.load(str(folder / MODEL_FILE), map_location="cpu").eval()
         return cls(metadata, module, StandardScaler.from_dict(metadata["scaler"]))

@@ -1,8 +1,7 @@
 """MLServer runtime serving one TorchScript LSTM from ``models/<name>/``.
 
-``model-settings.json`` ``parameters.extra`` (which Seldon's agent keeps, unlike the
-top-level batching fields) may set ``torch_threads``, ``max_batch_size`` and
-``max_batch_time``.
+Tuning comes from ``parameters.extra`` (``LSTMSettings``), which Seldon's agent keeps,
+unlike the top-level batching fields.
 """
 
 from __future__ import annotations
@@ -16,10 +15,20 @@ from mlserver.settings import ModelSettings
 from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver.utils import get_model_uri
 
-from . import metrics
+from seldon_market_ab import metrics
+from seldon_market_ab.features import FEATURE_NAMES
+from seldon_market_ab.mlserver_compat import batches_in_this_process, configure_adaptive_batching
+from seldon_market_ab.protocol import (
+    InvalidInput,
+    check_prices,
+    check_windows,
+    decode_float_tensor,
+    encode_strings,
+    encode_tensor,
+)
+from seldon_market_ab.settings import ExtraSettings, Field, extra_of
+
 from .artifact import LSTMArtifact
-from .features import FEATURE_NAMES
-from .tensors import InvalidInput, check_prices, check_windows, decode_float_tensor, encode_strings, encode_tensor
 
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 WINDOW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -41,23 +50,28 @@ def _lstm_metrics() -> dict:
     }
 
 
-def _extra(settings: ModelSettings) -> dict:
-    return dict((settings.parameters and settings.parameters.extra) or {})
+class LSTMSettings(ExtraSettings):
+    """``parameters.extra`` of an LSTM model."""
+
+    torch_threads: int = Field(1, ge=1, description="`torch.set_num_threads` in each worker (process-wide: with "
+                                                    "`parallel_workers: 0` the last model loaded sets it for all)")
+    max_batch_size: int | None = Field(None, ge=1, description="MLServer adaptive batching: merge up to this many "
+                                       "concurrent requests; windows must then have exactly `min_window` rows "
+                                       "(`features`: `sequence_length`)")
+    max_batch_time: float | None = Field(None, ge=0, description="seconds to wait for a batch to fill")
 
 
 class LSTMRuntime(MLModel):
     def __init__(self, settings: ModelSettings):
-        # Adaptive batching is set up before load(), so the settings must be complete here.
-        extra = _extra(settings)
-        if "max_batch_size" in extra:
-            settings.max_batch_size = int(extra["max_batch_size"])
-        if "max_batch_time" in extra:
-            settings.max_batch_time = float(extra["max_batch_time"])
+        # MLServer sets adaptive batching up before load(), so the settings are read and applied here.
+        self.config = LSTMSettings.from_extra(extra_of(settings), settings.name)
+        configure_adaptive_batching(settings, self.config.max_batch_size,
+                                    self.config.max_batch_time)
         super().__init__(settings)
 
     async def load(self) -> bool:
         self._artifact = LSTMArtifact.load(await get_model_uri(self._settings))
-        torch.set_num_threads(int(_extra(self._settings).get("torch_threads", 1)))
+        torch.set_num_threads(self.config.torch_threads)
         self._model_label = f"{self._artifact.name}:{self._artifact.version}"
         self._metrics = _lstm_metrics()
         self._batched_rows = None
@@ -73,7 +87,7 @@ class LSTMRuntime(MLModel):
         the main process, where the merged request is checked)."""
         self._batched_rows = {"ohlcv": self._artifact.min_window, "features": self._artifact.sequence_length}
         batched_predict = self.predict
-        if getattr(self, "__adaptive_batching__", None) is None:
+        if not batches_in_this_process(self):
             return
 
         async def predict_checked(payload: InferenceRequest) -> InferenceResponse:

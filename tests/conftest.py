@@ -8,15 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localstack.client import InferenceClient
-from localstack.mlserver_process import MLServerProcess
+from loadtest.client import InferenceClient
+from local_seldon.mlserver_process import MLServerProcess
 from runtimes.artifact import LSTMArtifact
-from runtimes.training.dataset import MarketDataset, ohlcv_windows
-from runtimes.training.variants import VARIANTS
+from training.dataset import MarketDataset, ohlcv_windows
+from training.variants import VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 LSTM_NAMES = tuple(VARIANTS)
+# Figures of the shipped artifacts, read from them rather than typed in.
+BASELINE = LSTMArtifact.load(MODELS / "baseline")
+MIN_WINDOW, SEQUENCE_LENGTH, N_FEATURES = BASELINE.min_window, BASELINE.sequence_length, BASELINE.n_features
 
 
 def copy_repository(destination: Path, names=LSTM_NAMES) -> Path:
@@ -76,7 +79,7 @@ def redis_url(tmp_path_factory):
 
     import redis
 
-    from localstack.mlserver_process import free_port
+    from local_seldon.mlserver_process import free_port
 
     binary = shutil.which("redis-server")
     if binary is None:
@@ -107,7 +110,7 @@ def add_router(repository: Path, name: str, base: str, **extra) -> Path:
     import json
 
     folder = repository / name
-    shutil.copytree(MODELS / base, folder, ignore=shutil.ignore_patterns("router-state.db*"))  # e.g. from a demo
+    shutil.copytree(MODELS / base, folder)
     settings = json.loads((folder / "model-settings.json").read_text())
     settings["name"] = name
     settings["parameters"]["extra"].update(extra)

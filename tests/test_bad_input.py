@@ -6,10 +6,12 @@ import grpc
 import numpy as np
 import pytest
 
-from localstack.client import RestError, build_grpc_request
+from loadtest.client import RestError, build_grpc_request
+
+from .conftest import MIN_WINDOW, N_FEATURES, SEQUENCE_LENGTH
 
 
-def _window(rows=133, batch=1):
+def _window(rows=MIN_WINDOW, batch=1):
     rng = np.random.default_rng(3)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (batch, rows)), axis=1))
     return np.stack([close, close * 1.01, close * 0.99, close, np.full_like(close, 1e6)], axis=-1).astype(np.float32)
@@ -23,18 +25,20 @@ def _with(value, index=(0, 50, 3)):
 
 # (case, inputs, expected words in the message); arrays go out as raw gRPC contents and as REST JSON.
 BAD_INPUTS = [
-    ("wrong tensor name", {"prices": _window()}, "expected one input: 'ohlcv' FP32 [batch, >=133, 5]"),
+    ("wrong tensor name", {"prices": _window()}, f"expected one input: 'ohlcv' FP32 [batch, >={MIN_WINDOW}, 5]"),
     ("two inputs", {"ohlcv": _window(), "features": _window()}, "expected one input"),
     ("integer dtype", {"ohlcv": _window().astype(np.int32)}, "must be FP32 (or FP64), got INT32"),
     ("rank 2", {"ohlcv": _window()[0]}, "must have shape [batch, rows, 5]"),
     ("four columns", {"ohlcv": _window()[..., :4]}, "must have shape [batch, rows, 5]"),
-    ("window too short", {"ohlcv": _window(rows=60)}, "windows have 60 rows; at least 133 are needed"),
+    ("window too short", {"ohlcv": _window(rows=60)}, f"windows have 60 rows; at least {MIN_WINDOW} are needed"),
     ("NaN", {"ohlcv": _with(np.nan)}, "holds NaN or Inf (windows [0])"),
     ("Inf", {"ohlcv": _with(np.inf)}, "holds NaN or Inf"),
     ("empty batch", {"ohlcv": _window(batch=1)[:0]}, "empty batch"),
     ("negative price", {"ohlcv": _with(-5.0)}, "prices (open, high, low, close) must be > 0"),
-    ("features too short", {"features": np.zeros((1, 10, 35), np.float32)}, "at least 30 are needed"),
-    ("features wrong width", {"features": np.zeros((1, 30, 7), np.float32)}, "[batch, rows, 35]"),
+    ("features too short", {"features": np.zeros((1, 10, N_FEATURES), np.float32)},
+     f"at least {SEQUENCE_LENGTH} are needed"),
+    ("features wrong width", {"features": np.zeros((1, SEQUENCE_LENGTH, 7), np.float32)},
+     f"[batch, rows, {N_FEATURES}]"),
 ]
 IDS = [case for case, _, _ in BAD_INPUTS]
 
@@ -82,11 +86,11 @@ def test_grpc_typed_data_that_does_not_fit_the_shape(served):
     _, client = served
     request = build_grpc_request("baseline", {"ohlcv": _window()}, raw=False)
     del request.inputs[0].shape[:]
-    request.inputs[0].shape.extend([2, 133, 5])  # twice the data that was sent
+    request.inputs[0].shape.extend([2, MIN_WINDOW, 5])  # twice the data that was sent
     with pytest.raises(grpc.RpcError) as error:
         client._stub.ModelInfer(request)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
-    assert "does not fit shape [2, 133, 5]" in error.value.details()
+    assert f"does not fit shape [2, {MIN_WINDOW}, 5]" in error.value.details()
 
 
 def test_rest_string_data_for_fp32(served):

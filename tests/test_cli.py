@@ -8,7 +8,7 @@ from .conftest import MODELS
 
 
 def market_ab(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "runtimes.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "market_ab.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=300)
 
 

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from runtimes.data import INSTRUMENTS, load_instrument
-from runtimes.features import FEATURE_NAMES, WARMUP, compute_features, min_window
+from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features, min_window
+from training.data import INSTRUMENTS, load_instrument
+
+from .conftest import SEQUENCE_LENGTH
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_changing_later_rows_leaves_earlier_rows_unchanged(sp500):
 def test_request_window_gives_the_training_features(sp500):
     """A window of ``min_window`` rows yields exactly the rows training computed on the full history."""
     full = compute_features(sp500)
-    sequence = 30
+    sequence = SEQUENCE_LENGTH
     rows = min_window(sequence)
     ends = np.arange(rows - 1, len(sp500), 211)
     windows = np.stack([sp500[end - rows + 1:end + 1] for end in ends])
@@ -53,8 +55,8 @@ def test_request_window_gives_the_training_features(sp500):
 
 
 def test_one_row_too_few_leaves_a_gap(sp500):
-    windows = sp500[None, : min_window(30) - 1]
-    assert np.isnan(compute_features(windows)[:, -30:]).any()
+    windows = sp500[None, : min_window(SEQUENCE_LENGTH) - 1]
+    assert np.isnan(compute_features(windows)[:, -SEQUENCE_LENGTH:]).any()
 
 
 def test_rejects_wrong_column_count():
@@ -63,7 +65,7 @@ def test_rejects_wrong_column_count():
 
 
 def test_vix_ships_with_arch():
-    from runtimes.data import load_vix
+    from training.data import load_vix
 
     vix = load_vix()
     assert vix.index.is_monotonic_increasing and len(vix) > 1000

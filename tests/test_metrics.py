@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtimes.tensors import REJECTION_REASONS
+from seldon_market_ab.protocol import REJECTION_REASONS
 
 
 def scrape(server) -> dict[tuple, float]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from routers.policies import (
+from routers.bandit import (
     ArmStats,
     Bandit,
     BetaBernoulli,

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from loadtest import router_evidence
-from routers.policies import FixedSplit, ThompsonSampling
-from routers.replay import dr_terms, ips_terms, mean_reward_model, replay
+from analysis import router_evidence
+from routers.bandit import FixedSplit, ThompsonSampling
+from routers.bandit.replay import dr_terms, ips_terms, mean_reward_model, replay
 
 from .conftest import REPO
 

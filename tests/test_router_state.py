@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from localstack.client import InferenceClient
-from localstack.mlserver_process import MLServerProcess
-from routers.config import RouterConfig
-from routers.policies import ArmStats, state_from_dict
-from routers.store import open_store
-from runtimes.training.dataset import ohlcv_windows
+from loadtest.client import InferenceClient
+from local_seldon.mlserver_process import MLServerProcess
+from routers.bandit import ArmStats, state_from_dict
+from routers.settings import RouterSettings
+from routers.stores import open_store
+from training.dataset import ohlcv_windows
 
-from .conftest import add_router
+from .conftest import MIN_WINDOW, add_router
 
-WINDOW = ohlcv_windows("goog", [1500], 133)
+WINDOW = ohlcv_windows("goog", [1500], MIN_WINDOW)
 
 
 def reward_of(decision_id: str) -> float:
@@ -49,15 +49,15 @@ def send_feedback(client, decision_ids, threads=8) -> list[str]:
 
 
 def replay(decisions: dict[str, str], extra: dict):
-    policy = RouterConfig.from_extra(extra).policy()
+    policy = RouterSettings.from_extra(extra).policy()
     state = policy.initial_state()
     for decision_id, arm in decisions.items():
         state = policy.update(state, arm, reward_of(decision_id))
     return policy, state
 
 
-def shared_state(store_url, base_dir):
-    store = open_store(store_url, "thompson-router", base_dir)
+def shared_state(store_url, state_dir):
+    store = open_store(store_url, "thompson-router", state_dir)
     try:
         return state_from_dict(store.load_states()["all"]), store.pending_count()
     finally:
@@ -105,17 +105,18 @@ def test_parallel_workers_share_one_posterior(tmp_path, workers):
     assert feedback == {(("outcome", "applied"),): 90, (("outcome", "duplicate"),): 10}
     assert pending == {(): 0} and delays == {(): 90}
     policy, expected = replay(decisions, extra_of(folder))
-    state, pending = shared_state("sqlite:///router-state.db", folder)
+    state, pending = shared_state("sqlite:///thompson-router.db", server.state_dir)
     assert state == expected and pending == 0
     assert sum(s.rewards for s in state.values()) == 90
     for arm, (mean, _, _) in policy.summary(expected).items():
         assert gauges[arm] == pytest.approx(mean)
 
 
-def test_replicas_share_state_through_redis(tmp_path, redis_url):
+def test_replicas_share_state_through_redis(tmp_path, request):
     """Two MLServer processes (two replicas) on one Redis: feedback may reach the replica that did not decide."""
-    folders = [add_router(tmp_path / f"replica-{i}", "thompson-router", "thompson-router", store=redis_url)
-               for i in (0, 1)]
+    store = router_store("redis", request)
+    redis_url = store["store"]
+    folders = [add_router(tmp_path / f"replica-{i}", "thompson-router", "thompson-router", **store) for i in (0, 1)]
     with MLServerProcess(folders[0].parent) as first, MLServerProcess(folders[1].parent) as second:
         clients = [InferenceClient(first.grpc_address), InferenceClient(second.grpc_address)]
         made = [make_decisions(clients[i], f"r{i}", 40) for i in (0, 1)]
@@ -134,10 +135,27 @@ def test_replicas_share_state_through_redis(tmp_path, redis_url):
             client.close()
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["restart", "kill-9"])
-def test_state_survives_restart_and_sigkill(tmp_path, stop_signal):
-    folder = add_router(tmp_path, "thompson-router", "thompson-router")
-    server = MLServerProcess(tmp_path, parallel_workers=1).start()
+def router_store(kind: str, request) -> dict:
+    """``extra`` settings for a router on SQLite (the default, in the state directory) or on a real Redis
+    (flushed first: the Redis server is shared by the session)."""
+    if kind == "sqlite":
+        return {}
+    import redis
+
+    url = request.getfixturevalue("redis_url")
+    redis.Redis.from_url(url).flushdb()
+    return {"store": url}
+
+
+@pytest.mark.parametrize(("stop_signal", "kind"), [(signal.SIGTERM, "sqlite"), (signal.SIGKILL, "sqlite"),
+                                                   (signal.SIGKILL, "redis")],
+                         ids=["restart-sqlite", "kill-9-sqlite", "kill-9-redis"])
+def test_state_survives_restart_and_sigkill(tmp_path, request, stop_signal, kind):
+    """Redis runs with ``appendonly yes`` (the ``redis_url`` fixture); SQLite commits with ``synchronous=FULL``."""
+    store = router_store(kind, request)
+    folder = add_router(tmp_path / "models", "thompson-router", "thompson-router", **store)
+    state_dir = tmp_path / "state"
+    server = MLServerProcess(folder.parent, parallel_workers=1, state_dir=state_dir).start()
     client = InferenceClient(server.grpc_address)
     decisions = make_decisions(client, "k", 60)
     answered = list(decisions)[:30]
@@ -145,7 +163,7 @@ def test_state_survives_restart_and_sigkill(tmp_path, stop_signal):
     client.close()
     server.stop(stop_signal)  # right after the last acknowledged feedback
 
-    with MLServerProcess(tmp_path, parallel_workers=1) as restarted:
+    with MLServerProcess(folder.parent, parallel_workers=1, state_dir=state_dir) as restarted:
         client = InferenceClient(restarted.grpc_address)
         policy, expected_half = replay({d: decisions[d] for d in answered}, extra_of(folder))
         gauges = posterior_gauges(restarted)
@@ -156,15 +174,16 @@ def test_state_survives_restart_and_sigkill(tmp_path, stop_signal):
         assert send_feedback(client, answered[:3]) == ["duplicate"] * 3
         client.close()
     _, expected = replay(decisions, extra_of(folder))
-    state, pending = shared_state("sqlite:///router-state.db", folder)
+    state, pending = shared_state(store.get("store", "sqlite:///thompson-router.db"), state_dir)
     assert state == expected and pending == 0
 
 
 def test_changing_the_arms_keeps_serving_and_takes_late_feedback(tmp_path):
     import json
 
-    folder = add_router(tmp_path, "thompson-router", "thompson-router", warmup_rewards=0, min_share=0.0)
-    with MLServerProcess(tmp_path) as server:
+    folder = add_router(tmp_path / "models", "thompson-router", "thompson-router", warmup_rewards=0, min_share=0.0)
+    state_dir = tmp_path / "state"
+    with MLServerProcess(folder.parent, state_dir=state_dir) as server:
         client = InferenceClient(server.grpc_address)
         decisions = make_decisions(client, "c", 40)
         send_feedback(client, list(decisions)[:20])
@@ -173,12 +192,12 @@ def test_changing_the_arms_keeps_serving_and_takes_late_feedback(tmp_path):
     settings = json.loads(settings_path.read_text())
     settings["parameters"]["extra"]["arms"] = "baseline,enhanced,robust"  # lightweight out, robust in
     settings_path.write_text(json.dumps(settings))
-    with MLServerProcess(tmp_path) as server:
+    with MLServerProcess(folder.parent, state_dir=state_dir) as server:
         client = InferenceClient(server.grpc_address)
         arms = {client.infer_grpc("thompson-router", {"ohlcv": WINDOW})["arm"][0] for _ in range(60)}
         assert arms == {"baseline", "enhanced", "robust"}
         assert send_feedback(client, list(decisions)[20:]) == ["applied"] * 20  # includes lightweight's
         client.close()
-    state, _ = shared_state("sqlite:///router-state.db", folder)
+    state, _ = shared_state("sqlite:///thompson-router.db", state_dir)
     removed = sum(1 for d in decisions.values() if d == "lightweight")
     assert state.get("lightweight", ArmStats()).rewards == removed

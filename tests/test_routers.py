@@ -1,19 +1,17 @@
 """Both routers in a real MLServer: decisions, delayed feedback, health, regimes, over REST and gRPC."""
 
-import time
-
 import grpc
 import numpy as np
 import pytest
 
-from localstack.client import InferenceClient, RestError
-from localstack.mlserver_process import MLServerProcess
-from routers.policies import ArmStats, state_from_dict
-from routers.sqlite_store import SQLiteStore
-from runtimes.regimes import REGIMES, regime_series
-from runtimes.training.dataset import ohlcv_windows
+from loadtest.client import InferenceClient, RestError
+from local_seldon.mlserver_process import MLServerProcess
+from routers.bandit import ArmStats, state_from_dict
+from routers.stores.sqlite_store import SQLiteStore
+from seldon_market_ab.regimes import REGIMES, regime_series
+from training.dataset import ohlcv_windows
 
-from .conftest import add_router
+from .conftest import MIN_WINDOW, add_router
 
 ARMS = ("baseline", "enhanced", "lightweight")
 STRINGS = object  # numpy dtype that our client sends as BYTES
@@ -26,7 +24,7 @@ def routers(tmp_path_factory):
     add_router(repository, "regime-router", "regime-router")
     add_router(repository, "regime-learned", "regime-router", mode="learned")
     add_router(repository, "thompson-health", "thompson-router", max_consecutive_errors=2, min_share=0.0)
-    add_router(repository, "thompson-short-ttl", "thompson-router", decision_ttl_seconds=1)
+    add_router(repository, "thompson-short-ttl", "thompson-router", decision_ttl_seconds=1e-6)
     with MLServerProcess(repository) as server:
         client = InferenceClient(server.grpc_address, server.http_url)
         yield repository, server, client
@@ -35,15 +33,16 @@ def routers(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def window():
-    return ohlcv_windows("sp500", [4500], 133)
+    return ohlcv_windows("sp500", [4500], MIN_WINDOW)
 
 
 def ids(*values):
     return np.array(values, dtype=STRINGS)
 
 
-def stored_state(repository, router, context="all"):
-    store = SQLiteStore(repository / router / "router-state.db", router)
+def stored_state(server, router, context="all"):
+    """The posterior the router committed, read from its SQLite file in the server's state directory."""
+    store = SQLiteStore(server.state_dir / f"{router}.db", router)
     try:
         return state_from_dict(store.load_states().get(context, {}))
     finally:
@@ -73,21 +72,21 @@ def test_decision_id_falls_back_to_the_x_request_id_header(routers, window):
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
 def test_feedback_updates_the_posterior_once(routers, window, protocol):
-    repository, _, client = routers
+    _, server, client = routers
     infer = client.infer_grpc if protocol == "grpc" else client.infer_rest
     decision_id = f"fb-{protocol}"
     (arm,) = infer("thompson-router", {"ohlcv": window}, request_id=decision_id)["arm"]
-    before = stored_state(repository, "thompson-router").get(arm, ArmStats())
+    before = stored_state(server, "thompson-router").get(arm, ArmStats())
     feedback = {"decision_id": ids(decision_id, decision_id, "never-made"), "reward": np.array([1.0, 1.0, 1.0])}
     assert infer("thompson-router", feedback)["status"] == ["applied", "duplicate", "unknown"]
     assert infer("thompson-router", {"decision_id": ids(decision_id), "reward": np.array([0.0])})["status"] == \
         ["conflict"]
-    after = stored_state(repository, "thompson-router")[arm]
+    after = stored_state(server, "thompson-router")[arm]
     assert (after.rewards - before.rewards, after.total - before.total) == (1, 1.0)
 
 
 def test_a_retried_request_gets_its_first_decision(routers, window):
-    repository, _, client = routers
+    _, server, client = routers
     first = client.infer_grpc("thompson-router", {"ohlcv": window}, request_id="retry-1")
     retries = [client.infer_rest("thompson-router", {"ohlcv": window}, request_id="retry-1") for _ in range(12)]
     assert {r["arm"][0] for r in retries} == {first["arm"][0]}
@@ -112,8 +111,9 @@ def test_rest_requests_without_an_id_get_one_from_mlserver(routers, window):
     ("reward as int", {"decision_id": ids("x"), "reward": np.array([1], np.int32)}, "must be FP64 or FP32"),
     ("count mismatch", {"decision_id": ids("x", "y"), "reward": np.array([1.0])}, "expected 2"),
     ("unknown arm", {"arm": ids("nope"), "healthy": np.array([1], np.int32)}, "unknown arms ['nope']"),
-    ("short window", {"ohlcv": np.ones((1, 60, 5), np.float32)}, "windows have 60 rows; at least 133 are needed"),
-    ("negative price", {"ohlcv": -np.ones((1, 133, 5), np.float32)}, "must be > 0"),
+    ("short window", {"ohlcv": np.ones((1, 60, 5), np.float32)},
+     f"windows have 60 rows; at least {MIN_WINDOW} are needed"),
+    ("negative price", {"ohlcv": -np.ones((1, MIN_WINDOW, 5), np.float32)}, "must be > 0"),
     ("ids shape", {"decision_id": ids("x", "y"), "reward": np.array([[1.0, 1.0]])}, "must have shape [2] or [2, 1]"),
     ("no ohlcv", {"prices": np.ones((1, 10, 5), np.float32)}, "'ohlcv' FP32 [batch, window, 5] to route"),
 ], ids=lambda v: v if isinstance(v, str) else "")
@@ -132,9 +132,9 @@ def test_bad_router_requests(routers, protocol, case, inputs, expected):
 
 
 def test_short_ttl_expires_pending_decisions(routers, window):
+    """A time-to-live of a microsecond has passed by the time any feedback arrives (no sleep needed)."""
     _, _, client = routers
     client.infer_grpc("thompson-short-ttl", {"ohlcv": window}, request_id="soon-old")
-    time.sleep(1.5)
     answer = client.infer_grpc("thompson-short-ttl", {"decision_id": ids("soon-old"), "reward": np.array([1.0])})
     assert answer["status"] == ["expired"]
 
@@ -184,7 +184,7 @@ def _window_in_regime(regime):
     close = ohlcv_windows("nasdaq", [4999], 5000)[0, :, 3]
     regimes = regime_series(close)
     end = int(np.flatnonzero(regimes == REGIMES.index(regime))[-1])
-    return ohlcv_windows("nasdaq", [end], 133)  # a real window whose last row is in `regime`
+    return ohlcv_windows("nasdaq", [end], MIN_WINDOW)  # a real window whose last row is in `regime`
 
 
 @pytest.mark.parametrize("regime", REGIMES)
@@ -207,7 +207,7 @@ def test_regime_router_vix_input(routers):
 
 
 def test_regime_router_learned_mode_keeps_one_posterior_per_regime(routers):
-    repository, _, client = routers
+    _, server, client = routers
     for regime, reward in (("bull", 1.0), ("bear", 0.0)):
         answer = client.infer_grpc("regime-learned", {"ohlcv": _window_in_regime(regime)},
                                    request_id=f"learn-{regime}")
@@ -216,16 +216,16 @@ def test_regime_router_learned_mode_keeps_one_posterior_per_regime(routers):
                                                       "reward": np.array([reward])})["status"]
         assert status == ["applied"]
         arm = answer["arm"][0]
-        state = stored_state(repository, "regime-learned", context=regime)
+        state = stored_state(server, "regime-learned", context=regime)
         assert (state[arm].rewards, state[arm].total) == (1, reward)
 
 
 def test_regime_router_feedback_over_rest(routers):
-    repository, _, client = routers
+    _, server, client = routers
     window = _window_in_regime("bear")
     answer = client.infer_rest("regime-router", {"ohlcv": window}, request_id="rest-bear")
     assert answer["arm"] == ["conservative"]
     status = client.infer_rest("regime-router", {"decision_id": ids("rest-bear", "rest-bear"),
                                                  "reward": np.array([1.0, 1.0])})["status"]
     assert status == ["applied", "duplicate"]
-    assert stored_state(repository, "regime-router", context="bear")["conservative"].rewards == 1
+    assert stored_state(server, "regime-router", context="bear")["conservative"].rewards == 1

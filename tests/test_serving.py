@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from runtimes.training.dataset import ohlcv_windows
+from training.dataset import ohlcv_windows
 
 from .conftest import LSTM_NAMES
 
@@ -65,7 +65,7 @@ def test_request_id_is_echoed(served, heldout):
     server, client = served
     from mlserver.grpc.converters import ModelInferResponseConverter
 
-    from localstack.client import build_grpc_request
+    from loadtest.client import build_grpc_request
 
     request = build_grpc_request("baseline", {"ohlcv": heldout["sp500"][0][:1]}, request_id="trade-42")
     response = ModelInferResponseConverter.to_types(client._stub.ModelInfer(request))

@@ -1,15 +1,15 @@
 """Both state stores honour one contract: atomic, idempotent feedback that is never lost."""
 
 import math
-import time
+import multiprocessing
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import pytest
 
-from routers.policies import ThompsonSampling, state_from_dict, state_to_dict
-from routers.store import ArmHealth, Decision, FeedbackOutcome, open_store
+from routers.bandit import ThompsonSampling, state_from_dict, state_to_dict
+from routers.stores import ArmHealth, Decision, FeedbackOutcome, open_store
 
 POLICY = ThompsonSampling(("a", "b"))
 TTL = 3600.0
@@ -95,9 +95,9 @@ def test_health_round_trip(store):
     assert not health["a"].healthy(now=1e12) and health["b"] == ArmHealth(2, 0.0)
 
 
-def _feed_many(url, namespace, ids, start_at):
+def _feed_many(url, namespace, ids, barrier):
     store = open_store(url, namespace)
-    time.sleep(max(0.0, start_at - time.time()))  # start together, so the processes really race
+    barrier.wait(timeout=60)  # every process has its connection open: now they race
     outcomes = [feed(store, i, 1.0)[0].value for i in ids]
     store.close()
     return outcomes
@@ -110,10 +110,10 @@ def test_concurrent_processes_apply_every_reward_exactly_once(store_url):
     for i, decision_id in enumerate(ids):
         decide(store, decision_id, "ab"[i % 2])
     # Four processes each send every id: each reward must land once, the rest are duplicates.
-    with ProcessPoolExecutor(4) as pool:
-        start_at = time.time() + 2.0
+    with multiprocessing.Manager() as manager, ProcessPoolExecutor(4) as pool:
+        barrier = manager.Barrier(4)
         results = list(pool.map(_feed_many, [store_url] * 4, [namespace] * 4, [ids, ids[::-1], ids, ids[::-1]],
-                                [start_at] * 4))
+                                [barrier] * 4))
     outcomes = [o for result in results for o in result]
     assert outcomes.count("applied") == len(ids) and outcomes.count("duplicate") == 3 * len(ids)
     state = state_from_dict(store.load_states()["all"])

@@ -9,14 +9,14 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from runtimes.data import load_instrument
-from runtimes.features import FEATURE_NAMES, compute_features, min_window
-from runtimes.regimes import RegimeThresholds
-from runtimes.training.dataset import SPLITS
-from runtimes.training.evaluation import auc, evaluate_group, wilson_interval
-from runtimes.training.report import load_metadata, markdown_table
-from runtimes.training.train import train_classifier
-from runtimes.training.variants import VARIANTS
+from seldon_market_ab.features import FEATURE_NAMES, compute_features, min_window
+from seldon_market_ab.regimes import RegimeThresholds
+from training.data import load_instrument
+from training.dataset import SPLITS
+from training.evaluation import auc, evaluate_group, wilson_interval
+from training.report import load_metadata, markdown_table
+from training.train import train_classifier
+from training.variants import VARIANTS
 
 from .conftest import LSTM_NAMES, MODELS, REPO
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .training.variants import VARIANTS
+from training.variants import VARIANTS
 
 
 def _missing(models_dir: Path, names) -> list[str]:
@@ -14,8 +14,8 @@ def _missing(models_dir: Path, names) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    from .training.report import text_table
-    from .training.train import train_models
+    from training.report import text_table
+    from training.train import train_models
 
     names = args.models or list(VARIANTS)
     if args.if_missing:
@@ -29,7 +29,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .training.report import load_metadata, markdown_table, plot_evaluation, text_table
+    from training.report import load_metadata, markdown_table, plot_evaluation, text_table
 
     metadata = load_metadata(args.models_dir)
     if not metadata:

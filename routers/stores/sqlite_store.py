@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from .store import ArmHealth, Decision, FeedbackOutcome, StateStore, StateUpdate
+from .base import ArmHealth, Decision, FeedbackOutcome, StateStore, StateUpdate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS policy_state (

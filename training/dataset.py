@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..data import INSTRUMENTS, load_instrument
-from ..features import WARMUP, compute_features
-from ..regimes import regime_series
+from seldon_market_ab.features import WARMUP, compute_features
+from seldon_market_ab.regimes import regime_series
+
+from .data import INSTRUMENTS, load_instrument
 
 SPLITS = ("train", "validation", "test")
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 from mlserver.codecs import NumpyCodec
-from mlserver.codecs.numpy import to_datatype
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
-from mlserver.grpc.converters import ModelInferResponseConverter
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
+
+from seldon_market_ab.mlserver_compat import datatype_of, response_from_grpc
 
 
 def decode_outputs(response: InferenceResponse) -> dict[str, np.ndarray | list]:
@@ -38,7 +38,7 @@ def build_grpc_request(model: str, inputs: dict[str, np.ndarray], request_id: st
     request = pb.ModelInferRequest(model_name=model, id=request_id or "")
     for name, value in inputs.items():
         array = np.asarray(value)
-        datatype = "BYTES" if array.dtype.kind in "OSU" else to_datatype(array.dtype).value
+        datatype = "BYTES" if array.dtype.kind in "OSU" else datatype_of(array)
         tensor = request.inputs.add(name=name, datatype=datatype, shape=list(array.shape))
         if datatype == "BYTES":
             tensor.contents.bytes_contents.extend(str(v).encode() for v in array.ravel())
@@ -70,7 +70,7 @@ class InferenceClient:
                    raw: bool = True, metadata: tuple = (), timeout: float = 30.0) -> dict:
         request = build_grpc_request(model, inputs, request_id, raw)
         response = self._stub.ModelInfer(request, metadata=metadata, timeout=timeout)
-        return decode_outputs(ModelInferResponseConverter.to_types(response))
+        return decode_outputs(response_from_grpc(response))
 
     def infer_rest(self, model: str, inputs: dict[str, np.ndarray] | None = None, request_id: str | None = None,
                    body: bytes | dict | None = None, timeout: float = 30.0) -> dict:

@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 import redis
 
-from .store import ArmHealth, Decision, FeedbackOutcome, StateStore, StateUpdate
+from .base import ArmHealth, Decision, FeedbackOutcome, StateStore, StateUpdate
 
 logger = logging.getLogger(__name__)
 

@@ -31,12 +31,15 @@ class MLServerProcess:
     """``with MLServerProcess("models/", parallel_workers=0) as server: server.http_url ...``"""
 
     def __init__(self, repository: str | Path, parallel_workers: int = 0, ready_timeout: float = 180.0,
-                 log_path: str | Path | None = None, env: dict | None = None):
+                 log_path: str | Path | None = None, env: dict | None = None, state_dir: str | Path | None = None):
+        """``state_dir``: where routers keep their SQLite state (``MARKET_AB_STATE_DIR``); default: a new
+        temporary directory, so every server starts with fresh routers unless it is given one to share."""
         self.repository = Path(repository).resolve()
         self.parallel_workers = parallel_workers
         self.ready_timeout = ready_timeout
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self._workdir = Path(tempfile.mkdtemp(prefix="mlserver-"))
+        self.state_dir = Path(state_dir) if state_dir else self._workdir / "state"
         self.log_path = Path(log_path) if log_path else self._workdir / "mlserver.log"
         self._extra_env = env or {}
         self._process: subprocess.Popen | None = None
@@ -62,6 +65,7 @@ class MLServerProcess:
             "MLSERVER_METRICS_PORT": str(self.metrics_port),
             "MLSERVER_PARALLEL_WORKERS": str(self.parallel_workers),
             "MLSERVER_METRICS_DIR": str(self._workdir / "metrics"),
+            "MARKET_AB_STATE_DIR": str(self.state_dir),
             **self._extra_env,
         }
         self._log = open(self.log_path, "ab")

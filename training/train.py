@@ -13,10 +13,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..artifact import METADATA_FILE, MODEL_FILE, LSTMArtifact
-from ..features import FEATURE_NAMES, WARMUP, min_window
-from ..regimes import REGIMES, RegimeThresholds
-from ..scaling import StandardScaler
+from runtimes.artifact import METADATA_FILE, MODEL_FILE, LSTMArtifact
+from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
+from seldon_market_ab.regimes import REGIMES, RegimeThresholds
+from seldon_market_ab.scaling import StandardScaler
+
 from .dataset import SPLITS, MarketDataset, Samples
 from .evaluation import evaluate
 from .network import LSTMClassifier, ProbabilityModel

@@ -94,16 +94,22 @@ class StateStore(ABC):
     def close(self) -> None: ...
 
 
+STORE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")
+
+
 def open_store(url: str, namespace: str, base_dir: str | Path = ".") -> StateStore:
-    """``sqlite:///relative.db`` (relative to ``base_dir``), ``sqlite:////absolute/path.db`` or
-    ``redis://host:port/db``."""
+    """``sqlite:///relative.db`` (relative to ``base_dir``, the router's state directory),
+    ``sqlite:////absolute/path.db`` or ``redis://host:port/db``."""
     if url.startswith("sqlite:///"):
         from .sqlite_store import SQLiteStore
 
         path = Path(url[len("sqlite:///"):])
         return SQLiteStore(path if path.is_absolute() else Path(base_dir) / path, namespace)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from .redis_store import RedisStore
-
+        try:
+            from .redis_store import RedisStore
+        except ImportError as error:  # the optional dependency is missing
+            raise ImportError(f"store {url.split('://')[0]}:// needs the redis client: "
+                              "pip install 'seldon-market-ab[redis]'") from error
         return RedisStore(url, namespace)
     raise ValueError(f"unknown store {url!r}; expected sqlite:///path.db or redis://host:port/db")

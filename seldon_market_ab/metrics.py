@@ -9,19 +9,21 @@ module level. Label values come from settings and fixed sets, never from request
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from .mlserver_compat import registered_collector
 
 PREFIX = "market_ab_"
 
 
 def _get_or_create(kind, name: str, documentation: str, labelnames, **kwargs):
-    existing = REGISTRY._names_to_collectors.get(name)  # public lookup API does not exist
+    existing = registered_collector(name)
     if existing is not None:
         return existing
     try:
         return kind(name, documentation, labelnames, **kwargs)
     except ValueError:  # created meanwhile by another import of this module
-        return REGISTRY._names_to_collectors[name]
+        return registered_collector(name)
 
 
 def counter(name: str, documentation: str, labelnames) -> Counter:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 from mlserver.codecs import NumpyCodec, StringCodec
-from mlserver.codecs.numpy import to_datatype
 from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, ResponseOutput
+
+from .mlserver_compat import datatype_of
 
 REJECTION_REASONS = ("input_name", "datatype", "shape", "window_too_short", "non_finite", "empty_batch",
                      "invalid_price", "invalid_reward", "invalid_decision_id", "unknown_arm")
@@ -115,7 +116,7 @@ def check_prices(ohlcv: np.ndarray) -> np.ndarray:
 def encode_tensor(name: str, array: np.ndarray) -> ResponseOutput:
     """An output with exactly the array's shape (``NumpyCodec`` would turn ``[n]`` into ``[n, 1]``)."""
     array = np.asarray(array)
-    return ResponseOutput(name=name, datatype=to_datatype(array.dtype).value, shape=list(array.shape),
+    return ResponseOutput(name=name, datatype=datatype_of(array), shape=list(array.shape),
                           data=array.ravel().tolist())
 
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from localstack.client import InferenceClient
-from localstack.mlserver_process import MLServerProcess
-
-from .artifact import LSTMArtifact
-from .data import load_instrument
-from .training.dataset import ohlcv_windows
-from .training.report import load_metadata, text_table
-from .training.train import train_models
-from .training.variants import VARIANTS
+from loadtest.client import InferenceClient
+from local_seldon.mlserver_process import MLServerProcess
+from runtimes.artifact import LSTMArtifact
+from training.data import load_instrument
+from training.dataset import ohlcv_windows
+from training.report import load_metadata, text_table
+from training.train import train_models
+from training.variants import VARIANTS
 
 DEMO_INSTRUMENTS = ("sp500", "nasdaq")
 
@@ -40,7 +40,8 @@ def run_demo(models_dir: Path, windows: int = 5, parallel_workers: int = 0) -> i
 
     rows = LSTMArtifact.load(models_dir / "baseline").min_window
     started = time.perf_counter()
-    with MLServerProcess(models_dir, parallel_workers=parallel_workers) as server:
+    state_dir = Path(tempfile.mkdtemp(prefix="market-ab-demo-state-"))  # each demo starts with fresh routers
+    with MLServerProcess(models_dir, parallel_workers=parallel_workers, state_dir=state_dir) as server:
         print(f"\nmlserver start {models_dir}/ ready in {time.perf_counter() - started:.1f}s: "
               f"REST {server.http_url}, gRPC {server.grpc_address}, metrics {server.metrics_url}")
         client = InferenceClient(server.grpc_address)
@@ -57,6 +58,8 @@ def run_demo(models_dir: Path, windows: int = 5, parallel_workers: int = 0) -> i
             print(f"{'realised':<13}" + "".join(f"{'↑' if up else '↓':>12}" for up in went_up))
         route_with_feedback(client, windows, rows)
         client.close()
+    print(f"Router state (SQLite, one file per router) is in {state_dir}; posteriors are on /metrics "
+          "(market_ab_router_posterior_mean).")
     return 0
 
 
@@ -79,5 +82,3 @@ def route_with_feedback(client: InferenceClient, windows: int, rows: int) -> Non
                 print(f"{router:<16}{date:<12}{instrument:<11}{decision.get('regime', ['-'])[0]:<16}{arm:<13}"
                       f"{decision['propensity'][0]:>10.3f}{answer['probability'][0]:>8.3f}{'↑' if up else '↓':>7}"
                       f"{reward:>8.0f}  {status}")
-    print("Router state persists in models/<router>/router-state.db; posteriors are on /metrics "
-          "(market_ab_router_posterior_mean).")

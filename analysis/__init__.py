@@ -1,0 +1,1 @@
+"""Offline evidence and reports computed from real data: the router evidence (and, later, the A/B report)."""

@@ -1,1 +1,0 @@
-"""Runs the model repository on one machine: an MLServer process and a client for it."""

@@ -1,0 +1,1 @@
+"""The ``market-ab`` command: train, evaluate, demo."""

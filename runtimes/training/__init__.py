@@ -1,1 +1,0 @@
-"""Training and evaluation of the LSTM variants served by ``runtimes.lstm``."""

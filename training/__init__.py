@@ -1,0 +1,1 @@
+"""Offline: real market data, sequences and splits, training, export and evaluation of the LSTM variants."""
