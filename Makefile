@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test models retrain evaluate evidence lint clean
+.PHONY: setup demo test models retrain evaluate evidence readme lint clean
 
 setup: $(VENV)/.installed
 
@@ -37,4 +37,9 @@ clean:
 
 # Router evidence: simulation, real-data replay and regime analysis (a few minutes); rewrites docs/ and the README section.
 evidence: models
-	$(BIN)/python loadtest/router_evidence.py --update-readme
+	$(BIN)/python -m analysis.router_evidence
+	$(BIN)/market-ab readme
+
+# Re-render the README's generated sections (data, features, evaluation, settings tables, router evidence).
+readme: setup
+	$(BIN)/market-ab readme

@@ -9,8 +9,8 @@
 3. Regimes: every model's accuracy in every regime on the test period, and whether regime routing (rules and
    learned) beats the best single model.
 
-    python -m analysis.router_evidence                  # full run (a few minutes), writes docs/
-    python -m analysis.router_evidence --update-readme  # and rewrites the README's evidence section
+    python -m analysis.router_evidence   # full run (a few minutes): docs/router-evidence.{json,md} and plots
+    market-ab readme                     # renders the README's evidence section from the JSON
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from training.evaluation import wilson_interval
 from training.variants import VARIANTS
 
 SIMULATED_MEANS = {"a (0.50)": 0.50, "b (0.53)": 0.53, "c (0.58)": 0.58}
-README_START, README_END = "<!-- router-evidence:start -->", "<!-- router-evidence:end -->"
 BOOTSTRAP = 1000
 
 
@@ -332,10 +331,12 @@ def plot(results: dict, out_dir: Path) -> None:
     plt.close(fig)
 
 
-def update_readme(markdown: str, readme: Path = Path("README.md")) -> None:
-    text = readme.read_text()
-    start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + markdown + "\n" + text[end:])
+def load_results(path: Path) -> dict:
+    """The stored evidence, with the simulation checkpoints (JSON object keys) back as integers."""
+    def int_keys(pairs):
+        return {int(k) if k.isdigit() else k: v for k, v in pairs}
+
+    return json.loads(Path(path).read_text(), object_pairs_hook=int_keys)
 
 
 def main(argv=None) -> int:
@@ -345,7 +346,6 @@ def main(argv=None) -> int:
     parser.add_argument("--replay-seeds", type=int, default=20)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--out", type=Path, default=Path("docs"))
-    parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
     lengths = {v.sequence_length for v in VARIANTS.values()}
     if len(lengths) != 1:
@@ -362,8 +362,6 @@ def main(argv=None) -> int:
     markdown = render_markdown(results)
     (args.out / "router-evidence.md").write_text(markdown + "\n")
     print(markdown)
-    if args.update_readme:
-        update_readme(markdown)
     return 0
 
 

@@ -31,9 +31,11 @@ class MLServerProcess:
     """``with MLServerProcess("models/", parallel_workers=0) as server: server.http_url ...``"""
 
     def __init__(self, repository: str | Path, parallel_workers: int = 0, ready_timeout: float = 180.0,
-                 log_path: str | Path | None = None, env: dict | None = None, state_dir: str | Path | None = None):
+                 log_path: str | Path | None = None, env: dict | None = None, state_dir: str | Path | None = None,
+                 executable: str | Path | None = None):
         """``state_dir``: where routers keep their SQLite state (``MARKET_AB_STATE_DIR``); default: a new
-        temporary directory, so every server starts with fresh routers unless it is given one to share."""
+        temporary directory, so every server starts with fresh routers unless it is given one to share.
+        ``executable``: the ``mlserver`` command (default: the one beside this Python)."""
         self.repository = Path(repository).resolve()
         self.parallel_workers = parallel_workers
         self.ready_timeout = ready_timeout
@@ -42,6 +44,7 @@ class MLServerProcess:
         self.state_dir = Path(state_dir) if state_dir else self._workdir / "state"
         self.log_path = Path(log_path) if log_path else self._workdir / "mlserver.log"
         self._extra_env = env or {}
+        self.executable = str(executable) if executable else _mlserver_executable()
         self._process: subprocess.Popen | None = None
 
     @property
@@ -70,7 +73,7 @@ class MLServerProcess:
         }
         self._log = open(self.log_path, "ab")
         self._process = subprocess.Popen(
-            [_mlserver_executable(), "start", str(self.repository)],
+            [self.executable, "start", str(self.repository)],
             env=env, cwd=self._workdir, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self._wait_until_ready()

@@ -1,4 +1,4 @@
-"""``market-ab``: train the LSTMs, print their evaluation, run the demo."""
+"""``market-ab``: train the LSTMs, print their evaluation, run the demo, render the README's generated sections."""
 
 from __future__ import annotations
 
@@ -47,6 +47,22 @@ def cmd_demo(args) -> int:
     return run_demo(args.models_dir, windows=args.windows, parallel_workers=args.parallel_workers)
 
 
+def cmd_readme(args) -> int:
+    from .readme import render, stale_sections
+
+    text = args.readme.read_text()
+    if args.check:
+        stale = stale_sections(text, args.models_dir, args.docs_dir)
+        for name in stale:
+            print(f"{args.readme}: section '{name}' differs from its rendering; run `market-ab readme`",
+                  file=sys.stderr)
+        return 1 if stale else 0
+    rendered = render(text, args.models_dir, args.docs_dir)
+    args.readme.write_text(rendered)
+    print(f"{args.readme}: {'rewrote its generated sections' if rendered != text else 'already up to date'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="market-ab", description=__doc__)
     parser.add_argument("--models-dir", type=Path, default=Path("models"), help="model repository (default: models)")
@@ -69,6 +85,12 @@ def main(argv=None) -> int:
     demo.add_argument("--windows", type=int, default=5, help="held-out windows per instrument")
     demo.add_argument("--parallel-workers", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    readme = commands.add_parser("readme", help="render the README's generated sections (tables, evidence)")
+    readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    readme.add_argument("--docs-dir", type=Path, default=Path("docs"), help="where the evidence JSON lives")
+    readme.add_argument("--check", action="store_true", help="only report stale sections (exit 1 if any)")
+    readme.set_defaults(func=cmd_readme)
 
     args = parser.parse_args(argv)
     return args.func(args)

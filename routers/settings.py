@@ -37,7 +37,7 @@ class RouterSettings(ExtraSettings):
     """``thompson-router``: Thompson sampling over ``arms``."""
 
     arms: CommaList = Field(("baseline", "enhanced", "lightweight"), min_length=1,
-                            description="the models to route to, comma-separated or a JSON list")
+                            description="the models to route to")
     default_arm: str = Field("", description="fallback when every other arm is unhealthy (empty: the first arm)")
     reward: Literal["bernoulli", "gaussian"] = Field(
         "bernoulli", description="`bernoulli`: rewards in [0, 1] (the direction was right), Beta prior; "

@@ -61,6 +61,11 @@ class LSTMSettings(ExtraSettings):
     max_batch_time: float | None = Field(None, ge=0, description="seconds to wait for a batch to fill")
 
 
+def _batched_rows_error(name: str, rows: int, shape: list[int]) -> InvalidInput:
+    return InvalidInput(f"with adaptive batching, input '{name}' must have shape [batch, {rows}, ...] "
+                        f"(windows of exactly {rows} rows); got {shape}", "shape")
+
+
 class LSTMRuntime(MLModel):
     def __init__(self, settings: ModelSettings):
         # MLServer sets adaptive batching up before load(), so the settings are read and applied here.
@@ -94,8 +99,7 @@ class LSTMRuntime(MLModel):
             for request_input in payload.inputs:
                 rows = self._batched_rows.get(request_input.name)
                 if rows and (len(request_input.shape) != 3 or request_input.shape[1] != rows):
-                    error = InvalidInput(f"with adaptive batching, input '{request_input.name}' must have shape "
-                                         f"[batch, {rows}, ...]; got {list(request_input.shape)}", "shape")
+                    error = _batched_rows_error(request_input.name, rows, list(request_input.shape))
                     self._metrics["rejected"].labels(self.name, error.reason).inc()
                     raise error
             return await batched_predict(payload)
@@ -140,8 +144,7 @@ class LSTMRuntime(MLModel):
 
     def _check_batched_rows(self, name: str, array: np.ndarray) -> None:
         if self._batched_rows and array.shape[1] != self._batched_rows[name]:
-            raise InvalidInput(f"with adaptive batching, input '{name}' windows must have exactly "
-                               f"{self._batched_rows[name]} rows; got {array.shape[1]}", "shape")
+            raise _batched_rows_error(name, self._batched_rows[name], list(array.shape))
 
     def _respond(self, payload: InferenceRequest, probability: np.ndarray) -> InferenceResponse:
         direction = (probability > 0.5).astype(np.int32)

@@ -173,7 +173,34 @@ FEATURE_NAMES: tuple[str, ...] = tuple(_indicators(np.ones((200, 5))).keys())
 def compute_features(ohlcv: np.ndarray) -> np.ndarray:
     """Features ``[..., time, len(FEATURE_NAMES)]`` from OHLCV ``[..., time, 5]``.
 
-    Rows before ``WARMUP`` are NaN (their lookback is incomplete).
+    Parameters
+    ----------
+    ohlcv : numpy.ndarray
+        Open, high, low, close, volume in the last axis, oldest row first, raw prices; any leading
+        axes are batch axes.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 features in ``FEATURE_NAMES`` order. Rows before ``WARMUP`` are NaN (their lookback
+        is incomplete).
+
+    Examples
+    --------
+    The contract that removes training/serving skew: the last rows of a request window of
+    ``min_window(sequence_length)`` rows equal, bit for bit, the rows computed on the whole history.
+
+    >>> rng = np.random.default_rng(0)
+    >>> close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 300)))
+    >>> ohlcv = np.stack([close, close * 1.01, close * 0.99, close, rng.uniform(1e6, 2e6, 300)], axis=-1)
+    >>> history = compute_features(ohlcv)
+    >>> history.shape == (300, len(FEATURE_NAMES))
+    True
+    >>> window = ohlcv[-min_window(30):]  # what a client sends for a model with sequence length 30
+    >>> np.array_equal(compute_features(window)[-30:], history[-30:])
+    True
+    >>> bool(np.isnan(history[:WARMUP]).any(axis=1).all() and np.isfinite(history[WARMUP:]).all())
+    True
     """
     ohlcv = np.asarray(ohlcv, dtype=np.float64)
     if ohlcv.ndim < 2 or ohlcv.shape[-1] != 5:
@@ -196,5 +223,11 @@ WARMUP: int = _warmup()
 
 
 def min_window(sequence_length: int) -> int:
-    """OHLCV rows a request needs for ``sequence_length`` complete feature rows."""
+    """OHLCV rows a request needs for ``sequence_length`` complete feature rows.
+
+    Examples
+    --------
+    >>> min_window(30) == WARMUP + 30
+    True
+    """
     return WARMUP + sequence_length

@@ -72,25 +72,27 @@ class ExtraSettings(BaseModel):
     @classmethod
     def from_extra(cls, extra: Mapping | None, model: str = ""):
         """Validate ``extra``; raise :class:`SettingsError` naming every bad key, its value and what is allowed."""
+        extra = dict(extra or {})
         try:
-            return cls.model_validate(dict(extra or {}))
+            return cls.model_validate(extra)
         except ValidationError as error:
-            problems = "; ".join(_describe(cls, problem) for problem in error.errors())
+            problems = "; ".join(_describe(cls, problem, extra) for problem in error.errors())
             prefix = f"{model}: " if model else ""
             raise SettingsError(f"{prefix}invalid parameters.extra: {problems}") from None
 
 
-def _describe(cls: type[ExtraSettings], problem: dict) -> str:
+def _describe(cls: type[ExtraSettings], problem: dict, extra: dict) -> str:
     key = ".".join(str(part) for part in problem["loc"][:1])
+    value = extra.get(key, problem["input"])  # as given, before any conversion
     if problem["type"] == "extra_forbidden":
         close = difflib.get_close_matches(key, cls.model_fields, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"unknown key '{key}' = {problem['input']!r}{hint}; allowed keys: {', '.join(cls.model_fields)}"
+        return f"unknown key '{key}' = {value!r}{hint}; allowed keys: {', '.join(cls.model_fields)}"
     message = problem["msg"].removeprefix("Value error, ")
     if not key:  # a check across several keys
         return message
     allowed = allowed_values(cls.model_json_schema()["properties"][key])
-    return f"'{key}' = {problem['input']!r}: {message} (allowed: {allowed})"
+    return f"'{key}' = {value!r}: {message} (allowed: {allowed})"
 
 
 def allowed_values(schema: dict) -> str:
@@ -99,12 +101,12 @@ def allowed_values(schema: dict) -> str:
         options = [allowed_values(option) for option in schema["anyOf"] if option.get("type") != "null"]
         return " or ".join(options) + " (or unset)"
     if "enum" in schema:
-        return " | ".join(f"`{value}`" for value in schema["enum"])
+        return " or ".join(f"`{value}`" for value in schema["enum"])
     kind = schema.get("type")
     if kind == "array":
         return "comma-separated names or a JSON list"
     if kind == "boolean":
-        return "`true` | `false`"
+        return "`true` or `false`"
     if kind in ("integer", "number"):
         low = ("(", schema["exclusiveMinimum"]) if "exclusiveMinimum" in schema else ("[", schema.get("minimum"))
         high = (")", schema["exclusiveMaximum"]) if "exclusiveMaximum" in schema else ("]", schema.get("maximum"))
@@ -119,11 +121,13 @@ def allowed_values(schema: dict) -> str:
     return "a string"
 
 
-def markdown_table(cls: type[ExtraSettings]) -> str:
-    """The README table of a settings class: key, default, allowed values, meaning."""
+def markdown_table(cls: type[ExtraSettings], keys=None) -> str:
+    """The README table of a settings class (or of some of its ``keys``): key, default, allowed values, meaning."""
     properties = cls.model_json_schema()["properties"]
     lines = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
     for key, field in cls.model_fields.items():
+        if keys is not None and key not in keys:
+            continue
         default = field.default
         if isinstance(default, tuple):
             default = ",".join(default)

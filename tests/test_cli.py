@@ -1,5 +1,6 @@
 """The market-ab console script, as installed by `make`."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -32,3 +33,21 @@ def test_train_if_missing_trains_only_what_is_missing(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "lightweight" / "model.pt").exists()
     assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["lightweight"] * 4
+
+
+def test_demo_end_to_end(tmp_path):
+    """`market-ab demo` on a copy of the repository: models answer, both routers decide and take feedback,
+    and no router state lands in the model folders."""
+    repository = tmp_path / "models"
+    shutil.copytree(MODELS, repository)
+    before = sorted(p.relative_to(repository) for p in repository.rglob("*"))
+    result = market_ab("--models-dir", str(repository), "demo", "--windows", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "ready in" in out and "realised" in out
+    for name in ("baseline", "conservative"):
+        assert re.search(rf"^{name} .* [0-2]/2$", out, flags=re.MULTILINE), out
+    router_lines = [line for line in out.splitlines() if line.startswith(("thompson-router", "regime-router"))]
+    assert len(router_lines) == 2 * 2 * 2  # two routers, two instruments, two windows
+    assert all(line.endswith("applied") for line in router_lines), router_lines
+    assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before

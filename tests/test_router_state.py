@@ -201,3 +201,21 @@ def test_changing_the_arms_keeps_serving_and_takes_late_feedback(tmp_path):
     state, _ = shared_state("sqlite:///thompson-router.db", state_dir)
     removed = sum(1 for d in decisions.values() if d == "lightweight")
     assert state.get("lightweight", ArmStats()).rewards == removed
+
+
+def snapshot(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_serving_a_router_writes_nothing_into_its_model_folder(tmp_path):
+    """On Seldon the model folder is a downloaded artifact: state goes to the state directory."""
+    folder = add_router(tmp_path / "models", "thompson-router", "thompson-router")
+    before = snapshot(folder)
+    with MLServerProcess(folder.parent, parallel_workers=1) as server:
+        client = InferenceClient(server.grpc_address)
+        decisions = make_decisions(client, "ro", 12)
+        assert send_feedback(client, list(decisions)) == ["applied"] * 12
+        client.close()
+    assert snapshot(folder) == before
+    assert (server.state_dir / "thompson-router.db").stat().st_size > 0

@@ -1,5 +1,7 @@
 """Both routers in a real MLServer: decisions, delayed feedback, health, regimes, over REST and gRPC."""
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import pytest
 from loadtest.client import InferenceClient, RestError
 from local_seldon.mlserver_process import MLServerProcess
 from routers.bandit import ArmStats, state_from_dict
+from routers.settings import RouterSettings
 from routers.stores.sqlite_store import SQLiteStore
 from seldon_market_ab.regimes import REGIMES, regime_series
 from training.dataset import ohlcv_windows
@@ -25,6 +28,9 @@ def routers(tmp_path_factory):
     add_router(repository, "regime-learned", "regime-router", mode="learned")
     add_router(repository, "thompson-health", "thompson-router", max_consecutive_errors=2, min_share=0.0)
     add_router(repository, "thompson-short-ttl", "thompson-router", decision_ttl_seconds=1e-6)
+    add_router(repository, "thompson-gaussian", "thompson-router", reward="gaussian", prior_std="0.01",
+               discount="0.9", warmup_rewards="0")
+    add_router(repository, "regime-fallback", "regime-router")
     with MLServerProcess(repository) as server:
         client = InferenceClient(server.grpc_address, server.http_url)
         yield repository, server, client
@@ -229,3 +235,39 @@ def test_regime_router_feedback_over_rest(routers):
                                                  "reward": np.array([1.0, 1.0])})["status"]
     assert status == ["applied", "duplicate"]
     assert stored_state(server, "regime-router", context="bear")["conservative"].rewards == 1
+
+
+def test_gaussian_rewards_with_discounting_through_a_served_router(routers, window):
+    """``reward: gaussian`` and ``discount < 1`` over the wire give exactly the pure policy's posterior."""
+    _, server, client = routers
+    rewards = [0.012, -0.004, 0.007, -0.011, 0.003, 0.0005]
+    arms = [client.infer_grpc("thompson-gaussian", {"ohlcv": window}, request_id=f"g-{i}")["arm"][0]
+            for i in range(len(rewards))]
+    for i, reward in enumerate(rewards):  # one at a time: with discounting the order matters
+        status = client.infer_grpc("thompson-gaussian", {"decision_id": ids(f"g-{i}"), "reward": np.array([reward])})
+        assert status["status"] == ["applied"]
+    extra = json.loads((server.repository / "thompson-gaussian" / "model-settings.json").read_text())
+    policy = RouterSettings.from_extra(extra["parameters"]["extra"]).policy()
+    expected = policy.initial_state()
+    for arm, reward in zip(arms, rewards, strict=True):
+        expected = policy.update(expected, arm, reward)
+    stored = stored_state(server, "thompson-gaussian")
+    assert stored.keys() == expected.keys()
+    for arm in expected:
+        assert stored[arm].rewards == expected[arm].rewards
+        assert stored[arm].weight == pytest.approx(expected[arm].weight, rel=1e-12)
+        assert stored[arm].total == pytest.approx(expected[arm].total, rel=1e-12, abs=1e-15)
+    assert sum(s.weight for s in stored.values()) < len(rewards)  # the discount did forget something
+
+
+def test_rules_mode_falls_back_to_a_healthy_arm(routers):
+    _, _, client = routers
+    bull = _window_in_regime("bull")
+    _health(client, "regime-fallback", aggressive=False)
+    answer = client.infer_grpc("regime-fallback", {"ohlcv": bull})
+    assert answer["regime"] == ["bull"] and answer["arm"] == ["baseline"]  # the default arm
+    _health(client, "regime-fallback", baseline=False)
+    answer = client.infer_grpc("regime-fallback", {"ohlcv": bull})
+    assert answer["arm"][0] in {"robust", "conservative"} and answer["propensity"] == [1.0]  # a healthy one
+    _health(client, "regime-fallback", aggressive=True, baseline=True)
+    assert client.infer_grpc("regime-fallback", {"ohlcv": bull})["arm"] == ["aggressive"]

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from loadtest.client import build_grpc_request
+from seldon_market_ab.mlserver_compat import response_from_grpc
 from training.dataset import ohlcv_windows
 
 from .conftest import LSTM_NAMES
@@ -62,13 +64,9 @@ def test_typed_grpc_contents_and_fp64_are_accepted(served, artifacts, heldout):
 
 
 def test_request_id_is_echoed(served, heldout):
-    server, client = served
-    from mlserver.grpc.converters import ModelInferResponseConverter
-
-    from loadtest.client import build_grpc_request
-
+    _, client = served
     request = build_grpc_request("baseline", {"ohlcv": heldout["sp500"][0][:1]}, request_id="trade-42")
-    response = ModelInferResponseConverter.to_types(client._stub.ModelInfer(request))
+    response = response_from_grpc(client._stub.ModelInfer(request))
     assert response.id == "trade-42"
     assert response.model_version == "1"
 

@@ -61,3 +61,18 @@ def load_vix() -> pd.Series:
 
 def load_all() -> dict[str, pd.DataFrame]:
     return {name: load_instrument(name) for name in INSTRUMENTS}
+
+
+SOURCES = {
+    "sp500": "`arch.data.sp500` (^GSPC daily OHLCV)",
+    "nasdaq": "`arch.data.nasdaq` (^IXIC daily OHLCV)",
+    "goog": "`backtesting.test.GOOG` (daily OHLCV)",
+    "vix": "`arch.data.vix` (VIX close; holidays dropped; the regime router's optional `vix` input)",
+}
+
+
+def describe() -> dict[str, dict]:
+    """Rows and date range of every series, as the loader returns them (the README's data table)."""
+    series = {**load_all(), "vix": load_vix()}
+    return {name: {"source": SOURCES[name], "rows": len(values), "first": str(values.index[0].date()),
+                   "last": str(values.index[-1].date())} for name, values in series.items()}

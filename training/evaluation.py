@@ -20,6 +20,16 @@ TRADING_DAYS = 252
 
 
 def wilson_interval(successes: float, n: int) -> tuple[float, float]:
+    """Wilson score interval (95%) of a proportion.
+
+    Examples
+    --------
+    >>> low, high = wilson_interval(52, 100)
+    >>> round(low, 4), round(high, 4)
+    (0.4232, 0.6154)
+    >>> wilson_interval(0, 0)
+    (nan, nan)
+    """
     if n == 0:
         return (math.nan, math.nan)
     p = successes / n
@@ -30,7 +40,15 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
 
 
 def auc(label: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
+    """Area under the ROC curve (Mann-Whitney, ties counted half).
+
+    Examples
+    --------
+    >>> auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    >>> auc([0, 1, 1], [0.5, 0.5, 0.9])  # a tie counts half
+    0.75
+    """
     label = np.asarray(label).astype(bool)
     positives, negatives = label.sum(), (~label).sum()
     if positives == 0 or negatives == 0:
@@ -62,6 +80,16 @@ def brier(label, probability) -> float:
 
 
 def sharpe(daily_returns) -> float:
+    """Annualised Sharpe ratio of daily returns (no risk-free rate); NaN when they never vary.
+
+    Examples
+    --------
+    >>> returns = [0.01, -0.005, 0.002, 0.004]
+    >>> sharpe(returns) == np.mean(returns) / np.std(returns) * np.sqrt(252)
+    True
+    >>> sharpe([0.01, 0.01])
+    nan
+    """
     std = np.std(daily_returns)
     return float(np.mean(daily_returns) / std * math.sqrt(TRADING_DAYS)) if std > 0 else math.nan
 

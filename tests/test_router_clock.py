@@ -1,0 +1,92 @@
+"""A router runtime driven in process with an injected clock: time-to-live, the expiry sweep and cooldowns,
+without sleeping. (The same runtime class MLServer loads; tests over the wire are in test_routers.py.)"""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from mlserver.settings import ModelParameters, ModelSettings
+
+from loadtest.client import build_request, decode_outputs
+from routers.runtime import EXPIRY_SWEEP_SECONDS
+from routers.thompson import ThompsonRouter
+from training.dataset import ohlcv_windows
+
+from .conftest import MIN_WINDOW, MODELS
+
+TTL = 100.0
+COOLDOWN = 50.0
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def router(tmp_path):
+    extra = json.loads((MODELS / "thompson-router" / "model-settings.json").read_text())["parameters"]["extra"]
+    extra.update(decision_ttl_seconds=TTL, unhealthy_cooldown_seconds=COOLDOWN, max_consecutive_errors=1,
+                 min_share=0.0, warmup_rewards=0, seed=0, state_dir=str(tmp_path / "state"))
+    settings = ModelSettings(name="thompson-router", implementation=ThompsonRouter,
+                             parameters=ModelParameters(uri=str(tmp_path), extra=extra))
+    router = ThompsonRouter(settings)
+    router.clock = Clock(1_000.0)
+    asyncio.run(router.load())
+    yield router
+    asyncio.run(router.unload())
+
+
+WINDOW = ohlcv_windows("sp500", [4200], MIN_WINDOW)
+
+
+def infer(router, inputs, request_id=None) -> dict:
+    return decode_outputs(asyncio.run(router.predict(build_request(inputs, request_id))))
+
+
+def decide(router, decision_id) -> str:
+    return infer(router, {"ohlcv": WINDOW}, decision_id)["arm"][0]
+
+
+def feedback(router, decision_id, reward=1.0, error=None) -> str:
+    inputs = {"decision_id": np.array([decision_id], dtype=object), "reward": np.array([reward])}
+    if error is not None:
+        inputs["error"] = np.array([int(error)], np.int32)
+    return infer(router, inputs)["status"][0]
+
+
+def test_feedback_is_applied_up_to_the_time_to_live_and_expired_after(router):
+    decide(router, "in-time")
+    decide(router, "too-late")
+    router.clock.now += TTL
+    assert feedback(router, "in-time") == "applied"
+    router.clock.now += 0.001
+    assert feedback(router, "too-late") == "expired"
+    assert feedback(router, "too-late") == "expired"  # and it stays so: nothing was applied
+
+
+def test_the_expiry_sweep_forgets_old_decisions_at_most_every_interval(router):
+    decide(router, "old")  # the first decision after load sweeps (nothing yet) and schedules the next sweep
+    router.clock.now += TTL + 1
+    decide(router, "newer")  # before the next sweep: "old" is past its time-to-live but still kept
+    assert router.store.decision("old") is not None and router.store.pending_count() == 2
+    router.clock.now = 1_000.0 + EXPIRY_SWEEP_SECONDS
+    decide(router, "newest")  # sweeps: everything older than the time-to-live goes
+    assert router.store.decision("old") is None and router.store.decision("newer") is None
+    assert router.store.pending_count() == 1
+    assert feedback(router, "old") == "unknown"  # reported, never silently dropped
+    assert feedback(router, "newest") == "applied"
+
+
+def test_a_cooldown_ends_with_time(router):
+    arm = decide(router, "fails")
+    assert feedback(router, "fails", reward=0.0, error=True) == "applied"  # one error takes it out here
+    chosen = {decide(router, f"during-{i}") for i in range(40)}
+    assert arm not in chosen
+    router.clock.now += COOLDOWN
+    chosen = {decide(router, f"after-{i}") for i in range(80)}
+    assert arm in chosen
