@@ -72,11 +72,13 @@ class MLServerProcess:
             **self._extra_env,
         }
         self._log = open(self.log_path, "ab")
+        started = time.perf_counter()
         self._process = subprocess.Popen(
             [self.executable, "start", str(self.repository)],
             env=env, cwd=self._workdir, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self._wait_until_ready()
+        self.ready_seconds = time.perf_counter() - started  # from the command to every model ready
         return self
 
     def _wait_until_ready(self) -> None:
@@ -106,6 +108,29 @@ class MLServerProcess:
         if failed:
             raise RuntimeError(f"models failed to load: {sorted(failed)}; log:\n{self.log_tail()}")
         return expected <= ready
+
+    def resident_memory(self) -> int:
+        """Resident memory in bytes of the server and every process it started (its parallel workers)."""
+        if not self._process or self._process.poll() is not None:
+            return 0
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        total, stack = 0, [self._process.pid]
+        while stack:
+            pid = stack.pop()
+            stack += children.get(pid, [])
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += next((int(line.split()[1]) * 1024 for line in status.splitlines()
+                           if line.startswith("VmRSS:")), 0)
+        return total
 
     def log_tail(self, lines: int = 60) -> str:
         try:

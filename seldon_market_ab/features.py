@@ -14,163 +14,115 @@ batch axes, and everything is vectorised over them.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit
 
-_EPS = 1e-12
+from . import rolling as r
+
 TRADING_DAYS = 252
 
-
-def _pad(values: np.ndarray, missing: int) -> np.ndarray:
-    """Prefix ``missing`` NaN rows along the last axis."""
-    pad = np.full(values.shape[:-1] + (missing,), np.nan)
-    return np.concatenate([pad, values], axis=-1)
-
-
-def _rolling(x: np.ndarray, window: int, reduce) -> np.ndarray:
-    """``reduce`` over the trailing ``window`` rows; NaN until ``window`` rows exist."""
-    if x.shape[-1] < window:
-        return np.full(x.shape, np.nan)
-    view = sliding_window_view(x, window, axis=-1)
-    return _pad(reduce(view, axis=-1), window - 1)
+FEATURE_NAMES: tuple[str, ...] = (
+    "ret_1", "logret_1", "logret_5", "logret_10", "logret_20", "gap", "intraday_ret", "range_pct",
+    "close_location", "vol_5", "vol_10", "vol_20", "vol_60", "parkinson_vol_20", "rsi_14", "macd", "macd_signal",
+    "macd_hist", "bb_pct_b", "bb_width", "atr_pct_14", "stoch_k_14", "stoch_d_3", "williams_r_14", "cci_20",
+    "roc_10", "momentum_10_atr", "adx_14", "plus_di_14", "minus_di_14", "sma_ratio_5_20", "sma_ratio_20_50",
+    "close_sma_50", "volume_z_20", "obv_change_10",
+)
 
 
-def _mean(x, window):
-    return _rolling(x, window, np.mean)
-
-
-def rolling_std(x, window):
-    return _rolling(x, window, np.std)
-
-
-def _max(x, window):
-    return _rolling(x, window, np.max)
-
-
-def _min(x, window):
-    return _rolling(x, window, np.min)
-
-
-def _sum(x, window):
-    return _rolling(x, window, np.sum)
-
-
-def _ewm(x: np.ndarray, alpha: float, length: int) -> np.ndarray:
-    """Exponential average with weights truncated after ``length`` rows (finite lookback)."""
-    weights = (1.0 - alpha) ** np.arange(length)[::-1]
-    weights /= weights.sum()
-    if x.shape[-1] < length:
-        return np.full(x.shape, np.nan)
-    return _pad(sliding_window_view(x, length, axis=-1) @ weights, length - 1)
-
-
-def _ema(x, span):
-    return _ewm(x, 2.0 / (span + 1.0), 3 * span)
-
-
-def _wilder(x, period):
-    return _ewm(x, 1.0 / period, 3 * period)
-
-
-def lag(x: np.ndarray, periods: int) -> np.ndarray:
-    return _pad(x[..., :-periods], periods)
-
-
-def _ratio(numerator, denominator):
-    return numerator / np.where(np.abs(denominator) < _EPS, np.nan, denominator)
-
-
+@njit(cache=True, error_model="numpy")
 def _true_range(high, low, close):
-    previous = lag(close, 1)
-    return np.fmax(high - low, np.fmax(np.abs(high - previous), np.abs(low - previous)))
+    previous = r.lag(close, 1)
+    return r.fmax(high - low, r.fmax(np.abs(high - previous), np.abs(low - previous)))
 
 
-def _keep_nan(values, like):
-    """``values`` with NaN wherever ``like`` is NaN (``np.where`` would turn a missing row into a zero)."""
-    return values + 0 * like
+@njit(cache=True, error_model="numpy")
+def _directional_movement(high, low):
+    """+DM and -DM; NaN where the move itself is undefined."""
+    up = high - r.lag(high, 1)
+    down = r.lag(low, 1) - low
+    plus, minus = np.empty(len(high)), np.empty(len(high))
+    for t in range(len(high)):
+        plus[t] = (up[t] if up[t] > down[t] and up[t] > 0 else 0.0) + 0.0 * up[t]
+        minus[t] = (down[t] if down[t] > up[t] and down[t] > 0 else 0.0) + 0.0 * down[t]
+    return plus, minus
 
 
-def _rsi(close, period=14):
-    change = np.diff(close, axis=-1, prepend=np.nan)
-    gain = _wilder(_keep_nan(np.where(change > 0, change, 0.0), change), period)
-    loss = _wilder(_keep_nan(np.where(change < 0, -change, 0.0), change), period)
-    return 100.0 * _ratio(gain, gain + loss)
+@njit(cache=True, error_model="numpy")
+def _series_features(o, h, lo, c, v, out, first):
+    """The features of one instrument's rows ``first ..`` into ``out [time, len(FEATURE_NAMES)]``.
 
-
-def _adx(high, low, close, period=14):
-    up = high - lag(high, 1)
-    down = lag(low, 1) - low
-    plus_dm = _keep_nan(np.where((up > down) & (up > 0), up, 0.0), up)
-    minus_dm = _keep_nan(np.where((down > up) & (down > 0), down, 0.0), down)
-    atr = _wilder(_true_range(high, low, close), period)
-    plus_di = 100.0 * _ratio(_wilder(plus_dm, period), atr)
-    minus_di = 100.0 * _ratio(_wilder(minus_dm, period), atr)
-    dx = 100.0 * _ratio(np.abs(plus_di - minus_di), plus_di + minus_di)
-    return _wilder(dx, period), plus_di, minus_di
-
-
-def _indicators(ohlcv: np.ndarray) -> dict[str, np.ndarray]:
-    o, h, lo, c, v = (ohlcv[..., i].astype(np.float64) for i in range(5))
+    Rows before ``first`` are left NaN; each intermediate series is computed from the first row its
+    consumers read (a windowed consumer of length L reads L - 1 rows further back).
+    """
+    sqrt_year = np.sqrt(TRADING_DAYS)
     log_c = np.log(c)
     log_v = np.log1p(v)
-    logret = np.diff(log_c, axis=-1, prepend=np.nan)
-    ret = np.expm1(logret)
-
-    ema12, ema26 = _ema(c, 12), _ema(c, 26)
-    macd = _ratio(ema12 - ema26, c)
-    macd_signal = _ema(macd, 9)
-    sma20, sd20 = _mean(c, 20), rolling_std(c, 20)
-    atr14 = _wilder(_true_range(h, lo, c), 14)
-    high14, low14 = _max(h, 14), _min(lo, 14)
-    stoch_k = 100.0 * _ratio(c - low14, high14 - low14)
+    logret = r.diff(log_c)
+    change = r.diff(c)
+    macd = r.ratio(r.ema(c, 12, first - 26) - r.ema(c, 26, first - 26), c)  # the signal line reads 27 rows
+    macd_signal = r.ema(macd, 9, first)
+    sma20, sd20, sma50 = r.rolling_mean(c, 20, first), r.rolling_std(c, 20, first), r.rolling_mean(c, 50, first)
+    atr14 = r.wilder(_true_range(h, lo, c), 14, first - 41)  # the ADX smooths DX over 42 rows
+    high14, low14 = r.rolling_max(h, 14, first - 2), r.rolling_min(lo, 14, first - 2)  # %D averages 3 rows
+    stoch_k = 100.0 * r.ratio(c - low14, high14 - low14)
     typical = (h + lo + c) / 3.0
-    typical_sma = _mean(typical, 20)
-    mean_dev = _rolling(typical, 20, lambda w, axis: np.mean(np.abs(w - w.mean(axis=axis, keepdims=True)), axis=axis))
-    adx, plus_di, minus_di = _adx(h, lo, c, 14)
-    signed_volume = np.sign(logret) * v
+    plus_dm, minus_dm = _directional_movement(h, lo)
+    plus_di = 100.0 * r.ratio(r.wilder(plus_dm, 14, first - 41), atr14)
+    minus_di = 100.0 * r.ratio(r.wilder(minus_dm, 14, first - 41), atr14)
+    dx = 100.0 * r.ratio(np.abs(plus_di - minus_di), plus_di + minus_di)
+    gain, loss = r.wilder(r.positive_part(change), 14, first), r.wilder(r.positive_part(-change), 14, first)
 
-    return {
-        "ret_1": ret,
-        "logret_1": logret,
-        "logret_5": log_c - lag(log_c, 5),
-        "logret_10": log_c - lag(log_c, 10),
-        "logret_20": log_c - lag(log_c, 20),
-        "gap": _ratio(o, lag(c, 1)) - 1.0,
-        "intraday_ret": _ratio(c, o) - 1.0,
-        "range_pct": _ratio(h - lo, c),
-        "close_location": _ratio(c - lo, h - lo),
-        "vol_5": rolling_std(logret, 5) * np.sqrt(TRADING_DAYS),
-        "vol_10": rolling_std(logret, 10) * np.sqrt(TRADING_DAYS),
-        "vol_20": rolling_std(logret, 20) * np.sqrt(TRADING_DAYS),
-        "vol_60": rolling_std(logret, 60) * np.sqrt(TRADING_DAYS),
-        "parkinson_vol_20": np.sqrt(_mean(np.log(_ratio(h, lo)) ** 2, 20) / (4 * np.log(2)) * TRADING_DAYS),
-        "rsi_14": _rsi(c, 14),
-        "macd": macd,
-        "macd_signal": macd_signal,
-        "macd_hist": macd - macd_signal,
-        "bb_pct_b": _ratio(c - (sma20 - 2 * sd20), 4 * sd20),
-        "bb_width": _ratio(4 * sd20, sma20),
-        "atr_pct_14": _ratio(atr14, c),
-        "stoch_k_14": stoch_k,
-        "stoch_d_3": _mean(stoch_k, 3),
-        "williams_r_14": -100.0 * _ratio(high14 - c, high14 - low14),
-        "cci_20": _ratio(typical - typical_sma, 0.015 * mean_dev),
-        "roc_10": 100.0 * (_ratio(c, lag(c, 10)) - 1.0),
-        "momentum_10_atr": _ratio(c - lag(c, 10), atr14),
-        "adx_14": adx,
-        "plus_di_14": plus_di,
-        "minus_di_14": minus_di,
-        "sma_ratio_5_20": _ratio(_mean(c, 5), sma20) - 1.0,
-        "sma_ratio_20_50": _ratio(sma20, _mean(c, 50)) - 1.0,
-        "close_sma_50": _ratio(c, _mean(c, 50)) - 1.0,
-        "volume_z_20": _ratio(log_v - _mean(log_v, 20), rolling_std(log_v, 20)),
-        "obv_change_10": _ratio(_sum(signed_volume, 10), _sum(v, 10)),
-    }
+    columns = (
+        np.expm1(logret),  # ret_1
+        logret,
+        log_c - r.lag(log_c, 5),
+        log_c - r.lag(log_c, 10),
+        log_c - r.lag(log_c, 20),
+        r.ratio(o, r.lag(c, 1)) - 1.0,  # gap
+        r.ratio(c, o) - 1.0,  # intraday_ret
+        r.ratio(h - lo, c),  # range_pct
+        r.ratio(c - lo, h - lo),  # close_location
+        r.rolling_std(logret, 5, first) * sqrt_year,
+        r.rolling_std(logret, 10, first) * sqrt_year,
+        r.rolling_std(logret, 20, first) * sqrt_year,
+        r.rolling_std(logret, 60, first) * sqrt_year,
+        np.sqrt(r.rolling_mean(np.log(r.ratio(h, lo)) ** 2, 20, first) / (4 * np.log(2.0)) * TRADING_DAYS),
+        100.0 * r.ratio(gain, gain + loss),  # rsi_14
+        macd,
+        macd_signal,
+        macd - macd_signal,  # macd_hist
+        r.ratio(c - (sma20 - 2 * sd20), 4 * sd20),  # bb_pct_b
+        r.ratio(4 * sd20, sma20),  # bb_width
+        r.ratio(atr14, c),  # atr_pct_14
+        stoch_k,
+        r.rolling_mean(stoch_k, 3, first),  # stoch_d_3
+        -100.0 * r.ratio(high14 - c, high14 - low14),  # williams_r_14
+        r.ratio(typical - r.rolling_mean(typical, 20, first),
+                0.015 * r.rolling_mean_absolute_deviation(typical, 20, first)),  # cci_20
+        100.0 * (r.ratio(c, r.lag(c, 10)) - 1.0),  # roc_10
+        r.ratio(c - r.lag(c, 10), atr14),  # momentum_10_atr
+        r.wilder(dx, 14, first),  # adx_14
+        plus_di,
+        minus_di,
+        r.ratio(r.rolling_mean(c, 5, first), sma20) - 1.0,  # sma_ratio_5_20
+        r.ratio(sma20, sma50) - 1.0,  # sma_ratio_20_50
+        r.ratio(c, sma50) - 1.0,  # close_sma_50
+        r.ratio(log_v - r.rolling_mean(log_v, 20, first), r.rolling_std(log_v, 20, first)),  # volume_z_20
+        r.ratio(r.rolling_sum(np.sign(logret) * v, 10, first), r.rolling_sum(v, 10, first)),  # obv_change_10
+    )
+    for j in range(len(columns)):
+        out[first:, j] = columns[j][first:]
+    out[:first, :] = np.nan
 
 
-FEATURE_NAMES: tuple[str, ...] = tuple(_indicators(np.ones((200, 5))).keys())
+@njit(cache=True, error_model="numpy")
+def _batch_features(ohlcv, out, first):
+    for i in range(ohlcv.shape[0]):
+        columns = [np.ascontiguousarray(ohlcv[i, :, k]) for k in range(5)]
+        _series_features(columns[0], columns[1], columns[2], columns[3], columns[4], out[i], first)
 
 
-def compute_features(ohlcv: np.ndarray) -> np.ndarray:
+def compute_features(ohlcv: np.ndarray, rows: int | None = None) -> np.ndarray:
     """Features ``[..., time, len(FEATURE_NAMES)]`` from OHLCV ``[..., time, 5]``.
 
     Parameters
@@ -178,6 +130,9 @@ def compute_features(ohlcv: np.ndarray) -> np.ndarray:
     ohlcv : numpy.ndarray
         Open, high, low, close, volume in the last axis, oldest row first, raw prices; any leading
         axes are batch axes.
+    rows : int, optional
+        Compute only the last ``rows`` rows (the ones a model reads); earlier rows are NaN. Each
+        computed row is bit for bit what the whole history gives.
 
     Returns
     -------
@@ -201,12 +156,16 @@ def compute_features(ohlcv: np.ndarray) -> np.ndarray:
     True
     >>> bool(np.isnan(history[:WARMUP]).any(axis=1).all() and np.isfinite(history[WARMUP:]).all())
     True
+    >>> np.array_equal(compute_features(window, rows=30)[-30:], history[-30:])  # only what the model reads
+    True
     """
     ohlcv = np.asarray(ohlcv, dtype=np.float64)
     if ohlcv.ndim < 2 or ohlcv.shape[-1] != 5:
         raise ValueError(f"expected OHLCV of shape [..., time, 5], got {ohlcv.shape}")
-    indicators = _indicators(ohlcv)
-    return np.stack([indicators[name] for name in FEATURE_NAMES], axis=-1)
+    batch = np.ascontiguousarray(ohlcv.reshape(-1, *ohlcv.shape[-2:]))
+    out = np.empty(batch.shape[:2] + (len(FEATURE_NAMES),))
+    _batch_features(batch, out, 0 if rows is None else max(batch.shape[1] - rows, 0))
+    return out.reshape(ohlcv.shape[:-1] + (len(FEATURE_NAMES),))
 
 
 def _warmup() -> int:

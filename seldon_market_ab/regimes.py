@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numba import njit
 
-from .features import TRADING_DAYS, lag, rolling_std
+from . import rolling
+from .features import TRADING_DAYS
 
 REGIMES: tuple[str, ...] = ("high_volatility", "bull", "bear", "sideways")
 
@@ -43,12 +45,20 @@ class RegimeThresholds:
         return max(self.volatility_window, self.trend_window) + 1
 
 
+@njit(cache=True, error_model="numpy")
+def _indicators(close, volatility_window, trend_window):
+    log_close = np.log(close)
+    volatility = rolling.rolling_std(rolling.diff(log_close), volatility_window, 0) * np.sqrt(TRADING_DAYS)
+    return volatility, log_close - rolling.lag(log_close, trend_window)
+
+
 def regime_indicators(close: np.ndarray, thresholds: RegimeThresholds = RegimeThresholds()):
     """Realised volatility and trend per row of ``close [..., time]`` (NaN during warm-up)."""
-    log_close = np.log(np.asarray(close, dtype=np.float64))
-    logret = np.diff(log_close, axis=-1, prepend=np.nan)
-    volatility = rolling_std(logret, thresholds.volatility_window) * np.sqrt(TRADING_DAYS)
-    trend = log_close - lag(log_close, thresholds.trend_window)
+    close = np.asarray(close, dtype=np.float64)
+    rows = np.ascontiguousarray(close.reshape(-1, close.shape[-1]))
+    pairs = [_indicators(row, thresholds.volatility_window, thresholds.trend_window) for row in rows]
+    volatility = np.stack([p[0] for p in pairs]).reshape(close.shape)
+    trend = np.stack([p[1] for p in pairs]).reshape(close.shape)
     return volatility, trend
 
 

@@ -54,6 +54,9 @@ def test_request_window_gives_the_training_features_bit_for_bit(instrument):
     expected = np.stack([full[end - sequence + 1:end + 1] for end in ends])
     np.testing.assert_array_equal(served, expected)
     assert np.isfinite(served).all()
+    only_read = compute_features(windows, rows=sequence)  # what the runtime computes: the rows the model reads
+    np.testing.assert_array_equal(only_read[:, -sequence:], expected)
+    assert np.isnan(only_read[:, :-sequence]).all()
 
 
 def test_one_row_too_few_leaves_a_gap(sp500):

@@ -1,0 +1,323 @@
+"""Serving benchmark: our runtimes against an echo runtime measured in the same run, on this machine.
+
+One MLServer (``parallel_workers`` 0) holds an echo runtime (``loadtest.echo``) beside the real
+``baseline`` LSTM and both routers; a second one runs the same repository with parallel workers.
+Every round runs every load once (closed-loop gRPC clients, in a seeded shuffled order), so each
+ratio compares two runs made moments apart; the table gives the median and the range over rounds.
+In-process figures (features, the model, a router decision) are timed in this process.
+
+    python -m loadtest.benchmark                  # about three minutes here: docs/benchmarks.{json,md}
+    python -m loadtest.benchmark --rounds 1 --seconds 0.5 --out /tmp/bench   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+from mlserver.settings import ModelParameters, ModelSettings
+from tqdm.auto import tqdm
+
+from local_seldon.mlserver_process import MLServerProcess
+from routers.thompson import ThompsonRouter
+from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.features import compute_features
+from training.dataset import ohlcv_windows
+
+from .client import build_grpc_request, build_request
+from .grpc_load import closed_loop
+
+CLIENTS = 8
+MANY_CLIENTS = 32
+BATCH = 32
+ROUTER = "thompson-router"
+
+# (name, what is measured, ratio = numerator ÷ denominator, goal) — the rows of the README table.
+ROWS = [
+    ("lstm_raw_vs_echo", "LSTM, raw windows, batch-1 requests, 8 clients ÷ echo (same payload)",
+     "lstm_raw", "echo_window", 0.6),
+    ("lstm_raw_vs_features", "LSTM raw windows ÷ LSTM `features` input", "lstm_raw", "lstm_features", 0.9),
+    ("lstm_batch_served_vs_in_process", "32-window requests: served samples/s ÷ in-process samples/s "
+     "(features + model)", "lstm_batch_samples", "in_process_batch_samples", 0.7),
+    ("thompson_vs_echo", "thompson-router decisions ÷ echo (same payload)", "thompson_decisions", "echo_window", 0.7),
+    ("feedback_vs_echo", "feedback ÷ echo (tiny payload), acknowledged feedback durable before the reply",
+     "feedback", "echo_tiny", 0.5),
+    ("regime_vs_echo", "regime-router decisions ÷ echo (same payload)", "regime_decisions", "echo_window", None),
+    ("typed_vs_raw", "LSTM, typed `fp32_contents` ÷ `raw_input_contents`", "lstm_typed", "lstm_raw", None),
+    ("lstm_raw_vs_echo_32_clients", "LSTM raw windows ÷ echo, 32 clients", "lstm_raw_32", "echo_window_32", None),
+    ("workers_vs_in_process", "LSTM raw windows, 2 parallel workers ÷ in-process (workers 0)", "lstm_raw_workers",
+     "lstm_raw", None),
+]
+# Absolute figures timed in this process, with their goals (microseconds).
+IN_PROCESS_GOALS = {"features_one_window_us": 50.0, "decision_p99_us": 200.0, "decision_after_feedback_p99_us": 200.0}
+
+
+def prepare_repository(models_dir: Path, destination: Path) -> Path:
+    for name in ("baseline", ROUTER, "regime-router"):
+        shutil.copytree(models_dir / name, destination / name)
+    (destination / "echo").mkdir()
+    (destination / "echo" / "model-settings.json").write_text(
+        json.dumps({"name": "echo", "implementation": "loadtest.echo.EchoRuntime"}))
+    return destination
+
+
+class Workload:
+    """The requests of every load, built once."""
+
+    def __init__(self, artifact: LSTMArtifact):
+        ends = np.arange(4000, 4000 + BATCH)
+        self.windows = ohlcv_windows("sp500", ends, artifact.min_window)
+        self.window = self.windows[:1]
+        self.features = artifact.features_from_ohlcv(self.window).astype(np.float32)
+        self.decision_ids: list[str] = []
+
+    def window_requests(self, model: str, raw: bool = True):
+        return [build_grpc_request(model, {"ohlcv": self.window}, raw=raw)]
+
+    def decisions(self, model: str, prefix: str, count: int):
+        return [build_grpc_request(model, {"ohlcv": self.window}, request_id=f"{prefix}-{i}") for i in range(count)]
+
+    @staticmethod
+    def feedback(ids: list[str], model: str = ROUTER):
+        return [build_grpc_request(model, {"decision_id": np.array([i], dtype=object), "reward": np.array([1.0])})
+                for i in ids]
+
+
+def run_round(index: int, server, workers_server, workload: Workload, seconds: float, rng: random.Random,
+              in_process_batch: float) -> dict:
+    """Every load once, in a shuffled order (feedback after the decisions it answers)."""
+    capacity = int(seconds * 6000) + 100  # more unique requests than any run can send
+    loads = {
+        "echo_window": (server, workload.window_requests("echo"), CLIENTS, True),
+        "lstm_raw": (server, workload.window_requests("baseline"), CLIENTS, True),
+        "lstm_features": (server, [build_grpc_request("baseline", {"features": workload.features})], CLIENTS, True),
+        "lstm_typed": (server, workload.window_requests("baseline", raw=False), CLIENTS, True),
+        "lstm_batch": (server, [build_grpc_request("baseline", {"ohlcv": workload.windows})], CLIENTS, True),
+        "echo_window_32": (server, workload.window_requests("echo"), MANY_CLIENTS, True),
+        "lstm_raw_32": (server, workload.window_requests("baseline"), MANY_CLIENTS, True),
+        "regime_decisions": (server, workload.decisions("regime-router", f"regime-{index}", capacity), CLIENTS, False),
+        "echo_tiny": (server, Workload.feedback(["echo-id"], "echo"), CLIENTS, True),
+        "lstm_raw_workers": (workers_server, workload.window_requests("baseline"), CLIENTS, True),
+    }
+    order = list(loads)
+    rng.shuffle(order)
+    order.insert(rng.randrange(len(order) + 1), "thompson")  # decisions, then feedback for them
+    results = {}
+    for name in order:
+        if name == "thompson":
+            decisions = workload.decisions(ROUTER, f"decision-{index}", capacity)
+            made = closed_loop(server.grpc_address, decisions, CLIENTS, seconds, reuse=False)
+            results["thompson_decisions"] = made
+            ids = [f"decision-{index}-{i}" for i in range(made.requests)]
+            results["feedback"] = closed_loop(server.grpc_address, Workload.feedback(ids), CLIENTS, seconds,
+                                              reuse=False)
+            continue
+        target, requests, clients, reuse = loads[name]
+        results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
+    out = {name: {"throughput": r.throughput, "p50_ms": 1e3 * r.percentile(50), "p99_ms": 1e3 * r.percentile(99),
+                  "requests": r.requests, "errors": r.errors} for name, r in results.items()}
+    out["lstm_batch_samples"] = {"throughput": BATCH * out["lstm_batch"]["throughput"]}
+    out["in_process_batch_samples"] = {"throughput": in_process_batch}
+    return out
+
+
+# in process -------------------------------------------------------------------------------------------------
+
+def timed(function, repeats: int) -> np.ndarray:
+    """Seconds per call, ``repeats`` calls after one warm-up call."""
+    function()
+    out = np.empty(repeats)
+    for i in range(repeats):
+        started = time.perf_counter()
+        function()
+        out[i] = time.perf_counter() - started
+    return out
+
+
+def in_process_batch_samples(artifact: LSTMArtifact, workload: Workload, repeats: int = 100) -> float:
+    """Windows per second through features and model, 32 windows per call (one thread, as served)."""
+    torch.set_num_threads(1)
+    seconds = timed(lambda: artifact.predict_features(artifact.features_from_ohlcv(workload.windows)), repeats)
+    return BATCH / float(np.median(seconds))
+
+
+def in_process_model(artifact: LSTMArtifact, workload: Workload) -> dict:
+    torch.set_num_threads(1)  # as served (torch_threads: 1)
+    one = timed(lambda: compute_features(workload.window), 2000)
+    served_one = timed(lambda: artifact.features_from_ohlcv(workload.window), 2000)
+    forward_one = timed(lambda: artifact.predict_features(workload.features), 1000)
+    batch = timed(lambda: artifact.predict_features(artifact.features_from_ohlcv(workload.windows)), 200)
+    batch_features = timed(lambda: artifact.features_from_ohlcv(workload.windows), 200)
+    return {
+        "features_one_window_us": 1e6 * float(np.median(one)),
+        "features_as_served_one_window_us": 1e6 * float(np.median(served_one)),
+        "scaler_and_forward_one_window_us": 1e6 * float(np.median(forward_one)),
+        "features_32_windows_ms": 1e3 * float(np.median(batch_features)),
+        "features_and_model_32_windows_ms": 1e3 * float(np.median(batch)),
+        "batch_samples_per_second": BATCH / float(np.median(batch)),
+    }
+
+
+def in_process_router(models_dir: Path, workload: Workload, state_dir: Path, decisions: int = 2000) -> dict:
+    """Decision latency of a ThompsonRouter in this process, steady and right after each feedback."""
+    extra = json.loads((models_dir / ROUTER / "model-settings.json").read_text())["parameters"]["extra"]
+    settings = ModelSettings(name=ROUTER, implementation=ThompsonRouter,
+                             parameters=ModelParameters(uri=str(models_dir / ROUTER),
+                                                        extra={**extra, "state_dir": str(state_dir)}))
+    router = ThompsonRouter(settings)
+
+    async def measure():
+        await router.load()
+        decide = [build_request({"ohlcv": workload.window}, f"in-process-{i}") for i in range(2 * decisions)]
+        rewards = np.random.default_rng(0).random(2 * decisions) < 0.55
+
+        async def timed_decision(i):
+            started = time.perf_counter()
+            await router.predict(decide[i])
+            return time.perf_counter() - started
+
+        async def send_feedback(i):
+            ids = np.array([f"in-process-{i}"], dtype=object)
+            await router.predict(build_request({"decision_id": ids, "reward": np.array([float(rewards[i])])}))
+
+        for i in range(200):  # past the warm-up: the posterior is no longer uniform
+            await timed_decision(i)
+            await send_feedback(i)
+        steady = [await timed_decision(i) for i in range(200, 200 + decisions)]
+        after = []
+        for i in range(200 + decisions, 2 * decisions):
+            await send_feedback(i - decisions)
+            after.append(await timed_decision(i))
+        await router.unload()
+        return np.asarray(steady), np.asarray(after)
+
+    steady, after = asyncio.run(measure())
+    return {"decision_p50_us": 1e6 * float(np.percentile(steady, 50)),
+            "decision_p99_us": 1e6 * float(np.percentile(steady, 99)),
+            "decision_after_feedback_p50_us": 1e6 * float(np.percentile(after, 50)),
+            "decision_after_feedback_p99_us": 1e6 * float(np.percentile(after, 99))}
+
+
+# summary ----------------------------------------------------------------------------------------------------
+
+def summarise(rounds: list[dict]) -> list[dict]:
+    rows = []
+    for name, measure, numerator, denominator, goal in ROWS:
+        ratios = [r[numerator]["throughput"] / r[denominator]["throughput"] for r in rounds
+                  if r[denominator]["throughput"] > 0]
+        rows.append({
+            "name": name, "measure": measure, "goal": goal,
+            "ratio": {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)},
+            "numerator_per_second": statistics.median(r[numerator]["throughput"] for r in rounds),
+            "denominator_per_second": statistics.median(r[denominator]["throughput"] for r in rounds),
+            "met": None if goal is None else statistics.median(ratios) >= goal,
+        })
+    return rows
+
+
+def render_markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        f"Generated by `python -m loadtest.benchmark` ({results['rounds']} alternated rounds of "
+        f"{results['seconds']:g} s per load, {CLIENTS} closed-loop gRPC clients unless noted, one MLServer with "
+        f"`parallel_workers: 0`; {m['cpus']} CPUs, Python {m['python']}, MLServer {m['mlserver']}, torch "
+        f"{m['torch']}). Ratios are medians [min, max] over rounds; requests/s are this machine's medians.",
+        "",
+        "| measure | ratio | goal | met | this machine: numerator / denominator per second |",
+        "|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        r = row["ratio"]
+        goal = "" if row["goal"] is None else f"≥ {row['goal']:g}"
+        met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        lines.append(f"| {row['measure']} | {r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}] | {goal} | {met} | "
+                     f"{row['numerator_per_second']:,.0f} / {row['denominator_per_second']:,.0f} |")
+    p = results["in_process"]
+    lines += [
+        "",
+        "| in process, this machine | median | goal | met |",
+        "|---|---|---|---|",
+    ]
+    labels = {
+        "features_one_window_us": "features for one window (µs)",
+        "features_as_served_one_window_us": "features as served, last sequence rows of one window (µs)",
+        "scaler_and_forward_one_window_us": "scaler and TorchScript forward, one window (µs)",
+        "features_32_windows_ms": "features for 32 windows (ms)",
+        "features_and_model_32_windows_ms": "features and model for 32 windows (ms)",
+        "decision_p50_us": "router decision with its state handling, p50 (µs)",
+        "decision_p99_us": "router decision with its state handling, p99 (µs)",
+        "decision_after_feedback_p50_us": "router decision right after a feedback, p50 (µs)",
+        "decision_after_feedback_p99_us": "router decision right after a feedback, p99 (µs)",
+    }
+    for key, label in labels.items():
+        goal = IN_PROCESS_GOALS.get(key)
+        met = "" if goal is None else ("yes" if p[key] <= goal else "**no**")
+        lines.append(f"| {label} | {p[key]:,.1f} | {'' if goal is None else f'≤ {goal:g}'} | {met} |")
+    s = results["server"]
+    lines += ["", f"Start-up to every model ready: {s['ready_seconds']:.1f} s (workers 0), "
+                  f"{s['workers_ready_seconds']:.1f} s ({s['workers']} workers). Resident memory after the run: "
+                  f"{s['resident_mb']:,.0f} MB (workers 0), {s['workers_resident_mb']:,.0f} MB ({s['workers']} "
+                  "workers, all processes)."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per load and round")
+    parser.add_argument("--workers", type=int, default=2, help="parallel workers of the second server")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="market-ab-benchmark-"))
+    repository = prepare_repository(args.models_dir, workdir / "models")
+    artifact = LSTMArtifact.load(args.models_dir / "baseline")
+    workload = Workload(artifact)
+    in_process = in_process_model(artifact, workload)
+    in_process.update(in_process_router(args.models_dir, workload, workdir / "in-process-state"))
+    rng = random.Random(args.seed)
+    with MLServerProcess(repository, state_dir=workdir / "state") as server, \
+            MLServerProcess(repository, parallel_workers=args.workers, state_dir=workdir / "workers-state") as workers:
+        # Train the router past its warm-up, so decisions use a real posterior.
+        warm = workload.decisions(ROUTER, "warm", 200)
+        closed_loop(server.grpc_address, warm, CLIENTS, 60, reuse=False)
+        closed_loop(server.grpc_address, Workload.feedback([f"warm-{i}" for i in range(200)]), CLIENTS, 60,
+                    reuse=False)
+        rounds = []
+        for index in tqdm(range(args.rounds), desc="benchmark rounds"):
+            batch = in_process_batch_samples(artifact, workload)
+            rounds.append(run_round(index, server, workers, workload, args.seconds, rng, batch))
+        server_figures = {"ready_seconds": server.ready_seconds, "workers_ready_seconds": workers.ready_seconds,
+                          "workers": args.workers, "resident_mb": server.resident_memory() / 2**20,
+                          "workers_resident_mb": workers.resident_memory() / 2**20}
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "mlserver": version("mlserver"), "torch": version("torch")},
+        "rounds": args.rounds, "seconds": args.seconds, "rows": summarise(rounds), "in_process": in_process,
+        "server": server_figures, "runs": rounds,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=1))
+    markdown = render_markdown(results)
+    (args.out / "benchmarks.md").write_text(markdown + "\n")
+    print(markdown)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

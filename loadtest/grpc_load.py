@@ -1,0 +1,63 @@
+"""Closed-loop gRPC load: ``clients`` concurrent callers, each sending its next request as soon as the
+previous one is answered, for a fixed time. Requests are built before the clock starts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from mlserver.grpc import dataplane_pb2 as pb
+from mlserver.grpc import dataplane_pb2_grpc
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    latencies: np.ndarray  # seconds, one per answered request
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) if len(self.latencies) else float("nan")
+
+
+async def _closed_loop(address: str, requests: list[pb.ModelInferRequest], clients: int, seconds: float,
+                       reuse: bool, metadata: tuple) -> LoadResult:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+        await stub.ServerLive(pb.ServerLiveRequest())
+        next_index, latencies, errors = 0, [], 0
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def client():
+            nonlocal next_index, errors
+            while time.perf_counter() < deadline:
+                if next_index >= len(requests) and not reuse:
+                    return  # every unique request was sent
+                request = requests[next_index % len(requests)]
+                next_index += 1
+                sent = time.perf_counter()
+                try:
+                    await stub.ModelInfer(request, metadata=metadata, timeout=30)
+                    latencies.append(time.perf_counter() - sent)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return LoadResult(len(latencies), errors, elapsed, np.asarray(latencies))
+
+
+def closed_loop(address: str, requests: list[pb.ModelInferRequest], clients: int = 8, seconds: float = 2.0,
+                reuse: bool = True, metadata: tuple = ()) -> LoadResult:
+    """Run the load and return throughput and latencies. ``reuse=False`` sends each request at most once
+    (requests with unique ids: decisions, feedback) and stops early when they run out."""
+    return asyncio.run(_closed_loop(address, requests, clients, seconds, reuse, metadata))
