@@ -7,13 +7,22 @@ A request is one of three kinds, told apart by its inputs (DESIGN.md section 3):
 - feedback: ``decision_id`` BYTES [n] and ``reward`` FP64 [n] (optional ``error`` INT32/BOOL [n]: the arm
   failed on that decision) -> ``status`` BYTES [n], one of ``store.FeedbackOutcome`` per id;
 - health: ``arm`` BYTES [n] and ``healthy`` INT32/BOOL [n] -> ``status`` BYTES [n].
+
+The hot path reads, never writes and never waits on a disk: a decision checks the store's version
+(one indexed read), reuses its snapshot of states, health and the propensities derived from each
+state, draws, and queues its own record for the writer thread, which commits it with whatever else
+is queued. Feedback and health messages wait for their group commit, so an acknowledged reward is
+durable. The propensities are derived once per state change, by the writer, and stored beside the
+state for every worker and replica to read.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import replace
 from functools import partial
 
@@ -30,6 +39,7 @@ from seldon_market_ab.protocol import (
     decode_float_tensor,
     decode_numbers,
     decode_strings,
+    echo_input,
     encode_strings,
     encode_tensor,
 )
@@ -37,10 +47,24 @@ from seldon_market_ab.settings import extra_of
 
 from .bandit import ArmStats, draw, state_from_dict, state_to_dict
 from .settings import RouterSettings
-from .stores import ArmHealth, Decision, FeedbackOutcome, open_store
+from .stores import (
+    ApplyFeedback,
+    ArmHealth,
+    Decision,
+    Expire,
+    FeedbackOutcome,
+    RecordDecision,
+    Snapshot,
+    StoreWriter,
+    UpdateHealth,
+    open_store,
+)
+
+logger = logging.getLogger(__name__)
 
 WHOLE_ROUTER = "all"  # the context of a router without contexts
 EXPIRY_SWEEP_SECONDS = 600.0  # how often (at most) decisions older than their time-to-live are deleted
+SNAPSHOT_MAX_AGE_SECONDS = 0.01  # how stale a decision's view of other workers' feedback may be
 DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 REWARD_BUCKETS = (-0.05, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.05, 0.5, 1.0)
 
@@ -76,17 +100,28 @@ class BanditRouter(MLModel):
     async def load(self) -> bool:
         self.config = self.settings_class.from_extra(extra_of(self._settings), self.name)
         self.policy = self.config.policy()
-        # State never lives in the model folder: on Seldon that folder is a downloaded artifact.
-        self.store = open_store(self.config.store_url(self.name), self.name, self.config.state_path())
+        self._policy_key = self.config.model_dump_json(include={
+            "arms", "reward", "prior_alpha", "prior_beta", "prior_mean", "prior_std", "prior_strength", "discount",
+            "min_share", "warmup_rewards"})
         self.rng = np.random.default_rng(None if self.config.seed < 0 else self.config.seed)
         self._metrics = _router_metrics()
-        self._probability_cache: dict = {}
+        self._snapshot: Snapshot | None = None
+        self._checked = 0.0  # time.monotonic() of the last version check
+        self._probabilities: dict = {}  # (state version, context, eligible arms) -> propensities
+        self._uncommitted: dict[str, Decision] = {}  # decisions queued for the writer, by id
+        # State never lives in the model folder: on Seldon that folder is a downloaded artifact.
+        self.store = open_store(self.config.store_url(self.name), self.name, self.config.state_path())
+        self.writer = StoreWriter(self.store, derive=self._derive, after_commit=self._publish_pending,
+                                  name=f"{self.name}-store-writer")
         self._next_sweep = self.clock()
-        self._publish_state()
+        self._current()
+        self._publish_pending()
         return True
 
     async def unload(self) -> bool:
-        if hasattr(self, "store"):  # load() may have failed before opening it
+        if hasattr(self, "writer"):  # load() may have failed before starting it
+            self.writer.close()
+        if hasattr(self, "store"):
             self.store.close()
         return True
 
@@ -94,15 +129,45 @@ class BanditRouter(MLModel):
         names = {i.name for i in payload.inputs}
         try:
             if "reward" in names:
-                outputs = self._feedback(payload)
+                outputs = await self._feedback(payload)
             elif "healthy" in names:
-                outputs = self._health(payload)
+                outputs = await self._health(payload)
             else:
                 outputs = self._decide(payload)
         except InvalidInput as error:
             self._metrics["rejected"].labels(self.name, error.reason).inc()
             raise
         return InferenceResponse(id=payload.id, model_name=self.name, model_version=self.version, outputs=outputs)
+
+    # state ---------------------------------------------------------------------------------------------------
+
+    def _current(self, force: bool = False) -> Snapshot:
+        """The store's states, health and derived propensities, read again only when they changed. The version
+        is checked at most every ``SNAPSHOT_MAX_AGE_SECONDS`` (a read on every decision would cost more than the
+        decision), and at once after this worker's own feedback and health messages."""
+        checked = time.monotonic()
+        if not force and self._snapshot is not None and checked - self._checked < SNAPSHOT_MAX_AGE_SECONDS:
+            return self._snapshot
+        self._checked = checked
+        version = self.store.version()
+        if self._snapshot is None or version != self._snapshot.version:
+            self._snapshot = self.store.snapshot()
+            self._publish_state(self._snapshot)
+        return self._snapshot
+
+    def state(self, stored: dict | None):
+        """A context's policy state: the stored statistics, with fresh ones for arms added since."""
+        return {**self.policy.initial_state(), **(state_from_dict(stored) if stored else {})}
+
+    def _derive(self, context: str, stored: dict) -> dict:
+        """What decisions read beside a new state; runs in the writer thread, once per state change."""
+        state = self.state(stored)
+        return {"policy": self._policy_key, "probabilities": self.policy.probabilities(state),
+                "summary": self.policy.summary(state)}
+
+    def _derived(self, snapshot: Snapshot, context: str) -> dict | None:
+        derived = snapshot.derived.get(context)
+        return derived if derived and derived["policy"] == self._policy_key else None  # else other settings
 
     # decisions -----------------------------------------------------------------------------------------------
 
@@ -127,66 +192,83 @@ class BanditRouter(MLModel):
                                           self.optional_inputs)
         check_prices(check_windows(name, ohlcv, 5, self.min_rows, "open, high, low, close, volume"))
         now = self.clock()
-        context, arm, propensity = self.choose(ohlcv, payload, self._eligible(now))
-        candidate = Decision(self._decision_id(payload), context, arm, float(propensity), now)
-        decision = self.store.record_decision(candidate)  # a retried request id gets its first decision
-        if decision is candidate:
+        snapshot = self._current()
+        context, arm, propensity = self.choose(ohlcv, payload, self._eligible(now, snapshot))
+        decision_id, from_client = self._decision_id(payload)
+        decision = self._earlier_decision(decision_id) if from_client else None  # a retry keeps its decision
+        if decision is None:
+            decision = Decision(decision_id, context, arm, float(propensity), now)
+            self._record(decision)
             self._metrics["decisions"].labels(self.name, decision.arm).inc()
             if decision.context != WHOLE_ROUTER:
                 self._metrics["regimes"].labels(self.name, decision.context).inc()
         self._sweep_expired(now)
-        self._metrics["pending"].labels(self.name).set(self.store.pending_count())
-        return [encode_tensor(decision.arm, ohlcv), encode_strings("arm", [decision.arm]),
+        return [echo_input(payload, name, decision.arm), encode_strings("arm", [decision.arm]),
                 encode_tensor("propensity", np.array([decision.propensity], dtype=np.float64)),
                 encode_strings("decision_id", [decision.decision_id]), *self.decision_outputs(decision)]
+
+    def _earlier_decision(self, decision_id: str) -> Decision | None:
+        return self._uncommitted.get(decision_id) or self.store.decision(decision_id)
+
+    def _record(self, decision: Decision) -> None:
+        """Queue the decision for the next group commit; the reply does not wait for it."""
+        self._uncommitted[decision.decision_id] = decision
+        self.writer.submit(RecordDecision(decision)).add_done_callback(partial(self._recorded, decision))
+
+    def _recorded(self, decision: Decision, future: Future) -> None:
+        self._uncommitted.pop(decision.decision_id, None)
+        if future.exception() is not None:
+            logger.error("%s: decision %r was not stored (%s); feedback for it will be reported unknown",
+                         self.name, decision.decision_id, future.exception())
 
     def _sweep_expired(self, now: float) -> None:
         """Forget decisions older than their time-to-live, at most every ``EXPIRY_SWEEP_SECONDS``."""
         if now >= self._next_sweep:
-            self.store.expire(now, self.config.decision_ttl_seconds)
+            self.writer.submit(Expire(now, self.config.decision_ttl_seconds))
             self._next_sweep = now + EXPIRY_SWEEP_SECONDS
-
-    def state(self, stored: dict | None):
-        """A context's policy state: the stored statistics, with fresh ones for arms added since."""
-        return {**self.policy.initial_state(), **(state_from_dict(stored) if stored else {})}
 
     def thompson(self, context: str, eligible: tuple[str, ...]) -> tuple[str, float]:
         """Thompson sampling with the shared posterior of ``context``, among ``eligible`` arms."""
-        stored = self.store.load_states().get(context)
-        key = (context, eligible, repr(stored))
-        probabilities = self._probability_cache.get(key)
+        snapshot = self._snapshot
+        key = (snapshot.version, context, eligible)
+        probabilities = self._probabilities.get(key)
         if probabilities is None:
-            probabilities = self.policy.probabilities(self.state(stored), eligible)
-            if len(self._probability_cache) > 64:  # states change only with feedback: keep the recent ones
-                self._probability_cache.clear()
-            self._probability_cache[key] = probabilities
+            derived = self._derived(snapshot, context)
+            if derived is not None and eligible == self.config.arms:
+                probabilities = derived["probabilities"]
+            else:  # an arm is out, or nothing was derived yet for these settings
+                probabilities = self.policy.probabilities(self.state(snapshot.states.get(context)), eligible)
+            if len(self._probabilities) > 64:  # only the current version matters; keep the cache small
+                self._probabilities.clear()
+            self._probabilities[key] = probabilities
         return draw(probabilities, self.rng)
 
     @staticmethod
-    def _decision_id(payload: InferenceRequest) -> str:
-        """The request id, else Seldon's ``x-request-id`` header, else a new UUID."""
-        return payload.id or request_headers(payload).get("x-request-id") or str(uuid.uuid4())
+    def _decision_id(payload: InferenceRequest) -> tuple[str, bool]:
+        """The request id, else Seldon's ``x-request-id`` header, else a new UUID; and whether the client gave it."""
+        given = payload.id or request_headers(payload).get("x-request-id")
+        return (given, True) if given else (str(uuid.uuid4()), False)
 
     # health --------------------------------------------------------------------------------------------------
 
-    def _eligible(self, now: float) -> tuple[str, ...]:
-        health = self.store.load_health()
-        healthy = tuple(a for a in self.config.arms if health.get(a, ArmHealth()).healthy(now))
+    def _eligible(self, now: float, snapshot: Snapshot) -> tuple[str, ...]:
+        healthy = tuple(a for a in self.config.arms if snapshot.health.get(a, ArmHealth()).healthy(now))
         return healthy or (self.config.fallback_arm,)
 
-    def _health(self, payload: InferenceRequest) -> list:
+    async def _health(self, payload: InferenceRequest) -> list:
         arms = decode_strings(payload, "arm", "unknown_arm")
         healthy = decode_numbers(payload, "healthy", ("BOOL", "INT32", "INT64"), len(arms))
         unknown = sorted(set(arms) - set(self.config.arms))
         if unknown:
             raise InvalidInput(f"unknown arms {unknown}; arms are {list(self.config.arms)}", "unknown_arm")
-        for arm, ok in zip(arms, healthy, strict=True):
-            self.store.update_health(arm, lambda h, ok=bool(ok): ArmHealth() if ok else
-                                     replace(h, unhealthy_until=math.inf))
-        self._publish_health()
+        await self.writer.apply(*(UpdateHealth(arm, lambda h, ok=bool(ok): ArmHealth() if ok else
+                                               replace(h, unhealthy_until=math.inf))
+                                  for arm, ok in zip(arms, healthy, strict=True)))
+        self._current(force=True)
         return [encode_strings("status", ["healthy" if ok else "unhealthy" for ok in healthy])]
 
-    def _record_error(self, arm: str, error: bool, now: float) -> None:
+    def _health_after(self, error: bool, now: float):
+        """How an applied reward changes its arm's health (``max_consecutive_errors`` errors: a cooldown)."""
         def update(health: ArmHealth) -> ArmHealth:
             if not error:  # a success ends an error streak, but not a cooldown or a health message
                 return replace(health, consecutive_errors=0) if health.healthy(now) else health
@@ -195,11 +277,11 @@ class BanditRouter(MLModel):
                 return ArmHealth(errors, max(health.unhealthy_until, now + self.config.unhealthy_cooldown_seconds))
             return replace(health, consecutive_errors=errors)
 
-        self.store.update_health(arm, update)
+        return update
 
     # feedback ------------------------------------------------------------------------------------------------
 
-    def _feedback(self, payload: InferenceRequest) -> list:
+    async def _feedback(self, payload: InferenceRequest) -> list:
         ids = decode_strings(payload, "decision_id", "invalid_decision_id")
         try:
             rewards = decode_numbers(payload, "reward", ("FP64", "FP32"), len(ids)).astype(np.float64)
@@ -216,18 +298,19 @@ class BanditRouter(MLModel):
                 raise InvalidInput(f"input 'reward': {error}", "invalid_reward") from None
 
         now = self.clock()
+        ttl = self.config.decision_ttl_seconds
+        results = await self.writer.apply(*(
+            ApplyFeedback(decision_id, float(reward), now, ttl, partial(self._updated_state, reward=float(reward)),
+                          self._health_after(bool(error), now))
+            for decision_id, reward, error in zip(ids, rewards, errors, strict=True)))
         statuses = []
-        for decision_id, reward, error in zip(ids, rewards, errors, strict=True):
-            update = partial(self._updated_state, reward=float(reward))
-            outcome, decision = self.store.apply_feedback(decision_id, float(reward), now,
-                                                          self.config.decision_ttl_seconds, update)
+        for (outcome, decision), reward in zip(results, rewards, strict=True):
             self._metrics["feedback"].labels(self.name, outcome.value).inc()
             if outcome is FeedbackOutcome.APPLIED:
                 self._metrics["reward"].labels(self.name, decision.arm).observe(float(reward))
                 self._metrics["delay"].labels(self.name).observe(now - decision.created)
-                self._record_error(decision.arm, bool(error), now)
             statuses.append(outcome.value)
-        self._publish_state()
+        self._current(force=True)
         return [encode_strings("status", statuses)]
 
     def _updated_state(self, stored: dict | None, decision: Decision, reward: float) -> dict:
@@ -237,16 +320,18 @@ class BanditRouter(MLModel):
 
     # metrics -------------------------------------------------------------------------------------------------
 
-    def _publish_state(self) -> None:
-        for context, stored in self.store.load_states().items():
-            for arm, (mean, low, high) in self.policy.summary(self.state(stored)).items():
+    def _publish_state(self, snapshot: Snapshot) -> None:
+        for context, stored in snapshot.states.items():
+            derived = self._derived(snapshot, context)
+            summary = derived["summary"] if derived else self.policy.summary(self.state(stored))
+            for arm, (mean, low, high) in summary.items():
                 self._metrics["mean"].labels(self.name, context, arm).set(mean)
                 self._metrics["lower"].labels(self.name, context, arm).set(low)
                 self._metrics["upper"].labels(self.name, context, arm).set(high)
-        self._metrics["pending"].labels(self.name).set(self.store.pending_count())
-        self._publish_health()
-
-    def _publish_health(self) -> None:
-        eligible = self._eligible(self.clock())
+        eligible = self._eligible(self.clock(), snapshot)
         for arm in self.config.arms:
             self._metrics["healthy"].labels(self.name, arm).set(1.0 if arm in eligible else 0.0)
+
+    def _publish_pending(self) -> None:
+        """After each commit (in the writer thread): the decisions waiting for feedback, from the store."""
+        self._metrics["pending"].labels(self.name).set(self.store.pending_count())

@@ -73,9 +73,11 @@ def test_the_expiry_sweep_forgets_old_decisions_at_most_every_interval(router):
     decide(router, "old")  # the first decision after load sweeps (nothing yet) and schedules the next sweep
     router.clock.now += TTL + 1
     decide(router, "newer")  # before the next sweep: "old" is past its time-to-live but still kept
+    router.writer.flush()  # decisions are committed by the writer thread, after the reply
     assert router.store.decision("old") is not None and router.store.pending_count() == 2
     router.clock.now = 1_000.0 + EXPIRY_SWEEP_SECONDS
     decide(router, "newest")  # sweeps: everything older than the time-to-live goes
+    router.writer.flush()
     assert router.store.decision("old") is None and router.store.decision("newer") is None
     assert router.store.pending_count() == 1
     assert feedback(router, "old") == "unknown"  # reported, never silently dropped

@@ -195,7 +195,7 @@ def test_changing_the_arms_keeps_serving_and_takes_late_feedback(tmp_path):
     with MLServerProcess(folder.parent, state_dir=state_dir) as server:
         client = InferenceClient(server.grpc_address)
         arms = {client.infer_grpc("thompson-router", {"ohlcv": WINDOW})["arm"][0] for _ in range(60)}
-        assert arms == {"baseline", "enhanced", "robust"}
+        assert "robust" in arms and arms <= {"baseline", "enhanced", "robust"}  # the new arm serves, the old not
         assert send_feedback(client, list(decisions)[20:]) == ["applied"] * 20  # includes lightweight's
         client.close()
     state, _ = shared_state("sqlite:///thompson-router.db", state_dir)

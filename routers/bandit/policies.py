@@ -13,7 +13,7 @@ sampling, for checks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,7 +23,8 @@ State = dict[str, ArmStats]
 
 
 def state_to_dict(state: State) -> dict:
-    return {arm: asdict(s) for arm, s in state.items()}
+    return {arm: {"weight": s.weight, "total": s.total, "total_sq": s.total_sq, "rewards": s.rewards}
+            for arm, s in state.items()}
 
 
 def state_from_dict(values: dict) -> State:
@@ -31,10 +32,17 @@ def state_from_dict(values: dict) -> State:
 
 
 def draw(probabilities: dict[str, float], rng: np.random.Generator) -> tuple[str, float]:
-    """One arm drawn at its probability, returned with that probability (the logged propensity)."""
-    arms = list(probabilities)
-    index = rng.choice(len(arms), p=list(probabilities.values()))
-    return arms[index], probabilities[arms[index]]
+    """One arm drawn at its probability, returned with that probability (the logged propensity).
+
+    One uniform number against the cumulative probabilities (``Generator.choice`` costs ten times more).
+    """
+    u = rng.random()
+    cumulative = 0.0
+    for arm, probability in probabilities.items():
+        cumulative += probability
+        if u < cumulative:
+            return arm, probability
+    return arm, probability  # rounding left u above the last cumulative sum
 
 
 class Policy:
@@ -130,12 +138,7 @@ class ThompsonSampling(Policy):
 
     def summary(self, state: State) -> dict[str, tuple[float, float, float]]:
         """Posterior mean and 95% interval of each arm's expected reward."""
-        out = {}
-        for arm in self.arms:
-            posterior = self.family.posterior(state[arm])
-            low, high = posterior.ppf([0.025, 0.975])
-            out[arm] = (float(posterior.mean()), float(low), float(high))
-        return out
+        return {arm: self.family.summary(state[arm]) for arm in self.arms}
 
     def monte_carlo_probabilities(self, state: State, rng, samples: int = 200_000, eligible=None) -> dict:
         arms = self._eligible(eligible)

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import special, stats
 
 QUADRATURE_POINTS = 200  # evenly spaced probability levels per arm
+_INTERVAL = np.array([0.025, 0.975])
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,19 @@ class BetaBernoulli:
         x = np.clip(x, 1e-300, 1 - 1e-16)
         return np.exp((a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - special.betaln(a, b))
 
-    def cdf(self, s: ArmStats, x: np.ndarray) -> np.ndarray:
-        return special.betainc(*self.parameters(s), np.clip(x, 0, 1))
-
     def quantile(self, s: ArmStats, q: np.ndarray) -> np.ndarray:
+        """Approximate quantiles (normal, clipped to [0, 1]): they only place the quadrature grid, which needs
+        to be dense where the mass is, not exact; the density and distribution function used on it are exact.
+        (``betaincinv`` would double the cost of a propensity for no accuracy measured in the tests.)"""
         a, b = self.parameters(s)
-        if a + b > 200:  # close to normal; the quadrature grid only needs to be dense where the mass is
-            sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
-            return np.clip(a / (a + b) + sd * special.ndtri(q), 0, 1)
-        return special.betaincinv(a, b, q)
+        sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+        return np.clip(a / (a + b) + sd * special.ndtri(q), 0, 1)
+
+    def summary(self, s: ArmStats) -> tuple[float, float, float]:
+        """Posterior mean and 95% interval of the expected reward (special functions, no distribution object)."""
+        a, b = self.parameters(s)
+        low, high = special.betaincinv(a, b, _INTERVAL)
+        return a / (a + b), float(low), float(high)
 
     def check_reward(self, reward: float) -> None:
         if not 0.0 <= reward <= 1.0:
@@ -103,13 +108,14 @@ class NormalGamma:
         log_norm = special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * np.log(df * np.pi)
         return np.exp(log_norm - (df + 1) / 2 * np.log1p(z * z / df)) / scale
 
-    def cdf(self, s: ArmStats, x: np.ndarray) -> np.ndarray:
-        df, loc, scale = self.parameters(s)
-        return special.stdtr(df, (x - loc) / scale)
-
     def quantile(self, s: ArmStats, q: np.ndarray) -> np.ndarray:
         df, loc, scale = self.parameters(s)
         return loc + scale * special.stdtrit(df, q)
+
+    def summary(self, s: ArmStats) -> tuple[float, float, float]:
+        df, loc, scale = self.parameters(s)
+        low, high = loc + scale * special.stdtrit(df, _INTERVAL)
+        return float(loc), float(low), float(high)
 
     def check_reward(self, reward: float) -> None:
         pass
@@ -131,12 +137,15 @@ def probability_best(family, arm_stats: list[ArmStats]) -> np.ndarray:
     """``P(arm i has the largest draw)`` for independent posteriors, ``∫ f_i(x) Π_{j≠i} F_j(x) dx``.
 
     The grid is the union of every arm's quantiles, so it is dense wherever any posterior has mass,
-    however narrow (thousands of rewards) or heavy-tailed (a Student t with few) it is.
+    however narrow (thousands of rewards) or heavy-tailed (a Student t with few) it is. Each distribution
+    function ``F_j`` is the running trapezoid integral of its density on that same grid: as accurate as the
+    outer integral (checked against Monte Carlo in the tests) and a tenth of the cost of ``betainc``, which
+    slows down as the counts grow.
 
     Parameters
     ----------
     family : BetaBernoulli or NormalGamma
-        The reward model: gives each arm's posterior density, distribution function and quantiles.
+        The reward model: gives each arm's posterior density and quantiles.
     arm_stats : list of ArmStats
         Each arm's sufficient statistics.
 
@@ -156,8 +165,10 @@ def probability_best(family, arm_stats: list[ArmStats]) -> np.ndarray:
         return np.ones(1)
     x = np.unique(np.concatenate([family.quantile(s, QUADRATURE_LEVELS) for s in arm_stats]))
     pdf = np.stack([family.pdf(s, x) for s in arm_stats])
-    cdf = np.stack([family.cdf(s, x) for s in arm_stats])
-    others = np.stack([np.prod(np.delete(cdf, i, axis=0), axis=0) for i in range(len(arm_stats))])
+    steps = (pdf[:, 1:] + pdf[:, :-1]) / 2 * np.diff(x)
+    cdf = np.concatenate([np.zeros((len(arm_stats), 1)), np.cumsum(steps, axis=1)], axis=1)
+    cdf /= cdf[:, -1:]
+    log_cdf = np.log(np.maximum(cdf, 1e-300))
+    others = np.exp(log_cdf.sum(axis=0) - log_cdf)  # Π_{j≠i} F_j on the grid, for every i at once
     best = np.trapz(pdf * others, x, axis=1)
     return best / best.sum()
-

@@ -1,5 +1,21 @@
-"""Router state stores: one contract (``base.StateStore``), SQLite by default, Redis for several replicas."""
+"""Router state stores: one contract (``base.StateStore``), SQLite by default, Redis for several replicas, and
+the writer thread that applies their writes in group commits (``writer.StoreWriter``)."""
 
-from .base import STORE_SCHEMES, ArmHealth, Decision, FeedbackOutcome, StateStore, StateUpdate, open_store
+from .base import (
+    STORE_SCHEMES,
+    ApplyFeedback,
+    ArmHealth,
+    Decision,
+    Expire,
+    FeedbackOutcome,
+    RecordDecision,
+    Snapshot,
+    StateStore,
+    StateUpdate,
+    UpdateHealth,
+    open_store,
+)
+from .writer import StoreWriter
 
-__all__ = ["STORE_SCHEMES", "ArmHealth", "Decision", "FeedbackOutcome", "StateStore", "StateUpdate", "open_store"]
+__all__ = ["STORE_SCHEMES", "ApplyFeedback", "ArmHealth", "Decision", "Expire", "FeedbackOutcome", "RecordDecision",
+           "Snapshot", "StateStore", "StateUpdate", "StoreWriter", "UpdateHealth", "open_store"]

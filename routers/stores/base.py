@@ -3,16 +3,18 @@
 A store keeps, per router (its namespace): the policy state of every context (the
 whole router, or one regime), the pending and answered decisions, arm health and
 counters. Feedback is applied in one atomic step: look the decision up, update the
-policy state of its context, mark the decision answered. The store commits before the
-router answers, so acknowledged feedback survives a restart or a SIGKILL.
+policy state of its context, mark the decision answered. Writes are operations that a
+writer thread applies many at a time (``writer.StoreWriter``); feedback is committed
+before the router answers, so acknowledged feedback survives a restart or a SIGKILL.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -34,7 +36,8 @@ class Decision:
     created: float
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps({"decision_id": self.decision_id, "context": self.context, "arm": self.arm,
+                           "propensity": self.propensity, "created": self.created})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Decision:
@@ -52,22 +55,75 @@ class ArmHealth:
 
 # update(policy state of the decision's context or None, decision) -> new policy state
 StateUpdate = Callable[[dict | None, Decision], dict]
+HealthUpdate = Callable[[ArmHealth], ArmHealth]
+# derive(context, new policy state) -> what decisions read beside it (propensities, posterior summary)
+Derive = Callable[[str, dict], dict]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a decision reads, in one consistent read."""
+
+    version: int  # changes whenever a policy state or an arm's health changes, in any process
+    states: dict[str, dict]  # context -> policy state
+    derived: dict[str, dict]  # context -> derive(state), only where it was derived from the current state
+    health: dict[str, ArmHealth]
+
+
+# Writes. Each is one atomic step; the writer thread applies many in one transaction (``apply_batch``).
+
+@dataclass(frozen=True)
+class RecordDecision:
+    """Keep a pending decision and count it; a decision id seen before keeps its first decision (the result)."""
+
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class ApplyFeedback:
+    """Apply one reward, idempotently for a repeated (decision id, reward); result ``(outcome, decision)``.
+    ``health`` updates the decided arm's health in the same step when the reward is applied."""
+
+    decision_id: str
+    reward: float
+    now: float
+    ttl: float
+    update: StateUpdate
+    health: HealthUpdate | None = None
+
+
+@dataclass(frozen=True)
+class UpdateHealth:
+    arm: str
+    update: HealthUpdate
+
+
+@dataclass(frozen=True)
+class Expire:
+    """Forget decisions (pending or answered) older than ``ttl`` seconds; the result is how many."""
+
+    now: float
+    ttl: float
+
+
+Operation = RecordDecision | ApplyFeedback | UpdateHealth | Expire
+
+
+def state_checksum(text: str | bytes) -> int:
+    """Ties a derived entry to the exact state it was derived from."""
+    return zlib.crc32(text.encode() if isinstance(text, str) else text)
 
 
 class StateStore(ABC):
-    @abstractmethod
-    def load_states(self) -> dict[str, dict]:
-        """Policy state (JSON-able) of every context that has one."""
+    """Per router (its namespace): policy state per context (the whole router, or one regime) with what was
+    derived from it, pending and answered decisions, arm health and counters."""
 
     @abstractmethod
-    def record_decision(self, decision: Decision) -> Decision:
-        """Keep a pending decision and count it. A decision id seen before keeps its first decision,
-        which is returned (so a retried request gets the arm it got the first time)."""
+    def snapshot(self) -> Snapshot: ...
 
     @abstractmethod
-    def apply_feedback(self, decision_id: str, reward: float, now: float, ttl: float,
-                       update: StateUpdate) -> tuple[FeedbackOutcome, Decision | None]:
-        """Atomically apply one reward; idempotent for a repeated (decision id, reward)."""
+    def version(self) -> int:
+        """Cheap: tells whether ``snapshot()`` would read anything new."""
 
     @abstractmethod
     def decision(self, decision_id: str) -> Decision | None:
@@ -77,21 +133,55 @@ class StateStore(ABC):
     def pending_count(self) -> int: ...
 
     @abstractmethod
-    def expire(self, now: float, ttl: float) -> int:
-        """Forget decisions (pending or answered) older than ``ttl`` seconds; returns how many."""
-
-    @abstractmethod
-    def load_health(self) -> dict[str, ArmHealth]: ...
-
-    @abstractmethod
-    def update_health(self, arm: str, update: Callable[[ArmHealth], ArmHealth]) -> ArmHealth: ...
-
-    @abstractmethod
     def counters(self) -> dict[str, float]:
         """``decisions:<arm>`` and ``feedback:<outcome>`` counts."""
 
     @abstractmethod
+    def apply_batch(self, operations: list[Operation], derive: Derive | None = None) -> list:
+        """Apply ``operations`` in order and return each one's result, or the exception it raised (which
+        undoes that operation only). ``derive`` runs once for every context whose state changed."""
+
+    @abstractmethod
     def close(self) -> None: ...
+
+    # One operation at a time (tests, tools): each is its own transaction.
+
+    def apply(self, operation: Operation, derive: Derive | None = None):
+        (result,) = self.apply_batch([operation], derive)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def record_decision(self, decision: Decision) -> Decision:
+        return self.apply(RecordDecision(decision))
+
+    def apply_feedback(self, decision_id: str, reward: float, now: float, ttl: float,
+                       update: StateUpdate) -> tuple[FeedbackOutcome, Decision | None]:
+        return self.apply(ApplyFeedback(decision_id, reward, now, ttl, update))
+
+    def update_health(self, arm: str, update: HealthUpdate) -> ArmHealth:
+        return self.apply(UpdateHealth(arm, update))
+
+    def expire(self, now: float, ttl: float) -> int:
+        return self.apply(Expire(now, ttl))
+
+    def load_states(self) -> dict[str, dict]:
+        return self.snapshot().states
+
+    def load_health(self) -> dict[str, ArmHealth]:
+        return self.snapshot().health
+
+
+def feedback_outcome(decision: Decision | None, previous_reward: float | None, reward: float, now: float,
+                     ttl: float) -> FeedbackOutcome:
+    """What a reward for ``decision`` does, given the reward it already had (if any)."""
+    if decision is None:
+        return FeedbackOutcome.UNKNOWN
+    if previous_reward is not None:
+        return FeedbackOutcome.DUPLICATE if previous_reward == reward else FeedbackOutcome.CONFLICT
+    if now - decision.created > ttl:
+        return FeedbackOutcome.EXPIRED
+    return FeedbackOutcome.APPLIED
 
 
 STORE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")

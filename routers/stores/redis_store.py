@@ -1,18 +1,32 @@
 """Redis store, for routers with several replicas. Feedback and health changes are optimistic
 transactions (WATCH / MULTI / EXEC, retried on conflict), so concurrent replicas never lose an update.
 Durability is Redis's own: run it with ``appendonly yes`` (and ``appendfsync always`` to survive a
-machine crash, not just a router crash)."""
+machine crash, not just a router crash). A batch is its operations one after another: Redis already
+shares one fsync among the writes of all its clients."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict
 
 import redis
 
-from .base import ArmHealth, Decision, FeedbackOutcome, StateStore, StateUpdate
+from .base import (
+    ApplyFeedback,
+    ArmHealth,
+    Decision,
+    Derive,
+    Expire,
+    FeedbackOutcome,
+    Operation,
+    RecordDecision,
+    Snapshot,
+    StateStore,
+    UpdateHealth,
+    feedback_outcome,
+    state_checksum,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +46,71 @@ class RedisStore(StateStore):
     def _key(self, *parts: str) -> str:
         return ":".join(("market-ab", self.namespace, *parts))
 
-    def load_states(self) -> dict[str, dict]:
-        raw = self._redis.hgetall(self._key("state"))
-        return {context.decode(): json.loads(state) for context, state in raw.items()}
+    # reads ---------------------------------------------------------------------------------------------------
 
-    def record_decision(self, decision: Decision) -> Decision:
+    def version(self) -> int:
+        return int(float(self._redis.hget(self._key("counters"), "version") or 0))
+
+    def snapshot(self) -> Snapshot:
+        with self._redis.pipeline(transaction=True) as pipe:  # MULTI: one consistent read
+            pipe.hget(self._key("counters"), "version")
+            pipe.hgetall(self._key("state"))
+            pipe.hgetall(self._key("derived"))
+            pipe.hgetall(self._key("health"))
+            version, states, derived, health = pipe.execute()
+        out_states, out_derived = {}, {}
+        for context, state in states.items():
+            out_states[context.decode()] = json.loads(state)
+            extra = derived.get(context)
+            if extra and json.loads(extra).get("state_checksum") == state_checksum(state):
+                out_derived[context.decode()] = json.loads(extra)
+        return Snapshot(int(float(version or 0)), out_states, out_derived,
+                        {arm.decode(): ArmHealth(**json.loads(text)) for arm, text in health.items()})
+
+    def decision(self, decision_id: str) -> Decision | None:
+        text = self._redis.hget(self._key("decision", decision_id), "decision")
+        return Decision.from_json(text) if text else None
+
+    def pending_count(self) -> int:
+        return int(self._redis.zcard(self._key("pending")))
+
+    def counters(self) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self._redis.hgetall(self._key("counters")).items()}
+
+    # writes --------------------------------------------------------------------------------------------------
+
+    def apply_batch(self, operations: list[Operation], derive: Derive | None = None) -> list:
+        results, changed = [], set()
+        for operation in operations:
+            try:
+                results.append(self._apply(operation, changed))
+            except Exception as error:
+                results.append(error)
+        for context in changed - {None} if derive else ():
+            self._derive(context, derive)
+        return results
+
+    def _apply(self, operation: Operation, changed: set):
+        if isinstance(operation, RecordDecision):
+            return self._record_decision(operation.decision)
+        if isinstance(operation, ApplyFeedback):
+            return self._apply_feedback(operation, changed)
+        if isinstance(operation, UpdateHealth):
+            changed.add(None)
+            return self._update_health(operation.arm, operation.update)
+        if isinstance(operation, Expire):
+            return self._expire(operation.now, operation.ttl)
+        raise TypeError(f"unknown store operation {operation!r}")
+
+    def _derive(self, context: str, derive: Derive) -> None:
+        """Store what decisions read beside a state, tied to that state by its checksum (if another replica
+        changes the state meanwhile, readers see the mismatch and derive for themselves)."""
+        state = self._redis.hget(self._key("state"), context)
+        if state is not None:
+            extra = {**derive(context, json.loads(state)), "state_checksum": state_checksum(state)}
+            self._redis.hset(self._key("derived"), context, json.dumps(extra))
+
+    def _record_decision(self, decision: Decision) -> Decision:
         key = self._key("decision", decision.decision_id)
         result: dict = {}
 
@@ -53,45 +127,55 @@ class RedisStore(StateStore):
         self._redis.transaction(transaction, key)
         return result["decision"]
 
-    def apply_feedback(self, decision_id: str, reward: float, now: float, ttl: float,
-                       update: StateUpdate) -> tuple[FeedbackOutcome, Decision | None]:
-        decision_key, state_key = self._key("decision", decision_id), self._key("state")
+    def _apply_feedback(self, op: ApplyFeedback, changed: set) -> tuple[FeedbackOutcome, Decision | None]:
+        decision_key, state_key, health_key = self._key("decision", op.decision_id), self._key("state"), \
+            self._key("health")
         result: dict = {}
 
         def transaction(pipe: redis.client.Pipeline) -> None:
             record = pipe.hgetall(decision_key)
             decision = Decision.from_json(record[b"decision"]) if record else None
-            outcome = FeedbackOutcome.APPLIED
-            if decision is None:
-                outcome = FeedbackOutcome.UNKNOWN
-            elif b"reward" in record:
-                same = float(record[b"reward"]) == reward
-                outcome = FeedbackOutcome.DUPLICATE if same else FeedbackOutcome.CONFLICT
-            elif now - decision.created > ttl:
-                outcome = FeedbackOutcome.EXPIRED
-            new_state = None
+            previous = float(record[b"reward"]) if b"reward" in record else None
+            outcome = feedback_outcome(decision, previous, op.reward, op.now, op.ttl)
+            new_state = health = None
             if outcome is FeedbackOutcome.APPLIED:
                 state = pipe.hget(state_key, decision.context)
-                new_state = update(json.loads(state) if state else None, decision)
+                new_state = op.update(json.loads(state) if state else None, decision)
+                if op.health is not None:
+                    text = pipe.hget(health_key, decision.arm)
+                    health = op.health(ArmHealth(**json.loads(text)) if text else ArmHealth())
             pipe.multi()
             if new_state is not None:
                 pipe.hset(state_key, decision.context, json.dumps(new_state))
-                pipe.hset(decision_key, "reward", repr(reward))
-                pipe.zrem(self._key("pending"), decision_id)
+                pipe.hset(decision_key, "reward", repr(op.reward))
+                pipe.zrem(self._key("pending"), op.decision_id)
+                pipe.hincrbyfloat(self._key("counters"), "version", 1)
+            if health is not None:
+                pipe.hset(health_key, decision.arm, json.dumps(asdict(health)))
             pipe.hincrbyfloat(self._key("counters"), f"feedback:{outcome.value}", 1)
             result.update(outcome=outcome, decision=decision)
 
-        self._redis.transaction(transaction, decision_key, state_key)
+        self._redis.transaction(transaction, decision_key, state_key, health_key)
+        if result["outcome"] is FeedbackOutcome.APPLIED:
+            changed.add(result["decision"].context)
         return result["outcome"], result["decision"]
 
-    def decision(self, decision_id: str) -> Decision | None:
-        text = self._redis.hget(self._key("decision", decision_id), "decision")
-        return Decision.from_json(text) if text else None
+    def _update_health(self, arm: str, update) -> ArmHealth:
+        key = self._key("health")
+        result: dict = {}
 
-    def pending_count(self) -> int:
-        return int(self._redis.zcard(self._key("pending")))
+        def transaction(pipe: redis.client.Pipeline) -> None:
+            text = pipe.hget(key, arm)
+            health = update(ArmHealth(**json.loads(text)) if text else ArmHealth())
+            pipe.multi()
+            pipe.hset(key, arm, json.dumps(asdict(health)))
+            pipe.hincrbyfloat(self._key("counters"), "version", 1)
+            result["health"] = health
 
-    def expire(self, now: float, ttl: float) -> int:
+        self._redis.transaction(transaction, key)
+        return result["health"]
+
+    def _expire(self, now: float, ttl: float) -> int:
         old = self._redis.zrangebyscore(self._key("created"), "-inf", now - ttl)
         if not old:
             return 0
@@ -101,27 +185,6 @@ class RedisStore(StateStore):
             pipe.zrem(self._key("created"), *old)
             pipe.execute()
         return len(old)
-
-    def load_health(self) -> dict[str, ArmHealth]:
-        raw = self._redis.hgetall(self._key("health"))
-        return {arm.decode(): ArmHealth(**json.loads(text)) for arm, text in raw.items()}
-
-    def update_health(self, arm: str, update: Callable[[ArmHealth], ArmHealth]) -> ArmHealth:
-        key = self._key("health")
-        result: dict = {}
-
-        def transaction(pipe: redis.client.Pipeline) -> None:
-            text = pipe.hget(key, arm)
-            health = update(ArmHealth(**json.loads(text)) if text else ArmHealth())
-            pipe.multi()
-            pipe.hset(key, arm, json.dumps(asdict(health)))
-            result["health"] = health
-
-        self._redis.transaction(transaction, key)
-        return result["health"]
-
-    def counters(self) -> dict[str, float]:
-        return {k.decode(): float(v) for k, v in self._redis.hgetall(self._key("counters")).items()}
 
     def close(self) -> None:
         self._redis.close()

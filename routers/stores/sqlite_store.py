@@ -1,23 +1,42 @@
 """The default store: one SQLite file in WAL mode, shared by MLServer's parallel workers.
 
-Every change is one ``BEGIN IMMEDIATE`` transaction (a write lock across processes)
-committed with ``synchronous=FULL``, so a committed reward survives kill -9.
+Every write batch is one ``BEGIN IMMEDIATE`` transaction (a write lock across processes)
+committed with ``synchronous=FULL``, so a committed reward survives kill -9; each operation in
+the batch runs under its own savepoint, so one failing operation undoes only itself. Each
+thread gets its own connection: the event loop reads while the writer thread writes.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+import threading
+import time
+from collections import Counter
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .base import ArmHealth, Decision, FeedbackOutcome, StateStore, StateUpdate
+from .base import (
+    ApplyFeedback,
+    ArmHealth,
+    Decision,
+    Derive,
+    Expire,
+    FeedbackOutcome,
+    Operation,
+    RecordDecision,
+    Snapshot,
+    StateStore,
+    UpdateHealth,
+    feedback_outcome,
+    state_checksum,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS policy_state (
-    router TEXT NOT NULL, context TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (router, context));
+    router TEXT NOT NULL, context TEXT NOT NULL, state TEXT NOT NULL, derived TEXT,
+    PRIMARY KEY (router, context));
 CREATE TABLE IF NOT EXISTS decisions (
     router TEXT NOT NULL, decision_id TEXT NOT NULL, decision TEXT NOT NULL, created REAL NOT NULL,
     reward REAL, PRIMARY KEY (router, decision_id));
@@ -28,107 +47,238 @@ CREATE TABLE IF NOT EXISTS counters (
     router TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (router, name));
 """
 
+ADD_TO_COUNTER = "INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT (router, name) DO UPDATE SET value = value + ?"
+
+
+@dataclass
+class _Batch:
+    """What a batch (or one of its operations) changes before it is written: policy states by context, counter
+    increments, and the contexts whose state changed (``None``: an arm's health)."""
+
+    states: dict = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+    changed: set = field(default_factory=set)
+
+    def merge(self, other: _Batch) -> None:
+        self.states.update(other.states)
+        self.counts.update(other.counts)
+        self.changed |= other.changed
+
 
 class SQLiteStore(StateStore):
     def __init__(self, path: str | Path, namespace: str):
         self.path, self.namespace = Path(path), namespace
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._use_wal()
         with self._transaction() as db:
             for statement in filter(str.strip, SCHEMA.split(";")):
                 db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(policy_state)")}
+            if "derived" not in columns:  # a file written before derived entries existed
+                db.execute("ALTER TABLE policy_state ADD COLUMN derived TEXT")
+
+    def _use_wal(self, timeout: float = 30.0) -> None:
+        """Switch the file to write-ahead logging (it stays so). The switch needs the file to itself and does
+        not wait for a lock, so when parallel workers open the file together, retry."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection (a connection must not be shared by threads)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
 
     @contextmanager
-    def _transaction(self):
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, mode: str = "IMMEDIATE"):
+        db = self._db
+        db.execute(f"BEGIN {mode}")
         try:
-            yield self._db
+            yield db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        db.execute("COMMIT")
 
     def _count(self, db, name: str, by: float = 1.0) -> None:
-        db.execute("INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT (router, name) DO UPDATE SET value = value + ?",
-                   (self.namespace, name, by, by))
+        db.execute(ADD_TO_COUNTER, (self.namespace, name, by, by))
 
-    def load_states(self) -> dict[str, dict]:
-        rows = self._db.execute("SELECT context, state FROM policy_state WHERE router = ?", (self.namespace,))
-        return {context: json.loads(state) for context, state in rows}
+    # reads ---------------------------------------------------------------------------------------------------
 
-    def record_decision(self, decision: Decision) -> Decision:
-        with self._transaction() as db:
-            row = db.execute("SELECT decision FROM decisions WHERE router = ? AND decision_id = ?",
-                             (self.namespace, decision.decision_id)).fetchone()
-            if row:
-                return Decision.from_json(row[0])
-            db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, NULL)",
-                       (self.namespace, decision.decision_id, decision.to_json(), decision.created))
-            self._count(db, "pending")
-            self._count(db, f"decisions:{decision.arm}")
-        return decision
+    def version(self) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE router = ? AND name = 'version'",
+                               (self.namespace,)).fetchone()
+        return int(row[0]) if row else 0
 
-    def apply_feedback(self, decision_id: str, reward: float, now: float, ttl: float,
-                       update: StateUpdate) -> tuple[FeedbackOutcome, Decision | None]:
-        with self._transaction() as db:
-            row = db.execute("SELECT decision, reward FROM decisions WHERE router = ? AND decision_id = ?",
-                             (self.namespace, decision_id)).fetchone()
-            if row is None:
-                outcome, decision = FeedbackOutcome.UNKNOWN, None
-            else:
-                decision, previous = Decision.from_json(row[0]), row[1]
-                if previous is not None:
-                    outcome = FeedbackOutcome.DUPLICATE if previous == reward else FeedbackOutcome.CONFLICT
-                elif now - decision.created > ttl:
-                    outcome = FeedbackOutcome.EXPIRED
-                else:
-                    state = db.execute("SELECT state FROM policy_state WHERE router = ? AND context = ?",
-                                       (self.namespace, decision.context)).fetchone()
-                    new_state = update(json.loads(state[0]) if state else None, decision)
-                    db.execute("INSERT OR REPLACE INTO policy_state VALUES (?, ?, ?)",
-                               (self.namespace, decision.context, json.dumps(new_state)))
-                    db.execute("UPDATE decisions SET reward = ? WHERE router = ? AND decision_id = ?",
-                               (reward, self.namespace, decision_id))
-                    self._count(db, "pending", -1)
-                    outcome = FeedbackOutcome.APPLIED
-            self._count(db, f"feedback:{outcome.value}")
-        return outcome, decision
+    def snapshot(self) -> Snapshot:
+        with self._transaction("DEFERRED") as db:  # one consistent read
+            version = db.execute("SELECT value FROM counters WHERE router = ? AND name = 'version'",
+                                 (self.namespace,)).fetchone()
+            rows = db.execute("SELECT context, state, derived FROM policy_state WHERE router = ?",
+                              (self.namespace,)).fetchall()
+            health = db.execute("SELECT arm, health FROM health WHERE router = ?", (self.namespace,)).fetchall()
+        states, derived = {}, {}
+        for context, state, extra in rows:
+            states[context] = json.loads(state)
+            if extra:
+                extra = json.loads(extra)
+                if extra.get("state_checksum") == state_checksum(state):
+                    derived[context] = extra
+        return Snapshot(int(version[0]) if version else 0, states, derived,
+                        {arm: ArmHealth(**json.loads(text)) for arm, text in health})
 
     def decision(self, decision_id: str) -> Decision | None:
         row = self._db.execute("SELECT decision FROM decisions WHERE router = ? AND decision_id = ?",
                                (self.namespace, decision_id)).fetchone()
         return Decision.from_json(row[0]) if row else None
 
-    def pending_count(self) -> int:
-        return int(self.counters().get("pending", 0))
-
-    def expire(self, now: float, ttl: float) -> int:
-        with self._transaction() as db:
-            pending = db.execute("SELECT COUNT(*) FROM decisions WHERE router = ? AND created < ? AND reward IS NULL",
-                                 (self.namespace, now - ttl)).fetchone()[0]
-            self._count(db, "pending", -pending)
-            return db.execute("DELETE FROM decisions WHERE router = ? AND created < ?",
-                              (self.namespace, now - ttl)).rowcount
-
-    def load_health(self) -> dict[str, ArmHealth]:
-        rows = self._db.execute("SELECT arm, health FROM health WHERE router = ?", (self.namespace,))
-        return {arm: ArmHealth(**json.loads(text)) for arm, text in rows}
-
-    def update_health(self, arm: str, update: Callable[[ArmHealth], ArmHealth]) -> ArmHealth:
-        with self._transaction() as db:
-            row = db.execute("SELECT health FROM health WHERE router = ? AND arm = ?",
-                             (self.namespace, arm)).fetchone()
-            health = update(ArmHealth(**json.loads(row[0])) if row else ArmHealth())
-            db.execute("INSERT OR REPLACE INTO health VALUES (?, ?, ?)",
-                       (self.namespace, arm, json.dumps(asdict(health))))
-        return health
-
     def counters(self) -> dict[str, float]:
         rows = self._db.execute("SELECT name, value FROM counters WHERE router = ?", (self.namespace,))
         return dict(rows.fetchall())
 
-    def close(self) -> None:
-        self._db.close()
+    def pending_count(self) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE router = ? AND name = 'pending'",
+                               (self.namespace,)).fetchone()
+        return int(row[0]) if row else 0
 
+    # writes --------------------------------------------------------------------------------------------------
+
+    def apply_batch(self, operations: list[Operation], derive: Derive | None = None) -> list:
+        batch = _Batch()
+        results = []
+        with self._transaction() as db:
+            decisions: list[Decision] = []  # a run of decisions is written with a few statements, not 5 per row
+            for operation in [*operations, None]:
+                if isinstance(operation, RecordDecision):
+                    decisions.append(operation.decision)
+                    continue
+                if decisions:
+                    results += self._record_decisions(db, decisions)
+                    decisions = []
+                if operation is None:
+                    break
+                db.execute("SAVEPOINT operation")
+                effects = _Batch()
+                try:
+                    results.append(self._apply(db, operation, batch, effects))
+                    db.execute("RELEASE operation")
+                    batch.merge(effects)
+                except Exception as error:  # undo this operation only; the others commit
+                    db.execute("ROLLBACK TO operation")
+                    db.execute("RELEASE operation")
+                    results.append(error)
+            self._write_states(db, batch, derive)
+            if batch.changed:
+                batch.counts["version"] += 1
+            db.executemany(ADD_TO_COUNTER, [(self.namespace, name, n, n) for name, n in batch.counts.items() if n])
+        return results
+
+    def _write_states(self, db, batch: _Batch, derive: Derive | None) -> None:
+        """Each policy state the batch changed, written once, with what ``derive`` makes of it."""
+        for context, state in batch.states.items():
+            if context not in batch.changed:
+                continue
+            text = json.dumps(state)
+            extra = {**derive(context, state), "state_checksum": state_checksum(text)} if derive else None
+            db.execute("INSERT OR REPLACE INTO policy_state VALUES (?, ?, ?, ?)",
+                       (self.namespace, context, text, json.dumps(extra) if extra else None))
+
+    def _apply(self, db, operation: Operation, batch: _Batch, effects: _Batch):
+        """One operation inside the batch's transaction. What it changes in memory (states, counters) goes to
+        ``effects``, which join the batch only if the operation succeeds."""
+        if isinstance(operation, ApplyFeedback):
+            return self._apply_feedback(db, operation, batch, effects)
+        if isinstance(operation, UpdateHealth):
+            effects.changed.add(None)
+            return self._update_health(db, operation.arm, operation.update)
+        if isinstance(operation, Expire):
+            return self._expire(db, operation.now, operation.ttl)
+        raise TypeError(f"unknown store operation {operation!r}")
+
+    def _record_decisions(self, db, decisions: list[Decision]) -> list[Decision]:
+        """Insert the decisions whose ids are new; each result is the decision its id keeps (the first)."""
+        kept: dict[str, Decision] = {}
+        ids = list(dict.fromkeys(d.decision_id for d in decisions))
+        for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
+            chunk = ids[start:start + 500]
+            rows = db.execute(f"SELECT decision FROM decisions WHERE router = ? AND decision_id IN "
+                              f"({','.join('?' * len(chunk))})", (self.namespace, *chunk))
+            kept.update((d.decision_id, d) for d in map(Decision.from_json, (row[0] for row in rows)))
+        new = []
+        for decision in decisions:
+            if decision.decision_id not in kept:
+                kept[decision.decision_id] = decision
+                new.append(decision)
+        db.executemany("INSERT INTO decisions VALUES (?, ?, ?, ?, NULL)",
+                       [(self.namespace, d.decision_id, d.to_json(), d.created) for d in new])
+        counts = Counter(f"decisions:{d.arm}" for d in new)
+        counts["pending"] = len(new)
+        db.executemany(ADD_TO_COUNTER, [(self.namespace, name, n, n) for name, n in counts.items() if n])
+        return [kept[d.decision_id] for d in decisions]
+
+    def _apply_feedback(self, db, op: ApplyFeedback, batch: _Batch, effects: _Batch):
+        row = db.execute("SELECT decision, reward FROM decisions WHERE router = ? AND decision_id = ?",
+                         (self.namespace, op.decision_id)).fetchone()
+        decision = Decision.from_json(row[0]) if row else None
+        outcome = feedback_outcome(decision, row[1] if row else None, op.reward, op.now, op.ttl)
+        if outcome is FeedbackOutcome.APPLIED:
+            effects.states[decision.context] = op.update(self._state(db, batch, decision.context), decision)
+            effects.changed.add(decision.context)
+            db.execute("UPDATE decisions SET reward = ? WHERE router = ? AND decision_id = ?",
+                       (op.reward, self.namespace, op.decision_id))
+            effects.counts["pending"] -= 1
+            if op.health is not None:
+                before = self._health(db, decision.arm)
+                after = op.health(before)
+                if after != before:
+                    effects.changed.add(None)
+                    self._update_health(db, decision.arm, lambda _: after)
+        effects.counts[f"feedback:{outcome.value}"] += 1
+        return outcome, decision
+
+    def _state(self, db, batch: _Batch, context: str) -> dict | None:
+        """A context's policy state as the batch has it so far (read once per batch)."""
+        if context not in batch.states:
+            row = db.execute("SELECT state FROM policy_state WHERE router = ? AND context = ?",
+                             (self.namespace, context)).fetchone()
+            batch.states[context] = json.loads(row[0]) if row else None
+        return batch.states[context]
+
+    def _health(self, db, arm: str) -> ArmHealth:
+        row = db.execute("SELECT health FROM health WHERE router = ? AND arm = ?", (self.namespace, arm)).fetchone()
+        return ArmHealth(**json.loads(row[0])) if row else ArmHealth()
+
+    def _update_health(self, db, arm: str, update) -> ArmHealth:
+        health = update(self._health(db, arm))
+        db.execute("INSERT OR REPLACE INTO health VALUES (?, ?, ?)", (self.namespace, arm, json.dumps(asdict(health))))
+        return health
+
+    def _expire(self, db, now: float, ttl: float) -> int:
+        pending = db.execute("SELECT COUNT(*) FROM decisions WHERE router = ? AND created < ? AND reward IS NULL",
+                             (self.namespace, now - ttl)).fetchone()[0]
+        self._count(db, "pending", -pending)
+        return db.execute("DELETE FROM decisions WHERE router = ? AND created < ?",
+                          (self.namespace, now - ttl)).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()

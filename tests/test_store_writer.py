@@ -1,0 +1,117 @@
+"""The writer thread (routers/stores/writer.py) over a real SQLite store: group commits, urgency, failures."""
+
+import asyncio
+import threading
+import time
+import uuid
+from concurrent.futures import wait
+
+import pytest
+
+from routers.bandit import ThompsonSampling, state_from_dict, state_to_dict
+from routers.stores import ApplyFeedback, Decision, FeedbackOutcome, RecordDecision, StoreWriter, open_store
+from routers.stores.base import Operation
+
+POLICY = ThompsonSampling(("a", "b"))
+
+
+class CountingStore:
+    """A real store that records the size of every batch it applies."""
+
+    def __init__(self, store):
+        self.store, self.batches = store, []
+
+    def apply_batch(self, operations, derive=None):
+        self.batches.append(len(operations))
+        return self.store.apply_batch(operations, derive)
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}", f"writer-{uuid.uuid4().hex[:6]}")
+    yield store
+    store.close()
+
+
+def decision(i, arm="a"):
+    return Decision(f"d{i}", "all", arm, 0.5, 1000.0 + i)
+
+
+def update(stored, decision, reward=1.0):
+    state = state_from_dict(stored) if stored else POLICY.initial_state()
+    return state_to_dict(POLICY.update(state, decision.arm, reward))
+
+
+def test_decisions_queued_together_share_one_commit(store):
+    counting = CountingStore(store)
+    writer = StoreWriter(counting, linger=60.0)  # only an urgent write or flush ends the wait
+    futures = [writer.submit(RecordDecision(decision(i))) for i in range(50)]
+    writer.flush()
+    wait(futures, timeout=10)
+    assert counting.batches == [50]  # one transaction (the flush marker waits with them, unwritten)
+    assert store.pending_count() == 50 and [f.result().decision_id for f in futures] == [f"d{i}" for i in range(50)]
+    writer.close()
+
+
+def test_an_urgent_write_does_not_wait_for_the_linger(store):
+    writer = StoreWriter(store, linger=60.0)
+    writer.submit(RecordDecision(decision(1)))
+    started = time.monotonic()
+    (outcome, _), = asyncio.run(writer.apply(ApplyFeedback("d1", 1.0, 1001.0, 3600.0, update)))
+    assert outcome is FeedbackOutcome.APPLIED  # the decision queued before it was committed first
+    assert time.monotonic() - started < 30  # far below the linger: it did not wait for it
+    writer.close()
+
+
+def test_a_failing_write_fails_alone(store):
+    def broken(stored, decision):
+        raise RuntimeError("bad update")
+
+    writer = StoreWriter(store)
+    writer.submit(RecordDecision(decision(1)))
+    writer.submit(RecordDecision(decision(2)))
+    results = asyncio.run(_gather(writer, ApplyFeedback("d1", 1.0, 1001.0, 3600.0, broken),
+                                  ApplyFeedback("d2", 1.0, 1002.0, 3600.0, update)))
+    assert isinstance(results[0], RuntimeError) and results[1][0] is FeedbackOutcome.APPLIED
+    writer.close()
+    assert store.decision("d1") is not None and store.apply_feedback("d1", 1.0, 1003.0, 3600.0, update)[0] \
+        is FeedbackOutcome.APPLIED  # the failed one left nothing half-done
+
+
+async def _gather(writer, *operations: Operation):
+    futures = [asyncio.wrap_future(writer.submit(op, urgent=True)) for op in operations]
+    return await asyncio.gather(*futures, return_exceptions=True)
+
+
+def test_close_commits_what_was_queued(store):
+    writer = StoreWriter(store, linger=60.0)
+    for i in range(20):
+        writer.submit(RecordDecision(decision(i)))
+    writer.close()
+    assert store.pending_count() == 20
+
+
+def test_writes_from_many_threads_are_all_committed(store):
+    writer = StoreWriter(store)
+    barrier = threading.Barrier(4)
+
+    def submit(thread):
+        barrier.wait(timeout=10)
+        return [writer.submit(RecordDecision(decision(100 * thread + i))) for i in range(25)]
+
+    threads = [threading.Thread(target=submit, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.flush()
+    assert store.pending_count() == 100
+    writer.close()
+
+
+def test_a_batch_keeps_the_first_decision_of_a_repeated_id(store):
+    store.record_decision(decision(7, "a"))
+    results = store.apply_batch([RecordDecision(decision(7, "b")), RecordDecision(decision(8, "b")),
+                                 RecordDecision(Decision("d8", "all", "a", 0.5, 2000.0))])
+    assert [r.arm for r in results] == ["a", "b", "b"]
+    assert store.counters()["decisions:b"] == 1 and store.pending_count() == 2
