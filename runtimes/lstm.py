@@ -1,7 +1,7 @@
 """MLServer runtime serving one TorchScript LSTM from ``models/<name>/``.
 
-Tuning comes from ``parameters.extra`` (``LSTMSettings``), which Seldon's agent keeps,
-unlike the top-level batching fields.
+Tuning comes from ``parameters.extra`` (``LSTMSettings``), which Seldon's agent keeps. Concurrent
+requests share forward passes (``batching.ForwardBatcher``).
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ import time
 import numpy as np
 import torch
 from mlserver import MLModel
-from mlserver.settings import ModelSettings
 from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver.utils import get_model_uri
 
 from seldon_market_ab import metrics
 from seldon_market_ab.features import FEATURE_NAMES
-from seldon_market_ab.mlserver_compat import batches_in_this_process, configure_adaptive_batching
 from seldon_market_ab.protocol import (
     InvalidInput,
     check_prices,
@@ -29,6 +27,7 @@ from seldon_market_ab.protocol import (
 from seldon_market_ab.settings import ExtraSettings, Field, extra_of
 
 from .artifact import LSTMArtifact
+from .batching import ForwardBatcher
 
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 WINDOW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -43,8 +42,10 @@ def _lstm_metrics() -> dict:
                                          PROBABILITY_BUCKETS),
         "compute": metrics.histogram("lstm_compute_seconds", "Decoding, features and LSTM forward pass per request",
                                      ["model"], COMPUTE_BUCKETS),
-        "windows": metrics.histogram("lstm_windows_per_request", "Windows per request (after adaptive batching)",
+        "windows": metrics.histogram("lstm_windows_per_request", "Windows per request",
                                      ["model"], WINDOW_BUCKETS),
+        "forward": metrics.histogram("lstm_forward_windows", "Windows per forward pass (concurrent requests "
+                                     "batched together)", ["model"], WINDOW_BUCKETS),
         "rejected": metrics.counter("lstm_rejected_requests_total", "Requests rejected as bad input",
                                     ["model", "reason"]),
     }
@@ -55,56 +56,29 @@ class LSTMSettings(ExtraSettings):
 
     torch_threads: int = Field(1, ge=1, description="`torch.set_num_threads` in each worker (process-wide: with "
                                                     "`parallel_workers: 0` the last model loaded sets it for all)")
-    max_batch_size: int | None = Field(None, ge=1, description="MLServer adaptive batching: merge up to this many "
-                                       "concurrent requests; windows must then have exactly `min_window` rows "
-                                       "(`features`: `sequence_length`)")
-    max_batch_time: float | None = Field(None, ge=0, description="seconds to wait for a batch to fill")
-
-
-def _batched_rows_error(name: str, rows: int, shape: list[int]) -> InvalidInput:
-    return InvalidInput(f"with adaptive batching, input '{name}' must have shape [batch, {rows}, ...] "
-                        f"(windows of exactly {rows} rows); got {shape}", "shape")
+    batch_windows: int = Field(32, ge=1, description="the most windows one forward pass takes from concurrent "
+                                                     "requests (1: no batching)")
+    batch_wait_seconds: float = Field(0.0, ge=0, description="how long a forward pass waits for more requests; "
+                                      "0: only those served in the same turn of the event loop, adding no delay")
 
 
 class LSTMRuntime(MLModel):
-    def __init__(self, settings: ModelSettings):
-        # MLServer sets adaptive batching up before load(), so the settings are read and applied here.
-        self.config = LSTMSettings.from_extra(extra_of(settings), settings.name)
-        configure_adaptive_batching(settings, self.config.max_batch_size,
-                                    self.config.max_batch_time)
-        super().__init__(settings)
-
     async def load(self) -> bool:
+        self.config = LSTMSettings.from_extra(extra_of(self._settings), self.name)
+        if self._settings.max_batch_size > 1:
+            # MLServer merges raw requests under the first one's shape: windows of other lengths would be mixed up.
+            raise ValueError(f"{self.name}: MLServer's adaptive batching (max_batch_size "
+                             f"{self._settings.max_batch_size}) is not supported; the runtime batches forward passes "
+                             "itself (parameters.extra batch_windows, batch_wait_seconds)")
         self._artifact = LSTMArtifact.load(await get_model_uri(self._settings))
         torch.set_num_threads(self.config.torch_threads)
         self._model_label = f"{self._artifact.name}:{self._artifact.version}"
         self._metrics = _lstm_metrics()
-        self._batched_rows = None
-        if self._settings.max_batch_size > 1 and self._settings.max_batch_time > 0:
-            self._guard_adaptive_batching()
         self._warm_up()
+        self._forward = ForwardBatcher(self._artifact.predict_features, self.config.batch_windows,
+                                       self.config.batch_wait_seconds,
+                                       self._metrics["forward"].labels(self.name).observe)
         return True
-
-    def _guard_adaptive_batching(self) -> None:
-        """MLServer merges batched requests under the first request's shape, so windows of different lengths
-        would be silently mixed up. With batching on, every window must have exactly the artifact's rows;
-        in-process, a request is checked before it joins a batch (with parallel workers MLServer batches in
-        the main process, where the merged request is checked)."""
-        self._batched_rows = {"ohlcv": self._artifact.min_window, "features": self._artifact.sequence_length}
-        batched_predict = self.predict
-        if not batches_in_this_process(self):
-            return
-
-        async def predict_checked(payload: InferenceRequest) -> InferenceResponse:
-            for request_input in payload.inputs:
-                rows = self._batched_rows.get(request_input.name)
-                if rows and (len(request_input.shape) != 3 or request_input.shape[1] != rows):
-                    error = _batched_rows_error(request_input.name, rows, list(request_input.shape))
-                    self._metrics["rejected"].labels(self.name, error.reason).inc()
-                    raise error
-            return await batched_predict(payload)
-
-        self.predict = predict_checked
 
     def _warm_up(self) -> None:
         """Run the first (slow) TorchScript calls at load rather than on the first request."""
@@ -121,7 +95,7 @@ class LSTMRuntime(MLModel):
         except InvalidInput as error:
             self._metrics["rejected"].labels(self.name, error.reason).inc()
             raise
-        probability = self._artifact.predict_features(features)
+        probability = await self._forward(features)
         self._metrics["compute"].labels(self.name).observe(time.perf_counter() - started)
         return self._respond(payload, probability)
 
@@ -135,16 +109,10 @@ class LSTMRuntime(MLModel):
         if name == "ohlcv":
             ohlcv = check_prices(check_windows(name, array, 5, artifact.min_window,
                                                "open, high, low, close, volume"))
-            self._check_batched_rows(name, ohlcv)
             return artifact.features_from_ohlcv(ohlcv)
         order = "features in metadata.json order: " + ", ".join(FEATURE_NAMES[:3]) + ", ..."
         features = check_windows(name, array, artifact.n_features, artifact.sequence_length, order)
-        self._check_batched_rows(name, features)
-        return features
-
-    def _check_batched_rows(self, name: str, array: np.ndarray) -> None:
-        if self._batched_rows and array.shape[1] != self._batched_rows[name]:
-            raise _batched_rows_error(name, self._batched_rows[name], list(array.shape))
+        return features[:, -artifact.sequence_length:, :]  # the rows the model reads, whatever was sent
 
     def _respond(self, payload: InferenceRequest, probability: np.ndarray) -> InferenceResponse:
         direction = (probability > 0.5).astype(np.int32)

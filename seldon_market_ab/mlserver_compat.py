@@ -7,19 +7,16 @@ upgrade fails there, loudly and by name, instead of somewhere in serving.
 
 from __future__ import annotations
 
-import logging
+from functools import cache
 from importlib.metadata import version
 
 import numpy as np
 from mlserver.codecs.numpy import to_datatype
-from mlserver.settings import ModelSettings
 from mlserver.types import InferenceRequest, InferenceResponse
 from prometheus_client import REGISTRY
 
 CHECKED_VERSIONS = {"mlserver": "1.7.1", "prometheus-client": "0.26.0"}
-ADAPTIVE_BATCHING_ATTRIBUTE = "__adaptive_batching__"  # mlserver.batching.hooks._AdaptiveBatchingAttr
 
-logger = logging.getLogger(__name__)
 
 
 def unchecked_versions() -> dict[str, str]:
@@ -36,26 +33,6 @@ def registered_collector(name: str):
     return REGISTRY._names_to_collectors.get(name)
 
 
-def configure_adaptive_batching(settings: ModelSettings, max_batch_size: int | None,
-                                max_batch_time: float | None) -> None:
-    """Set MLServer's adaptive batching from values read in ``parameters.extra``.
-
-    Seldon's agent drops the top-level ``max_batch_size``/``max_batch_time``, and MLServer
-    sets batching up from these fields before ``load()`` runs, so a runtime calls this from
-    ``__init__``, before ``MLModel.__init__``.
-    """
-    if max_batch_size is not None:
-        settings.max_batch_size = max_batch_size
-    if max_batch_time is not None:
-        settings.max_batch_time = max_batch_time
-
-
-def batches_in_this_process(model) -> bool:
-    """True when MLServer's adaptive batcher wraps ``model.predict`` in this process (``parallel_workers``
-    0); with parallel workers the batcher lives in the main process, beyond the runtime's reach."""
-    return getattr(model, ADAPTIVE_BATCHING_ATTRIBUTE, None) is not None
-
-
 def request_headers(payload: InferenceRequest) -> dict[str, str]:
     """HTTP headers or gRPC metadata of a request, which MLServer copies into ``parameters.headers``."""
     return dict((payload.parameters and payload.parameters.headers) or {})
@@ -63,7 +40,12 @@ def request_headers(payload: InferenceRequest) -> dict[str, str]:
 
 def datatype_of(array: np.ndarray) -> str:
     """The Open Inference Protocol datatype of a numpy array (``FP32``, ``INT32``, ``BYTES``, ...)."""
-    return to_datatype(np.asarray(array).dtype).value
+    return _datatype_of_dtype(np.asarray(array).dtype)
+
+
+@cache
+def _datatype_of_dtype(dtype: np.dtype) -> str:  # MLServer's lookup costs microseconds on every output
+    return to_datatype(dtype).value
 
 
 def response_from_grpc(response) -> InferenceResponse:

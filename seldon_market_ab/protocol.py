@@ -120,5 +120,12 @@ def encode_tensor(name: str, array: np.ndarray) -> ResponseOutput:
                           data=array.ravel().tolist())
 
 
+def echo_input(payload: InferenceRequest, name: str, as_name: str) -> ResponseOutput:
+    """Input ``name`` returned unchanged as output ``as_name`` (same datatype, shape and data, not re-encoded)."""
+    request_input = next(i for i in payload.inputs if i.name == name)
+    return ResponseOutput(name=as_name, datatype=request_input.datatype, shape=request_input.shape,
+                          data=request_input.data)
+
+
 def encode_strings(name: str, values: list[str]) -> ResponseOutput:
     return ResponseOutput(name=name, datatype="BYTES", shape=[len(values)], data=[v.encode() for v in values])

@@ -23,7 +23,8 @@ class StandardScaler:
         """Standardise and clip. A feature undefined for a window (the volume z-score of constant volume,
         say) becomes the training mean (0); training rows never have one."""
         scaled = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
-        return np.clip(np.nan_to_num(scaled, nan=0.0), -self.clip, self.clip).astype(np.float32)
+        scaled[np.isnan(scaled)] = 0.0  # (np.nan_to_num does the same, four times slower)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "clip": self.clip}

@@ -1,7 +1,7 @@
-"""MLServer adaptive batching configured through parameters.extra (the only place Seldon's agent keeps it).
+"""Concurrent requests share forward passes (runtimes/batching.py), whatever their input kind and window length.
 
-Concurrent requests are released together by a barrier, and the batch window (5 s) is far longer than
-they need to arrive, so a batch fills by size, not by luck of timing.
+Concurrent requests are released together by a barrier, and the batch wait (5 s) is far longer than they need to
+arrive, so a batch fills by size, not by luck of timing.
 """
 
 import json
@@ -23,23 +23,24 @@ from .test_serving import in_process
 BATCH = 8
 
 
-def batched_repository(tmp_path, **extra):
+def repository_with(tmp_path, extra=None, **top_level):
     repository = copy_repository(tmp_path / "models", ["baseline"])
     settings_path = repository / "baseline" / "model-settings.json"
     settings = json.loads(settings_path.read_text())
-    settings["parameters"]["extra"].update(extra)
+    settings["parameters"]["extra"].update(extra or {})
+    settings.update(top_level)
     settings_path.write_text(json.dumps(settings))
     return repository
 
 
-def send_together(client, requests: list[np.ndarray]) -> list:
+def send_together(client, requests: list[dict]) -> list:
     """One thread per request, all released at once; each answer is the probabilities or the gRPC error."""
     barrier = threading.Barrier(len(requests))
 
-    def send(ohlcv):
+    def send(inputs):
         barrier.wait(timeout=30)
         try:
-            return client.infer_grpc("baseline", {"ohlcv": ohlcv})["probability"]
+            return client.infer_grpc("baseline", inputs)["probability"]
         except grpc.RpcError as error:
             return error
 
@@ -47,49 +48,48 @@ def send_together(client, requests: list[np.ndarray]) -> list:
         return list(pool.map(send, requests))
 
 
-def test_concurrent_requests_are_merged_and_answered_individually(tmp_path, artifacts, heldout):
-    # Seldon writes Model spec.parameters into extra as strings.
-    repository = batched_repository(tmp_path, max_batch_size=str(BATCH), max_batch_time="5")
-    windows = np.concatenate([heldout["sp500"][0], heldout["goog"][0]])[:BATCH]
-
-    with MLServerProcess(repository) as server:
-        client = InferenceClient(server.grpc_address)
-        answers = send_together(client, [w[None] for w in windows])
-        samples, _ = scrape(server)
-        client.close()
-
-    np.testing.assert_allclose(np.concatenate(answers), in_process(artifacts["baseline"], windows), atol=1e-5)
-    assert value(samples, "market_ab_lstm_windows_per_request_sum", model="baseline") == BATCH
-    assert value(samples, "market_ab_lstm_windows_per_request_count", model="baseline") < BATCH, "nothing merged"
-
-
 @pytest.mark.parametrize("workers", [0, 2])
-def test_windows_of_another_length_are_refused_not_mixed_up(tmp_path, artifacts, heldout, dataset, workers):
-    """MLServer merges a batch under its first request's shape. In-process the runtime refuses another length
-    before the request joins a batch; with parallel workers MLServer batches in its main process, where the
-    runtime cannot look, and a batch that mixes lengths fails as a whole with 400. Never a wrong answer."""
-    repository = batched_repository(tmp_path, max_batch_size=BATCH, max_batch_time=5)
+def test_mixed_requests_share_forward_passes_and_get_their_own_answers(tmp_path, artifacts, heldout, dataset,
+                                                                       workers):
+    """Windows of two lengths and the `features` input, in one batch: each request gets exactly its answer.
+    (With two workers each worker batches what it receives.)"""
+    # Seldon writes Model spec.parameters into extra as strings.
+    repository = repository_with(tmp_path, {"batch_windows": str(BATCH), "batch_wait_seconds": "5"})
     windows, index = heldout["nasdaq"]
-    longer = ohlcv_windows("nasdaq", dataset["test"].ohlcv_end[index], MIN_WINDOW + 17)
-    requests = [(windows if i % 2 else longer)[i:i + 1] for i in range(BATCH)]
+    windows = windows[:BATCH]
+    longer = ohlcv_windows("nasdaq", dataset["test"].ohlcv_end[index][:BATCH], MIN_WINDOW + 17)
+    features = artifacts["baseline"].features_from_ohlcv(windows).astype(np.float32)
+    requests = [{"ohlcv": windows[i:i + 1]} if i % 3 == 0 else {"ohlcv": longer[i:i + 1]} if i % 3 == 1
+                else {"features": features[i:i + 1]} for i in range(BATCH)]
 
     with MLServerProcess(repository, parallel_workers=workers) as server:
         client = InferenceClient(server.grpc_address)
         answers = send_together(client, requests)
+        samples, _ = scrape(server)
         client.close()
 
-    expected = in_process(artifacts["baseline"], windows[:BATCH])
-    refused = 0
-    for i, answer in enumerate(answers):
-        if isinstance(answer, grpc.RpcError):
-            assert answer.code() == grpc.StatusCode.INVALID_ARGUMENT, answer.details()
-            details = answer.details()
-            assert f"windows of exactly {MIN_WINDOW} rows" in details or "does not fit shape" in details, details
-            refused += 1
-        else:
-            assert i % 2, "a window of another length was answered"
-            np.testing.assert_allclose(answer, expected[i:i + 1], atol=1e-5)
-    if workers == 0:
-        assert refused == BATCH // 2  # exactly the other-length windows
-    else:
-        assert refused >= BATCH // 2
+    assert not [a for a in answers if isinstance(a, grpc.RpcError)], answers
+    np.testing.assert_allclose(np.concatenate(answers), in_process(artifacts["baseline"], windows), atol=1e-5)
+    passes = value(samples, "market_ab_lstm_forward_windows_count", model="baseline")
+    assert value(samples, "market_ab_lstm_forward_windows_sum", model="baseline") == BATCH
+    assert passes < BATCH, "no forward pass was shared"
+
+
+def test_no_batching_runs_one_forward_pass_per_request(tmp_path, heldout):
+    repository = repository_with(tmp_path, {"batch_windows": 1})
+    with MLServerProcess(repository) as server:
+        client = InferenceClient(server.grpc_address)
+        send_together(client, [{"ohlcv": w[None]} for w in heldout["sp500"][0][:4]])
+        samples, _ = scrape(server)
+        client.close()
+    assert value(samples, "market_ab_lstm_forward_windows_count", model="baseline") == 4
+
+
+def test_mlserver_adaptive_batching_is_refused(tmp_path):
+    """MLServer's own batching merges raw requests under the first one's shape: refused at load, with the
+    settings to use instead."""
+    repository = repository_with(tmp_path, max_batch_size=8, max_batch_time=0.01)
+    with pytest.raises(RuntimeError) as error:
+        MLServerProcess(repository, ready_timeout=120).start()
+    assert "adaptive batching (max_batch_size 8) is not supported" in str(error.value)
+    assert "batch_windows" in str(error.value)

@@ -4,13 +4,8 @@ These details are private or undocumented. If a version changes, this file fails
 re-check each function of mlserver_compat against the new version, then update CHECKED_VERSIONS.
 """
 
-import asyncio
-
 import numpy as np
-from mlserver import MLModel
-from mlserver.batching import hooks
 from mlserver.grpc import dataplane_pb2 as pb
-from mlserver.settings import ModelParameters, ModelSettings
 from mlserver.types import InferenceRequest
 from prometheus_client import Counter
 
@@ -30,23 +25,6 @@ def test_registered_collector_finds_a_metric_again():
     assert mlserver_compat.registered_collector("market_ab_never_registered") is None
     # and the metrics helper relies on it to survive a second import of a runtime module
     assert counter("compat_again_total", "probe", ["x"]) is counter("compat_again_total", "probe", ["x"])
-
-
-class _Echo(MLModel):
-    async def predict(self, payload):
-        return payload
-
-
-def test_adaptive_batching_attribute_and_settings():
-    assert hooks._AdaptiveBatchingAttr == mlserver_compat.ADAPTIVE_BATCHING_ATTRIBUTE
-    settings = ModelSettings(name="echo", implementation=_Echo, parameters=ModelParameters())
-    mlserver_compat.configure_adaptive_batching(settings, 8, 0.01)
-    model = _Echo(settings)
-    assert not mlserver_compat.batches_in_this_process(model)
-    batched = asyncio.run(hooks.load_batching(model))  # what MLServer runs before load()
-    assert mlserver_compat.batches_in_this_process(batched)
-    plain = _Echo(ModelSettings(name="plain", implementation=_Echo))
-    assert not mlserver_compat.batches_in_this_process(asyncio.run(hooks.load_batching(plain)))
 
 
 def test_request_headers_come_from_parameters():

@@ -20,8 +20,8 @@ def test_strings_from_seldon_convert():
     assert config.arms == ("a", "b", "c") and config.discount == 0.99 and config.warmup_rewards == 5
     assert RouterSettings.from_extra({"arms": '["x", "y"]'}).arms == ("x", "y")
     assert RouterSettings.from_extra({"arms": ["x", "y"]}).arms == ("x", "y")
-    assert LSTMSettings.from_extra({"torch_threads": "2", "max_batch_size": "8", "max_batch_time": "0.01"}) == \
-        LSTMSettings(torch_threads=2, max_batch_size=8, max_batch_time=0.01)
+    assert LSTMSettings.from_extra({"torch_threads": "2", "batch_windows": "8", "batch_wait_seconds": "0.002"}) == \
+        LSTMSettings(torch_threads=2, batch_windows=8, batch_wait_seconds=0.002)
 
 
 def test_the_shipped_settings_validate():
@@ -48,7 +48,8 @@ def test_the_shipped_settings_validate():
     (RegimeRouterSettings, {"regime_bull_trend": "-0.1"}, "'regime_bear_trend' must be below 'regime_bull_trend'"),
     (RegimeRouterSettings, {"route_sidways": "baseline"}, "did you mean 'route_sideways'?"),
     (LSTMSettings, {"torch_threads": "0"}, "'torch_threads' = '0': Input should be greater than or equal to 1"),
-    (LSTMSettings, {"max_batch_size": "many"}, "'max_batch_size' = 'many'"),
+    (LSTMSettings, {"batch_windows": "many"}, "'batch_windows' = 'many'"),
+    (LSTMSettings, {"max_batch_size": "8"}, "unknown key 'max_batch_size'"),  # MLServer's batching: not ours
 ], ids=lambda v: v.__name__ if isinstance(v, type) else None)
 def test_bad_settings_are_named(cls, extra, expected):
     with pytest.raises(SettingsError) as error:
