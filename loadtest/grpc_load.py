@@ -29,7 +29,7 @@ class LoadResult:
 
 
 async def _closed_loop(address: str, requests: list[pb.ModelInferRequest], clients: int, seconds: float,
-                       reuse: bool, metadata: tuple) -> LoadResult:
+                       reuse: bool, metadata: tuple, answered: list | None) -> LoadResult:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
         await stub.ServerLive(pb.ServerLiveRequest())
@@ -42,12 +42,14 @@ async def _closed_loop(address: str, requests: list[pb.ModelInferRequest], clien
             while time.perf_counter() < deadline:
                 if next_index >= len(requests) and not reuse:
                     return  # every unique request was sent
-                request = requests[next_index % len(requests)]
+                index = next_index % len(requests)
                 next_index += 1
                 sent = time.perf_counter()
                 try:
-                    await stub.ModelInfer(request, metadata=metadata, timeout=30)
+                    await stub.ModelInfer(requests[index], metadata=metadata, timeout=30)
                     latencies.append(time.perf_counter() - sent)
+                    if answered is not None:
+                        answered.append(index)
                 except grpc.aio.AioRpcError:
                     errors += 1
 
@@ -57,7 +59,8 @@ async def _closed_loop(address: str, requests: list[pb.ModelInferRequest], clien
 
 
 def closed_loop(address: str, requests: list[pb.ModelInferRequest], clients: int = 8, seconds: float = 2.0,
-                reuse: bool = True, metadata: tuple = ()) -> LoadResult:
+                reuse: bool = True, metadata: tuple = (), answered: list | None = None) -> LoadResult:
     """Run the load and return throughput and latencies. ``reuse=False`` sends each request at most once
-    (requests with unique ids: decisions, feedback) and stops early when they run out."""
-    return asyncio.run(_closed_loop(address, requests, clients, seconds, reuse, metadata))
+    (requests with unique ids: decisions, feedback) and stops early when they run out. ``answered`` collects
+    the indices of the requests that got an answer."""
+    return asyncio.run(_closed_loop(address, requests, clients, seconds, reuse, metadata, answered))

@@ -30,13 +30,21 @@ def _mlserver_executable() -> str:
 class MLServerProcess:
     """``with MLServerProcess("models/", parallel_workers=0) as server: server.http_url ...``"""
 
-    def __init__(self, repository: str | Path, parallel_workers: int = 0, ready_timeout: float = 180.0,
+    def __init__(self, repository: str | Path, parallel_workers: int | None = 0, ready_timeout: float = 180.0,
                  log_path: str | Path | None = None, env: dict | None = None, state_dir: str | Path | None = None,
                  executable: str | Path | None = None):
         """``state_dir``: where routers keep their SQLite state (``MARKET_AB_STATE_DIR``); default: a new
         temporary directory, so every server starts with fresh routers unless it is given one to share.
-        ``executable``: the ``mlserver`` command (default: the one beside this Python)."""
+        ``executable``: the ``mlserver`` command (default: the one beside this Python).
+        ``parallel_workers``: ``None`` leaves it to the repository's ``settings.json``; a number is passed as
+        ``MLSERVER_PARALLEL_WORKERS``, which MLServer ignores when ``settings.json`` sets it, so a number that
+        contradicts that file is refused."""
         self.repository = Path(repository).resolve()
+        settings_file = self.repository / "settings.json"
+        pinned = json.loads(settings_file.read_text()).get("parallel_workers") if settings_file.exists() else None
+        if parallel_workers is not None and pinned is not None and pinned != parallel_workers:
+            raise ValueError(f"{settings_file} sets parallel_workers to {pinned}, which MLServer prefers over "
+                             f"the {parallel_workers} asked for here; pass parallel_workers=None or {pinned}")
         self.parallel_workers = parallel_workers
         self.ready_timeout = ready_timeout
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
@@ -66,9 +74,9 @@ class MLServerProcess:
             "MLSERVER_HTTP_PORT": str(self.http_port),
             "MLSERVER_GRPC_PORT": str(self.grpc_port),
             "MLSERVER_METRICS_PORT": str(self.metrics_port),
-            "MLSERVER_PARALLEL_WORKERS": str(self.parallel_workers),
             "MLSERVER_METRICS_DIR": str(self._workdir / "metrics"),
             "MARKET_AB_STATE_DIR": str(self.state_dir),
+            **({} if self.parallel_workers is None else {"MLSERVER_PARALLEL_WORKERS": str(self.parallel_workers)}),
             **self._extra_env,
         }
         self._log = open(self.log_path, "ab")
@@ -109,10 +117,10 @@ class MLServerProcess:
             raise RuntimeError(f"models failed to load: {sorted(failed)}; log:\n{self.log_tail()}")
         return expected <= ready
 
-    def resident_memory(self) -> int:
-        """Resident memory in bytes of the server and every process it started (its parallel workers)."""
+    def _process_tree(self) -> list[int]:
+        """The server's pid and those of every process it started (its parallel workers)."""
         if not self._process or self._process.poll() is not None:
-            return 0
+            return []
         children: dict[int, list[int]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -120,10 +128,28 @@ class MLServerProcess:
             except OSError:  # the process ended meanwhile
                 continue
             children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        total, stack = 0, [self._process.pid]
+        tree, stack = [], [self._process.pid]
         while stack:
             pid = stack.pop()
+            tree.append(pid)
             stack += children.get(pid, [])
+        return tree
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) the server and its workers have used so far."""
+        total = 0.0
+        for pid in self._process_tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def resident_memory(self) -> int:
+        """Resident memory in bytes of the server and its workers."""
+        total = 0
+        for pid in self._process_tree():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:

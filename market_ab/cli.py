@@ -44,7 +44,7 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.models_dir, windows=args.windows, parallel_workers=args.parallel_workers)
+    return run_demo(args.models_dir, windows=args.windows)
 
 
 def cmd_readme(args) -> int:
@@ -83,7 +83,6 @@ def main(argv=None) -> int:
 
     demo = commands.add_parser("demo", help="serve the repository with MLServer and query it over gRPC")
     demo.add_argument("--windows", type=int, default=5, help="held-out windows per instrument")
-    demo.add_argument("--parallel-workers", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
 
     readme = commands.add_parser("readme", help="render the README's generated sections (tables, evidence)")

@@ -30,7 +30,7 @@ def heldout_windows(instrument: str, count: int, rows: int):
     return dates, ohlcv_windows(instrument, ends, rows), close[ends + 1] > close[ends]
 
 
-def run_demo(models_dir: Path, windows: int = 5, parallel_workers: int = 0) -> int:
+def run_demo(models_dir: Path, windows: int = 5) -> int:
     missing = [n for n in VARIANTS if not (models_dir / n / "model.pt").exists()]
     if missing:
         print(f"training {', '.join(missing)} into {models_dir}/ (a few minutes on 2 cores)")
@@ -41,7 +41,8 @@ def run_demo(models_dir: Path, windows: int = 5, parallel_workers: int = 0) -> i
     rows = LSTMArtifact.load(models_dir / "baseline").min_window
     started = time.perf_counter()
     state_dir = Path(tempfile.mkdtemp(prefix="market-ab-demo-state-"))  # each demo starts with fresh routers
-    with MLServerProcess(models_dir, parallel_workers=parallel_workers, state_dir=state_dir) as server:
+    # Server settings (workers, logging) are the repository's own settings.json.
+    with MLServerProcess(models_dir, parallel_workers=None, state_dir=state_dir) as server:
         print(f"\nmlserver start {models_dir}/ ready in {time.perf_counter() - started:.1f}s: "
               f"REST {server.http_url}, gRPC {server.grpc_address}, metrics {server.metrics_url}")
         client = InferenceClient(server.grpc_address)

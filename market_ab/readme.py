@@ -6,10 +6,12 @@ rewrites them; ``market-ab readme --check`` (and ``tests/test_readme.py``) fails
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 from analysis.router_evidence import load_results, render_markdown
+from loadtest import benchmark
 from routers.settings import RegimeRouterSettings, RouterSettings
 from runtimes.lstm import LSTMSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
@@ -48,6 +50,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-thompson-router": lambda: markdown_table(RouterSettings),
         "settings-regime-router": regime_router_settings_table,
         "router-evidence": lambda: render_markdown(load_results(docs_dir / "router-evidence.json")),
+        "benchmarks": lambda: benchmark.render_markdown(json.loads((docs_dir / "benchmarks.json").read_text())),
     }
 
 
