@@ -67,7 +67,8 @@ class MLServerProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self) -> MLServerProcess:
+    def start(self, wait_for: list[str] | None = None) -> MLServerProcess:
+        """Start the server and wait until every model (or only the models named in ``wait_for``) is ready."""
         env = {
             **os.environ,
             "MLSERVER_HOST": "127.0.0.1",
@@ -85,17 +86,17 @@ class MLServerProcess:
             [self.executable, "start", str(self.repository)],
             env=env, cwd=self._workdir, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        self._wait_until_ready()
+        self.wait_until_ready(wait_for)
         self.ready_seconds = time.perf_counter() - started  # from the command to every model ready
         return self
 
-    def _wait_until_ready(self) -> None:
+    def wait_until_ready(self, models: list[str] | None = None) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"mlserver exited with {self._process.returncode}; log:\n{self.log_tail()}")
             try:
-                if self._all_models_ready():
+                if self._models_ready(models):
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
@@ -103,10 +104,11 @@ class MLServerProcess:
         self.stop()
         raise TimeoutError(f"mlserver not ready after {self.ready_timeout}s; log:\n{self.log_tail()}")
 
-    def _all_models_ready(self) -> bool:
-        """Every folder with a model-settings.json is loaded (the health check alone passes earlier)."""
-        expected = {json.loads(p.read_text()).get("name", p.parent.name)
-                    for p in self.repository.rglob("model-settings.json")}
+    def _models_ready(self, models: list[str] | None = None) -> bool:
+        """Every folder with a model-settings.json (or every model in ``models``) is loaded (the health check alone
+        passes earlier)."""
+        expected = set(models) if models is not None else {json.loads(p.read_text()).get("name", p.parent.name)
+                                                           for p in self.repository.rglob("model-settings.json")}
         request = urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b"{}",
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=2) as response:

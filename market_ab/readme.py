@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analysis.router_evidence import load_results, render_markdown
-from loadtest import benchmark
+from loadtest import benchmark, fuzz
 from routers.settings import RegimeRouterSettings, RouterSettings
 from runtimes.lstm import LSTMSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
@@ -51,6 +51,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-regime-router": regime_router_settings_table,
         "router-evidence": lambda: render_markdown(load_results(docs_dir / "router-evidence.json")),
         "benchmarks": lambda: benchmark.render_markdown(json.loads((docs_dir / "benchmarks.json").read_text())),
+        "fuzz": lambda: fuzz.render_markdown(json.loads((docs_dir / "fuzz.json").read_text())),
     }
 
 

@@ -40,6 +40,9 @@ class RegimeRouter(BanditRouter):
         index = int(classify(volatility[-1], trend[-1], vix, thresholds))
         return REGIMES[index]
 
+    def context_of(self, ohlcv: np.ndarray, payload: InferenceRequest) -> str:
+        return self.regime_of(ohlcv, payload)
+
     def choose(self, ohlcv: np.ndarray, payload: InferenceRequest, eligible: tuple[str, ...]):
         regime = self.regime_of(ohlcv, payload)
         if self.config.mode == "learned":

@@ -18,6 +18,7 @@ state for every worker and replica to read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -28,13 +29,17 @@ from functools import partial
 
 import numpy as np
 from mlserver import MLModel
+from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse
 
 from seldon_market_ab import metrics
-from seldon_market_ab.mlserver_compat import request_headers
+from seldon_market_ab.mlserver_compat import UNAVAILABLE, install_patches, request_headers
 from seldon_market_ab.protocol import (
+    REQUEST_ID,
+    REQUEST_ID_RULE,
     InvalidInput,
     check_prices,
+    check_request_id,
     check_windows,
     decode_float_tensor,
     decode_numbers,
@@ -55,16 +60,21 @@ from .stores import (
     FeedbackOutcome,
     RecordDecision,
     Snapshot,
+    StoreUnavailable,
     StoreWriter,
     UpdateHealth,
     open_store,
 )
 
 logger = logging.getLogger(__name__)
+install_patches()  # in MLServer's main process too, which imports this module to load the model
 
 WHOLE_ROUTER = "all"  # the context of a router without contexts
 EXPIRY_SWEEP_SECONDS = 600.0  # how often (at most) decisions older than their time-to-live are deleted
 SNAPSHOT_MAX_AGE_SECONDS = 0.01  # how stale a decision's view of other workers' feedback may be
+STORE_DEADLINE_SECONDS = 2.0  # a store read from a decision, or a feedback's commit, that takes longer has failed
+STORE_RETRY_SECONDS = 1.0  # after a store failure, decisions fall back without asking the store for this long
+FALLBACK = "fallback"  # output of a decision made without the store: the reason
 DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 REWARD_BUCKETS = (-0.05, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.05, 0.5, 1.0)
 
@@ -88,7 +98,18 @@ def _router_metrics() -> dict:
         "healthy": metrics.gauge("router_arm_healthy", "1 if the arm may get traffic", ["router", "arm"]),
         "rejected": metrics.counter("router_rejected_requests_total", "Requests rejected as bad input",
                                     ["router", "reason"]),
+        "fallback": metrics.counter("router_fallback_decisions_total", "Decisions sent to the default arm because "
+                                    "the state store was unavailable", ["router", "reason"]),
+        "unavailable": metrics.counter("router_store_unavailable_total", "Feedback and health messages answered "
+                                       "503 because the state store was unavailable", ["router"]),
     }
+
+
+class StoreUnavailableError(MLServerError):
+    """503: retryable. The message names no store address: clients see it."""
+
+    def __init__(self, what: str):
+        super().__init__(f"the router's state store is unavailable; {what}", status_code=UNAVAILABLE)
 
 
 class BanditRouter(MLModel):
@@ -109,16 +130,20 @@ class BanditRouter(MLModel):
         self._checked = 0.0  # time.monotonic() of the last version check
         self._probabilities: dict = {}  # (state version, context, eligible arms) -> propensities
         self._uncommitted: dict[str, Decision] = {}  # decisions queued for the writer, by id
+        self._store_down_until = 0.0  # time.monotonic() until which decisions fall back without the store
+        self._health_timer: asyncio.TimerHandle | None = None
         # State never lives in the model folder: on Seldon that folder is a downloaded artifact.
         self.store = open_store(self.config.store_url(self.name), self.name, self.config.state_path())
         self.writer = StoreWriter(self.store, derive=self._derive, after_commit=self._publish_pending,
                                   name=f"{self.name}-store-writer")
         self._next_sweep = self.clock()
-        self._current()
+        await self._current()
         self._publish_pending()
         return True
 
     async def unload(self) -> bool:
+        if getattr(self, "_health_timer", None) is not None:
+            self._health_timer.cancel()
         if hasattr(self, "writer"):  # load() may have failed before starting it
             self.writer.close()
         if hasattr(self, "store"):
@@ -128,12 +153,13 @@ class BanditRouter(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         names = {i.name for i in payload.inputs}
         try:
+            check_request_id(payload)
             if "reward" in names:
                 outputs = await self._feedback(payload)
             elif "healthy" in names:
                 outputs = await self._health(payload)
             else:
-                outputs = self._decide(payload)
+                outputs = await self._decide(payload)
         except InvalidInput as error:
             self._metrics["rejected"].labels(self.name, error.reason).inc()
             raise
@@ -141,7 +167,7 @@ class BanditRouter(MLModel):
 
     # state ---------------------------------------------------------------------------------------------------
 
-    def _current(self, force: bool = False) -> Snapshot:
+    async def _current(self, force: bool = False) -> Snapshot:
         """The store's states, health and derived propensities, read again only when they changed. The version
         is checked at most every ``SNAPSHOT_MAX_AGE_SECONDS`` (a read on every decision would cost more than the
         decision), and at once after this worker's own feedback and health messages."""
@@ -149,11 +175,21 @@ class BanditRouter(MLModel):
         if not force and self._snapshot is not None and checked - self._checked < SNAPSHOT_MAX_AGE_SECONDS:
             return self._snapshot
         self._checked = checked
-        version = self.store.version()
+        version = await self._read(self.store.version)
         if self._snapshot is None or version != self._snapshot.version:
-            self._snapshot = self.store.snapshot()
+            self._snapshot = await self._read(self.store.snapshot)
             self._publish_state(self._snapshot)
         return self._snapshot
+
+    async def _read(self, read, *args):
+        """A store read: inline from a local file (microseconds), else in a thread and within a deadline, so that a
+        slow or hung store never holds up the event loop that serves every other model and the health checks."""
+        if not self.store.remote:
+            return read(*args)
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(read, *args), STORE_DEADLINE_SECONDS)
+        except TimeoutError:
+            raise StoreUnavailable(f"no answer within {STORE_DEADLINE_SECONDS} s") from None
 
     def state(self, stored: dict | None):
         """A context's policy state: the stored statistics, with fresh ones for arms added since."""
@@ -185,30 +221,72 @@ class BanditRouter(MLModel):
         """Outputs beside the arm's tensor, ``arm``, ``propensity`` and ``decision_id``."""
         return []
 
-    def _decide(self, payload: InferenceRequest) -> list:
+    def context_of(self, ohlcv: np.ndarray, payload: InferenceRequest) -> str:
+        """The context a decision would be made in, computed without the store (for a fallback decision)."""
+        return WHOLE_ROUTER
+
+    async def _decide(self, payload: InferenceRequest) -> list:
         name, ohlcv = decode_float_tensor(payload, ("ohlcv",), "'ohlcv' FP32 [batch, window, 5] to route, or "
                                           "'decision_id' BYTES [n] with 'reward' FP64 [n] as feedback, or "
                                           "'arm' BYTES [n] with 'healthy' INT32 [n] as a health message",
                                           self.optional_inputs)
         check_prices(check_windows(name, ohlcv, 5, self.min_rows, "open, high, low, close, volume"))
         now = self.clock()
-        snapshot = self._current()
-        context, arm, propensity = self.choose(ohlcv, payload, self._eligible(now, snapshot))
         decision_id, from_client = self._decision_id(payload)
-        decision = self._earlier_decision(decision_id) if from_client else None  # a retry keeps its decision
-        if decision is None:
-            decision = Decision(decision_id, context, arm, float(propensity), now)
-            self._record(decision)
-            self._metrics["decisions"].labels(self.name, decision.arm).inc()
-            if decision.context != WHOLE_ROUTER:
-                self._metrics["regimes"].labels(self.name, decision.context).inc()
-        self._sweep_expired(now)
+        fallback = []
+        try:
+            context, arm, propensity, decision = await self._choose_with_store(ohlcv, payload, now, decision_id,
+                                                                                from_client)
+        except StoreUnavailable:
+            self._metrics["fallback"].labels(self.name, "store_unavailable").inc()
+            # Not recorded either: feedback for it will be reported unknown.
+            decision = Decision(decision_id, self.context_of(ohlcv, payload), self.config.fallback_arm, 1.0, now)
+            fallback = [encode_strings(FALLBACK, ["store_unavailable"])]
+        else:
+            if decision is None:
+                decision = Decision(decision_id, context, arm, float(propensity), now)
+                self._record(decision)
+                self._metrics["decisions"].labels(self.name, decision.arm).inc()
+                if decision.context != WHOLE_ROUTER:
+                    self._metrics["regimes"].labels(self.name, decision.context).inc()
+            self._sweep_expired(now)
         return [echo_input(payload, name, decision.arm), encode_strings("arm", [decision.arm]),
                 encode_tensor("propensity", np.array([decision.propensity], dtype=np.float64)),
-                encode_strings("decision_id", [decision.decision_id]), *self.decision_outputs(decision)]
+                encode_strings("decision_id", [decision.decision_id]), *self.decision_outputs(decision), *fallback]
 
-    def _earlier_decision(self, decision_id: str) -> Decision | None:
-        return self._uncommitted.get(decision_id) or self.store.decision(decision_id)
+    async def _choose_with_store(self, ohlcv, payload, now: float, decision_id: str, from_client: bool):
+        """(context, arm, propensity, the earlier decision of a retried id or None); ``StoreUnavailable`` when the
+        store fails, after which it is left alone for ``STORE_RETRY_SECONDS`` (no request waits on it meanwhile)."""
+        if time.monotonic() < self._store_down_until:
+            raise StoreUnavailable("failed moments ago")
+        try:
+            snapshot = await self._current()
+            context, arm, propensity = self.choose(ohlcv, payload, self._eligible(now, snapshot))
+            earlier = await self._earlier_decision(decision_id) if from_client else None
+        except StoreUnavailable as error:
+            logger.warning("%s: state store unavailable (%s); decisions go to %r for %s s", self.name, error,
+                           self.config.fallback_arm, STORE_RETRY_SECONDS)
+            self._store_down_until = time.monotonic() + STORE_RETRY_SECONDS
+            raise
+        return context, arm, propensity, earlier
+
+    async def _earlier_decision(self, decision_id: str) -> Decision | None:
+        return self._uncommitted.get(decision_id) or await self._read(self.store.decision, decision_id)
+
+    async def _commit(self, operations: list, what: str) -> list:
+        """Apply writes and wait for their commit, within a deadline; a store outage is a retryable 503."""
+        try:
+            results = await asyncio.wait_for(self.writer.apply(*operations), STORE_DEADLINE_SECONDS)
+        except (StoreUnavailable, TimeoutError) as error:
+            logger.warning("%s: state store unavailable for %s (%s)", self.name, what, error)
+            self._metrics["unavailable"].labels(self.name).inc()
+            raise StoreUnavailableError(f"the {what} may not have been applied: send it again (a repeated "
+                                        "decision_id and reward counts once)") from None
+        try:
+            await self._current(force=True)
+        except StoreUnavailable:  # committed; the next decision reads the new state
+            pass
+        return results
 
     def _record(self, decision: Decision) -> None:
         """Queue the decision for the next group commit; the reply does not wait for it."""
@@ -247,6 +325,9 @@ class BanditRouter(MLModel):
     def _decision_id(payload: InferenceRequest) -> tuple[str, bool]:
         """The request id, else Seldon's ``x-request-id`` header, else a new UUID; and whether the client gave it."""
         given = payload.id or request_headers(payload).get("x-request-id")
+        if given and not REQUEST_ID.fullmatch(given):  # (the request id itself was checked already)
+            raise InvalidInput(f"x-request-id header {ascii(given[:40])} must be {REQUEST_ID_RULE}",
+                               "invalid_request_id")
         return (given, True) if given else (str(uuid.uuid4()), False)
 
     # health --------------------------------------------------------------------------------------------------
@@ -261,10 +342,9 @@ class BanditRouter(MLModel):
         unknown = sorted(set(arms) - set(self.config.arms))
         if unknown:
             raise InvalidInput(f"unknown arms {unknown}; arms are {list(self.config.arms)}", "unknown_arm")
-        await self.writer.apply(*(UpdateHealth(arm, lambda h, ok=bool(ok): ArmHealth() if ok else
-                                               replace(h, unhealthy_until=math.inf))
-                                  for arm, ok in zip(arms, healthy, strict=True)))
-        self._current(force=True)
+        await self._commit([UpdateHealth(arm, lambda h, ok=bool(ok): ArmHealth() if ok else
+                                         replace(h, unhealthy_until=math.inf))
+                            for arm, ok in zip(arms, healthy, strict=True)], "health message")
         return [encode_strings("status", ["healthy" if ok else "unhealthy" for ok in healthy])]
 
     def _health_after(self, error: bool, now: float):
@@ -283,6 +363,10 @@ class BanditRouter(MLModel):
 
     async def _feedback(self, payload: InferenceRequest) -> list:
         ids = decode_strings(payload, "decision_id", "invalid_decision_id")
+        malformed = [decision_id for decision_id in ids if not REQUEST_ID.fullmatch(decision_id)]
+        if malformed:  # no such decision can exist: decision ids are request ids
+            raise InvalidInput(f"input 'decision_id' holds {ascii(malformed[0][:40])}; decision ids are request ids: "
+                               f"{REQUEST_ID_RULE}", "invalid_decision_id")
         try:
             rewards = decode_numbers(payload, "reward", ("FP64", "FP32"), len(ids)).astype(np.float64)
         except InvalidInput as error:
@@ -299,10 +383,10 @@ class BanditRouter(MLModel):
 
         now = self.clock()
         ttl = self.config.decision_ttl_seconds
-        results = await self.writer.apply(*(
+        results = await self._commit([
             ApplyFeedback(decision_id, float(reward), now, ttl, partial(self._updated_state, reward=float(reward)),
                           self._health_after(bool(error), now))
-            for decision_id, reward, error in zip(ids, rewards, errors, strict=True)))
+            for decision_id, reward, error in zip(ids, rewards, errors, strict=True)], "feedback")
         statuses = []
         for (outcome, decision), reward in zip(results, rewards, strict=True):
             self._metrics["feedback"].labels(self.name, outcome.value).inc()
@@ -310,7 +394,6 @@ class BanditRouter(MLModel):
                 self._metrics["reward"].labels(self.name, decision.arm).observe(float(reward))
                 self._metrics["delay"].labels(self.name).observe(now - decision.created)
             statuses.append(outcome.value)
-        self._current(force=True)
         return [encode_strings("status", statuses)]
 
     def _updated_state(self, stored: dict | None, decision: Decision, reward: float) -> dict:
@@ -328,9 +411,21 @@ class BanditRouter(MLModel):
                 self._metrics["mean"].labels(self.name, context, arm).set(mean)
                 self._metrics["lower"].labels(self.name, context, arm).set(low)
                 self._metrics["upper"].labels(self.name, context, arm).set(high)
-        eligible = self._eligible(self.clock(), snapshot)
+        self._publish_health()
+
+    def _publish_health(self) -> None:
+        """The health gauge, and a call back when the next cooldown ends, so that the gauge is right at every
+        scrape even when no request comes to refresh it."""
+        now = self.clock()
+        eligible = self._eligible(now, self._snapshot)
         for arm in self.config.arms:
             self._metrics["healthy"].labels(self.name, arm).set(1.0 if arm in eligible else 0.0)
+        ends = [h.unhealthy_until for h in self._snapshot.health.values() if now < h.unhealthy_until < math.inf]
+        if self._health_timer is not None:
+            self._health_timer.cancel()
+            self._health_timer = None
+        if ends:
+            self._health_timer = asyncio.get_running_loop().call_later(min(ends) - now + 0.01, self._publish_health)
 
     def _publish_pending(self) -> None:
         """After each commit (in the writer thread): the decisions waiting for feedback, from the store."""

@@ -16,9 +16,11 @@ from mlserver.utils import get_model_uri
 
 from seldon_market_ab import metrics
 from seldon_market_ab.features import FEATURE_NAMES
+from seldon_market_ab.mlserver_compat import install_patches
 from seldon_market_ab.protocol import (
     InvalidInput,
     check_prices,
+    check_request_id,
     check_windows,
     decode_float_tensor,
     encode_strings,
@@ -28,6 +30,8 @@ from seldon_market_ab.settings import ExtraSettings, Field, extra_of
 
 from .artifact import LSTMArtifact
 from .batching import ForwardBatcher
+
+install_patches()  # in MLServer's main process too, which imports this module to load the model
 
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 WINDOW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -91,6 +95,7 @@ class LSTMRuntime(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         started = time.perf_counter()
         try:
+            check_request_id(payload)
             features = self._decode(payload)
         except InvalidInput as error:
             self._metrics["rejected"].labels(self.name, error.reason).inc()

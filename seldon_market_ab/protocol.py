@@ -7,6 +7,8 @@ rejection can be counted without ever using request content as a metric label.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.errors import MLServerError
@@ -15,7 +17,9 @@ from mlserver.types import InferenceRequest, ResponseOutput
 from .mlserver_compat import datatype_of
 
 REJECTION_REASONS = ("input_name", "datatype", "shape", "window_too_short", "non_finite", "empty_batch",
-                     "invalid_price", "invalid_reward", "invalid_decision_id", "unknown_arm")
+                     "invalid_price", "invalid_reward", "invalid_decision_id", "unknown_arm", "invalid_request_id")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_RULE = "1 to 128 characters from A-Z a-z 0-9 . _ : -"
 FLOAT_DATATYPES = ("FP32", "FP64")
 
 
@@ -25,6 +29,24 @@ class InvalidInput(MLServerError):
             raise ValueError(f"unknown rejection reason {reason!r}")
         super().__init__(message, status_code=400)
         self.reason = reason
+
+
+def check_request_id(payload: InferenceRequest) -> None:
+    """Request ids travel back in HTTP headers and gRPC metadata (MLServer's CloudEvents ``ce-id``), and routers
+    store them as decision ids: one outside the documented alphabet or length is refused before anything runs."""
+    if payload.id and not REQUEST_ID.fullmatch(payload.id):  # (gRPC sends "" for no id)
+        raise InvalidInput(f"request id {_shown(payload.id)} must be {REQUEST_ID_RULE}", "invalid_request_id")
+
+
+def _shown(text: str) -> str:
+    """A value quoted for an error message: ASCII only, and short."""
+    return ascii(text[:40]) + (f"... ({len(text)} characters)" if len(text) > 40 else "")
+
+
+def _check_dimensions(request_input) -> None:
+    if any(dimension < 0 for dimension in request_input.shape):
+        raise InvalidInput(f"input '{request_input.name}' has a negative dimension in shape "
+                           f"{list(request_input.shape)}", "shape")
 
 
 def decode_float_tensor(payload: InferenceRequest, names: tuple[str, ...], describe: str,
@@ -39,6 +61,7 @@ def decode_float_tensor(payload: InferenceRequest, names: tuple[str, ...], descr
     if request_input.datatype not in FLOAT_DATATYPES:
         raise InvalidInput(
             f"input '{request_input.name}' must be FP32 (or FP64), got {request_input.datatype}", "datatype")
+    _check_dimensions(request_input)
     try:
         array = NumpyCodec.decode_input(request_input)
     except (ValueError, TypeError) as error:
@@ -56,9 +79,12 @@ def decode_strings(payload: InferenceRequest, name: str, reason: str) -> list[st
     if request_input.datatype != "BYTES":
         raise InvalidInput(f"input '{name}' must be BYTES, got {request_input.datatype}", "datatype")
     shape = list(request_input.shape)
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or min(shape) < 0:
         raise InvalidInput(f"input '{name}' must have shape [n] or [n, 1], got {shape}", "shape")
-    values = StringCodec.decode_input(request_input)
+    try:
+        values = StringCodec.decode_input(request_input)
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input '{name}' holds bytes that are not UTF-8 text", reason) from None
     if len(values) != shape[0]:
         raise InvalidInput(f"input '{name}' has {len(values)} strings but shape {shape}", "shape")
     if not values or any(not v for v in values):
@@ -75,10 +101,13 @@ def decode_numbers(payload: InferenceRequest, name: str, datatypes: tuple[str, .
         raise InvalidInput(f"input '{name}' must be {' or '.join(datatypes)}, got {request_input.datatype}",
                            "datatype")
     shape = list(request_input.shape)
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or min(shape) < 0:
         raise InvalidInput(f"input '{name}' must have shape [{size}] or [{size}, 1], got {shape}", "shape")
     try:
         values = NumpyCodec.decode_input(request_input).reshape(-1)
+    except OverflowError:
+        raise InvalidInput(f"input '{name}' holds a number beyond the range of {request_input.datatype}",
+                           "shape") from None
     except (ValueError, TypeError) as error:
         raise InvalidInput(f"input '{name}' does not fit shape {list(request_input.shape)}: {error}",
                            "shape") from None

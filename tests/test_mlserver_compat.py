@@ -4,7 +4,11 @@ These details are private or undocumented. If a version changes, this file fails
 re-check each function of mlserver_compat against the new version, then update CHECKED_VERSIONS.
 """
 
+import re
+
 import numpy as np
+import pytest
+from mlserver.errors import MLServerError
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.types import InferenceRequest
 from prometheus_client import Counter
@@ -45,3 +49,41 @@ def test_response_from_grpc():
     tensor.contents.fp32_contents.extend([0.25, 0.75])
     converted = mlserver_compat.response_from_grpc(response)
     assert converted.id == "r1" and converted.outputs[0].data.root == [0.25, 0.75]
+
+
+def test_the_patches_install_once_and_replace_what_they_name():
+    import inspect
+
+    from mlserver.errors import ModelNotReady
+    from mlserver.grpc import converters
+    from mlserver.grpc import utils as grpc_utils
+    from mlserver.handlers.dataplane import DataPlane
+
+    mlserver_compat.install_patches()
+    mlserver_compat.install_patches()  # idempotent
+    assert getattr(converters.ModelInferRequestConverter.to_types, "_market_ab_patched", False)
+    assert DataPlane._infer_contextmanager is mlserver_compat._infer_contextmanager_bounded
+    assert grpc_utils.STATUS_CODE_MAPPING[503].name == "UNAVAILABLE"
+    assert ModelNotReady("m").status_code == 503
+    # What the replacement of DataPlane._infer_contextmanager relies on in the pinned MLServer:
+    source = inspect.getsource(DataPlane.__init__)
+    for attribute in ("_ModelInferRequestDuration", "_ModelInferRequestFailure", "_ModelInferRequestSuccess",
+                      "_model_registry"):
+        assert f"self.{attribute}" in source, attribute
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda r: r.raw_input_contents.__setitem__(0, b"\x00" * 7), "needs 8 bytes of raw contents, got 7"),
+    (lambda r: r.inputs[0].__setattr__("datatype", "FP7"), "datatype 'FP7'"),
+    (lambda r: r.inputs.add(name="y", datatype="FP32", shape=[1]), "2 inputs carry no typed contents but 1"),
+    (lambda r: r.inputs[0].shape.__setitem__(0, -2), "negative dimension"),
+], ids=["length", "datatype", "buffers", "dimension"])
+def test_check_raw_contents(mutate, expected):
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="x", datatype="FP32", shape=[2])
+    request.raw_input_contents.append(np.zeros(2, np.float32).tobytes())
+    mlserver_compat.check_raw_contents(request)  # the good request passes
+    mutate(request)
+    with pytest.raises(MLServerError, match=re.escape(expected)) as error:
+        mlserver_compat.check_raw_contents(request)
+    assert error.value.status_code == 400

@@ -115,3 +115,17 @@ def test_a_batch_keeps_the_first_decision_of_a_repeated_id(store):
                                  RecordDecision(Decision("d8", "all", "a", 0.5, 2000.0))])
     assert [r.arm for r in results] == ["a", "b", "b"]
     assert store.counters()["decisions:b"] == 1 and store.pending_count() == 2
+
+
+def test_a_waiter_that_gave_up_does_not_stop_the_writer(store):
+    """A feedback whose deadline passed cancels its future; the write is still applied, and the thread lives on."""
+    writer = StoreWriter(store, linger=60.0)
+    writer.submit(RecordDecision(decision(1)))
+    abandoned = writer.submit(ApplyFeedback("d1", 1.0, 1001.0, 3600.0, update))
+    assert abandoned.cancel()  # what asyncio.wait_for does to the future it waited on
+    writer.flush()
+    assert store.apply_feedback("d1", 1.0, 1002.0, 3600.0, update)[0] is FeedbackOutcome.DUPLICATE  # applied
+    writer.submit(RecordDecision(decision(2)))
+    writer.flush()  # the writer still works
+    assert store.decision("d2") is not None
+    writer.close()

@@ -12,10 +12,11 @@ from .base import (
     Snapshot,
     StateStore,
     StateUpdate,
+    StoreUnavailable,
     UpdateHealth,
     open_store,
 )
 from .writer import StoreWriter
 
 __all__ = ["STORE_SCHEMES", "ApplyFeedback", "ArmHealth", "Decision", "Expire", "FeedbackOutcome", "RecordDecision",
-           "Snapshot", "StateStore", "StateUpdate", "StoreWriter", "UpdateHealth", "open_store"]
+           "Snapshot", "StateStore", "StateUpdate", "StoreUnavailable", "StoreWriter", "UpdateHealth", "open_store"]

@@ -10,6 +10,7 @@ before the router answers, so acknowledged feedback survives a restart or a SIGK
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from abc import ABC, abstractmethod
@@ -17,6 +18,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+
+class StoreUnavailable(Exception):
+    """The store could not be read or written (down, hung, locked): retryable. Stores raise this in place of their
+    backend's errors, so that routers need not know the backend."""
+
+
+def translate_errors(*backend_errors: type[Exception]):
+    """Method decorator: the backend's ``backend_errors`` become ``StoreUnavailable`` (the original chained)."""
+    def decorator(method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except backend_errors as error:
+                raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
+        return wrapper
+    return decorator
 
 
 class FeedbackOutcome(StrEnum):
@@ -117,6 +136,8 @@ def state_checksum(text: str | bytes) -> int:
 class StateStore(ABC):
     """Per router (its namespace): policy state per context (the whole router, or one regime) with what was
     derived from it, pending and answered decisions, arm health and counters."""
+
+    remote = False  # True when a read is a network round trip (it then runs in a thread, within a deadline)
 
     @abstractmethod
     def snapshot(self) -> Snapshot: ...

@@ -23,18 +23,23 @@ from .base import (
     RecordDecision,
     Snapshot,
     StateStore,
+    StoreUnavailable,
     UpdateHealth,
     feedback_outcome,
     state_checksum,
+    translate_errors,
 )
 
 logger = logging.getLogger(__name__)
 
 
 class RedisStore(StateStore):
-    def __init__(self, url: str, namespace: str):
+    remote = True
+
+    def __init__(self, url: str, namespace: str, timeout: float = 2.0):
         self.namespace = namespace
-        self._redis = redis.Redis.from_url(url)
+        # A hung Redis must fail a call, not hold a thread forever.
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._redis.ping()
         try:
             if self._redis.config_get("appendonly").get("appendonly") != "yes":
@@ -48,9 +53,11 @@ class RedisStore(StateStore):
 
     # reads ---------------------------------------------------------------------------------------------------
 
+    @translate_errors(redis.RedisError)
     def version(self) -> int:
         return int(float(self._redis.hget(self._key("counters"), "version") or 0))
 
+    @translate_errors(redis.RedisError)
     def snapshot(self) -> Snapshot:
         with self._redis.pipeline(transaction=True) as pipe:  # MULTI: one consistent read
             pipe.hget(self._key("counters"), "version")
@@ -67,13 +74,16 @@ class RedisStore(StateStore):
         return Snapshot(int(float(version or 0)), out_states, out_derived,
                         {arm.decode(): ArmHealth(**json.loads(text)) for arm, text in health.items()})
 
+    @translate_errors(redis.RedisError)
     def decision(self, decision_id: str) -> Decision | None:
         text = self._redis.hget(self._key("decision", decision_id), "decision")
         return Decision.from_json(text) if text else None
 
+    @translate_errors(redis.RedisError)
     def pending_count(self) -> int:
         return int(self._redis.zcard(self._key("pending")))
 
+    @translate_errors(redis.RedisError)
     def counters(self) -> dict[str, float]:
         return {k.decode(): float(v) for k, v in self._redis.hgetall(self._key("counters")).items()}
 
@@ -81,13 +91,20 @@ class RedisStore(StateStore):
 
     def apply_batch(self, operations: list[Operation], derive: Derive | None = None) -> list:
         results, changed = [], set()
-        for operation in operations:
+        for index, operation in enumerate(operations):
             try:
                 results.append(self._apply(operation, changed))
+            except redis.RedisError as error:  # Redis is down or hung: the rest would wait just as long
+                unavailable = StoreUnavailable(f"{type(error).__name__}: {error}")
+                results += [unavailable] * (len(operations) - index)
+                break
             except Exception as error:
                 results.append(error)
-        for context in changed - {None} if derive else ():
-            self._derive(context, derive)
+        try:
+            for context in changed - {None} if derive else ():
+                self._derive(context, derive)
+        except redis.RedisError:  # the feedback is committed; decisions derive for themselves meanwhile
+            logger.warning("could not store derived propensities for %s", sorted(changed - {None}))
         return results
 
     def _apply(self, operation: Operation, changed: set):

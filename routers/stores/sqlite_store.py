@@ -31,6 +31,7 @@ from .base import (
     UpdateHealth,
     feedback_outcome,
     state_checksum,
+    translate_errors,
 )
 
 SCHEMA = """
@@ -98,7 +99,7 @@ class SQLiteStore(StateStore):
         """This thread's connection (a connection must not be shared by threads)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA synchronous=FULL")
             self._local.db = db
             with self._lock:
@@ -121,11 +122,13 @@ class SQLiteStore(StateStore):
 
     # reads ---------------------------------------------------------------------------------------------------
 
+    @translate_errors(sqlite3.Error)
     def version(self) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE router = ? AND name = 'version'",
                                (self.namespace,)).fetchone()
         return int(row[0]) if row else 0
 
+    @translate_errors(sqlite3.Error)
     def snapshot(self) -> Snapshot:
         with self._transaction("DEFERRED") as db:  # one consistent read
             version = db.execute("SELECT value FROM counters WHERE router = ? AND name = 'version'",
@@ -143,15 +146,18 @@ class SQLiteStore(StateStore):
         return Snapshot(int(version[0]) if version else 0, states, derived,
                         {arm: ArmHealth(**json.loads(text)) for arm, text in health})
 
+    @translate_errors(sqlite3.Error)
     def decision(self, decision_id: str) -> Decision | None:
         row = self._db.execute("SELECT decision FROM decisions WHERE router = ? AND decision_id = ?",
                                (self.namespace, decision_id)).fetchone()
         return Decision.from_json(row[0]) if row else None
 
+    @translate_errors(sqlite3.Error)
     def counters(self) -> dict[str, float]:
         rows = self._db.execute("SELECT name, value FROM counters WHERE router = ?", (self.namespace,))
         return dict(rows.fetchall())
 
+    @translate_errors(sqlite3.Error)
     def pending_count(self) -> int:
         row = self._db.execute("SELECT value FROM counters WHERE router = ? AND name = 'pending'",
                                (self.namespace,)).fetchone()
@@ -159,6 +165,7 @@ class SQLiteStore(StateStore):
 
     # writes --------------------------------------------------------------------------------------------------
 
+    @translate_errors(sqlite3.Error)
     def apply_batch(self, operations: list[Operation], derive: Derive | None = None) -> list:
         batch = _Batch()
         results = []

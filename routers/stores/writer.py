@@ -82,7 +82,10 @@ class StoreWriter:
             if stop:
                 batch.pop()
             if batch:
-                self._commit(batch)
+                try:
+                    self._commit(batch)
+                except Exception:  # the thread must outlive any one batch
+                    logger.exception("store writer: a batch of %d writes failed", len(batch))
             if stop:
                 return
 
@@ -94,9 +97,10 @@ class StoreWriter:
         except Exception as error:  # the whole batch failed (the store is unreachable, the disk is full)
             logger.exception("store write of %d operations failed", len(batch))
             results = [error] * len(batch)
-        for future in flushes:
-            future.set_result(None)
-        for (_, future), result in zip(batch, results, strict=True):
+        for future, result in [(future, None) for future in flushes] + \
+                [(future, result) for (_, future), result in zip(batch, results, strict=True)]:
+            if future.cancelled():  # its waiter gave up (a deadline): the write is applied all the same
+                continue
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:

@@ -1,0 +1,409 @@
+"""Open Inference Protocol requests, good and bad, sent over REST and gRPC to a real MLServer.
+
+Hypothesis generates each case from the contract (DESIGN.md section 3): real market windows, feature
+tensors, router decisions, feedback and health messages, then breaks them the ways clients do: wrong
+names, datatypes and shapes, negative dimensions, data that does not fit the shape, NaN and
+infinities, raw contents of the wrong length or missing, ids in other alphabets or far too long,
+parameters of the wrong type, unknown models and versions, and bodies that are not JSON at all.
+
+Every answer is sorted into ``ok``, ``client_error`` (4xx, ``INVALID_ARGUMENT``, ``NOT_FOUND``,
+``FAILED_PRECONDITION``, ``UNAVAILABLE``, ``RESOURCE_EXHAUSTED`` for an oversized message) or
+``mishandled``: a 5xx, ``INTERNAL``, ``UNKNOWN``, a dropped connection, a hang, or a request that breaks
+the contract answered as if it were good. The goal is no ``mishandled`` at all.
+
+    python -m loadtest.fuzz --requests 10000     # per protocol; writes docs/fuzz.json and docs/fuzz.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import shutil
+import struct
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+from mlserver.grpc import dataplane_pb2 as pb
+from mlserver.grpc import dataplane_pb2_grpc
+
+from local_seldon.mlserver_process import MLServerProcess
+from runtimes.artifact import LSTMArtifact
+from training.dataset import ohlcv_windows
+
+OK, CLIENT_ERROR, MISHANDLED = "ok", "client_error", "mishandled"
+CLIENT_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE}
+DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
+          "UINT8": np.uint8, "FP16": np.float16}
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    values: list  # flat, Python values (floats, ints, bools, bytes)
+    raw: bytes | None = None  # raw gRPC contents, when the case sends them (possibly of the wrong length)
+
+
+@dataclass
+class Case:
+    """One request, and whether the contract says it is good (``True``), bad (``False``) or either (``None``)."""
+
+    model: str
+    tensors: list[Tensor]
+    category: str
+    valid: bool | None
+    request_id: str | None = None
+    version: str | None = None
+    parameters: dict | None = None
+    missing_raw: bool = False  # send fewer raw buffers than inputs
+    body: bytes | None = None  # REST only: a body that is not a request at all
+    headers: dict = field(default_factory=dict)
+
+
+def tensor(name: str, array: np.ndarray, datatype: str | None = None) -> Tensor:
+    array = np.asarray(array)
+    datatype = datatype or next(k for k, v in DTYPES.items() if v == array.dtype.type)
+    return Tensor(name, datatype, list(array.shape), array.ravel().tolist())
+
+
+# strategies ---------------------------------------------------------------------------------------------------
+
+def good_window(windows: np.ndarray):
+    """A real market window (or a few), FP32 or FP64: what the LSTMs and routers take."""
+    return st.tuples(st.integers(0, len(windows) - 1), st.integers(1, 3), st.sampled_from(["FP32", "FP64"])).map(
+        lambda t: tensor("ohlcv", windows[t[0]:t[0] + t[1]].astype(DTYPES[t[2]]), t[2]))
+
+
+ID_TEXT = st.one_of(st.text(min_size=1, max_size=40),  # any unicode, control characters included
+                    st.text(alphabet="abcdef0123456789-", min_size=1, max_size=64),
+                    st.integers(129, 20_000).map(lambda n: "x" * n),
+                    st.sampled_from(["trade 1 ", "ünïcödé", "日本語", "a\nb", "\x00", " ", "a" * 128]))
+
+
+@st.composite
+def cases(draw, windows: np.ndarray, features: np.ndarray, router: str = "thompson-router"):
+    kind = draw(st.sampled_from(["lstm", "lstm", "decision", "feedback", "health", "bad_tensor", "bad_tensor",
+                                 "bad_raw", "bad_id", "bad_parameters", "unknown_model", "garbage"]))
+    request_id = draw(st.one_of(st.none(), st.uuids().map(str)))
+    if kind == "lstm":
+        t = draw(st.one_of(good_window(windows), st.just(tensor("features", features[:1]))))
+        return Case("baseline", [t], "valid lstm request", True, request_id)
+    if kind == "decision":
+        return Case(router, [draw(good_window(windows))], "valid router decision", True, request_id)
+    if kind == "feedback":
+        n = draw(st.integers(1, 3))
+        ids = draw(st.lists(st.text(alphabet="abc0123-", min_size=1, max_size=20), min_size=n, max_size=n))
+        rewards = draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n))
+        return Case(router, [Tensor("decision_id", "BYTES", [n], [i.encode() for i in ids]),
+                             tensor("reward", np.array(rewards))], "valid feedback", True, request_id)
+    if kind == "health":
+        return Case(router, [Tensor("arm", "BYTES", [1], [b"lightweight"]), tensor("healthy", np.array([1], np.int32))],
+                    "valid health message", True, request_id)
+    if kind == "bad_tensor":
+        return draw(bad_tensor(windows, router))
+    if kind == "bad_raw":
+        good = draw(good_window(windows))
+        raw = struct.pack(f"<{len(good.values)}{'f' if good.datatype == 'FP32' else 'd'}", *good.values)
+        how = draw(st.sampled_from(["short", "long", "missing buffer", "unknown datatype", "odd length"]))
+        if how == "short":
+            good.raw = raw[: draw(st.integers(0, len(raw) - 1))]
+        elif how == "long":
+            good.raw = raw + bytes(draw(st.integers(1, 64)))
+        elif how == "odd length":
+            good.raw = raw[:-1]
+        elif how == "unknown datatype":
+            good.raw, good.datatype = raw, draw(st.sampled_from(["XYZ", "", "FP128", "fp32"]))
+        else:
+            good.raw = raw
+            return Case(draw(st.sampled_from(["baseline", router])), [good, Tensor("vix", "FP64", [1], [20.0])],
+                        "raw contents: fewer buffers than inputs", False, missing_raw=True)
+        return Case(draw(st.sampled_from(["baseline", router])), [good], f"raw contents: {how}", False)
+    if kind == "bad_id":
+        model = draw(st.sampled_from(["baseline", router]))
+        return Case(model, [draw(good_window(windows))], "request id outside the documented alphabet or length",
+                    None, draw(ID_TEXT))
+    if kind == "bad_parameters":
+        parameters = draw(st.sampled_from([{"content_type": 5}, {"headers": "x"}, {"headers": {"a": 1}},
+                                           {"x": [1, {"y": None}]}, {"content_type": "np", "other": 1e308}]))
+        return Case("baseline", [draw(good_window(windows))], "parameters of another type", None,
+                    parameters=parameters)
+    if kind == "unknown_model":
+        name = draw(st.one_of(st.text(alphabet="abcdefgh-", min_size=1, max_size=12), st.just("baseline")))
+        version = draw(st.one_of(st.none(), st.text(alphabet="0123456789", min_size=1, max_size=4)))
+        valid = None if name == "baseline" else False  # baseline's own version ("1") may be drawn
+        return Case(name, [draw(good_window(windows))], "unknown model or version", valid, version=version)
+    body = draw(st.one_of(st.binary(max_size=200), st.just(b"{"), st.just(b"[]"), st.just(b'{"inputs": 5}'),
+                          st.just(b'{"inputs": [{"name": "ohlcv"}]}'), st.just(b"\xff\xfe")))
+    return Case("baseline", [], "not a request", False, body=body)
+
+
+@st.composite
+def bad_tensor(draw, windows: np.ndarray, router: str):
+    model = draw(st.sampled_from(["baseline", router]))
+    good = draw(good_window(windows))
+    how = draw(st.sampled_from(["name", "datatype", "negative dimension", "rank", "too short", "data count", "nan",
+                                "inf", "negative price", "empty batch", "int64 overflow", "bad utf-8 id",
+                                "nan reward", "bool health"]))
+    if how == "name":
+        good.name = draw(st.sampled_from(["prices", "", "OHLCV", "x" * 300, "ohlcv\x00"]))
+    elif how == "datatype":
+        good.datatype = draw(st.sampled_from(["INT32", "BYTES", "BOOL", "UINT8", "XYZ", ""]))
+        if good.datatype in ("INT32", "UINT8"):
+            good.values = [int(v) for v in good.values]
+    elif how == "negative dimension":
+        good.shape = [-good.shape[0], *good.shape[1:]] if draw(st.booleans()) else [-1, good.shape[1], 5]
+    elif how == "rank":
+        good.shape = [good.shape[0] * good.shape[1], 5]
+    elif how == "too short":
+        rows = draw(st.integers(1, good.shape[1] - 1))
+        good.shape, good.values = [1, rows, 5], good.values[: rows * 5]
+    elif how == "data count":
+        good.values = good.values[: draw(st.integers(0, len(good.values) - 1))]
+    elif how in ("nan", "inf"):
+        good.values = list(good.values)
+        good.values[draw(st.integers(0, len(good.values) - 1))] = float("nan") if how == "nan" else float("inf")
+    elif how == "negative price":
+        good.values = [-abs(v) for v in good.values]
+    elif how == "empty batch":
+        good.shape, good.values = [0, good.shape[1], 5], []
+    elif how == "int64 overflow":
+        return Case(model, [Tensor("arm", "BYTES", [1], [b"baseline"]),
+                            Tensor("healthy", "INT64", [1], [draw(st.integers(2**63, 2**80))])],
+                    "bad tensor: int64 overflow", False)
+    elif how == "bad utf-8 id":
+        return Case(model, [Tensor("decision_id", "BYTES", [1], [b"\xff\xfe\xfd"]), tensor("reward", np.ones(1))],
+                    "bad tensor: bad utf-8 id", False)
+    elif how == "nan reward":
+        return Case(model, [Tensor("decision_id", "BYTES", [1], [b"abc"]), tensor("reward", np.array([np.nan]))],
+                    "bad tensor: nan reward", False)
+    else:
+        return Case(model, [Tensor("arm", "BYTES", [1], [b"baseline"]), Tensor("healthy", "BOOL", [1], [True])],
+                    "valid health message (BOOL)", None)
+    return Case(model, [good], f"bad tensor: {how}", False)
+
+
+# senders ------------------------------------------------------------------------------------------------------
+
+_CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents", "INT64": "int64_contents",
+             "BOOL": "bool_contents", "UINT8": "uint_contents", "BYTES": "bytes_contents"}
+
+
+def grpc_request(case: Case) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name=case.model, model_version=case.version or "", id=case.request_id or "")
+    for name, value in (case.parameters or {}).items():
+        if isinstance(value, str):
+            request.parameters[name].string_param = value
+        elif isinstance(value, bool | int) and abs(value) < 2**63:
+            request.parameters[name].int64_param = int(value)
+    raws = []
+    for t in case.tensors:
+        proto = request.inputs.add(name=t.name, datatype=t.datatype, shape=t.shape)
+        if t.raw is not None:
+            raws.append(t.raw)
+            continue
+        target = getattr(proto.contents, _CONTENTS.get(t.datatype, "fp64_contents"))
+        try:
+            target.extend(t.values)
+        except (TypeError, ValueError):  # a value the protobuf field cannot hold: send it as bytes
+            request.raw_input_contents.append(b"\x00" * 3)
+    request.raw_input_contents.extend(raws[:-1] if case.missing_raw else raws)
+    return request
+
+
+def rest_body(case: Case) -> bytes:
+    if case.body is not None:
+        return case.body
+    body = {"inputs": [{"name": t.name, "datatype": t.datatype, "shape": t.shape,
+                        "data": [v.decode("latin-1") if isinstance(v, bytes) else v for v in t.values]}
+                       for t in case.tensors]}
+    if case.request_id is not None:
+        body["id"] = case.request_id
+    if case.parameters is not None:
+        body["parameters"] = case.parameters
+    return json.dumps(body, allow_nan=True).encode()
+
+
+def send_grpc(stub, case: Case, timeout: float) -> tuple[str, str]:
+    """(category of the answer, its status)"""
+    try:
+        stub.ModelInfer(grpc_request(case), timeout=timeout)
+        return OK, "OK"
+    except grpc.RpcError as error:
+        code = error.code()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return MISHANDLED, "hang"
+        return (CLIENT_ERROR if code in CLIENT_CODES else MISHANDLED), code.name
+
+
+def send_rest(host: str, port: int, case: Case, timeout: float) -> tuple[str, str]:
+    path = f"/v2/models/{case.model}" + (f"/versions/{case.version}" if case.version else "") + "/infer"
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("POST", path.encode("utf-8", "surrogateescape").decode("latin-1"), body=rest_body(case),
+                           headers={"Content-Type": "application/json", **case.headers})
+        status = connection.getresponse().status
+    except TimeoutError:
+        return MISHANDLED, "hang"
+    except (ConnectionError, http.client.HTTPException, OSError) as error:
+        return MISHANDLED, f"dropped ({type(error).__name__})"
+    finally:
+        connection.close()
+    if 200 <= status < 300:
+        return OK, str(status)
+    return (CLIENT_ERROR if 400 <= status < 500 or status == 503 else MISHANDLED), str(status)
+
+
+def judge(case: Case, category: str, protocol: str) -> str:
+    """A request that breaks the contract but is answered as good is mishandled too. (Raw contents exist over gRPC
+    only: over REST the same case carries good data.)"""
+    valid = True if protocol == "rest" and case.category.startswith("raw contents") else case.valid
+    return MISHANDLED if category == OK and valid is False else category
+
+
+# running ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Tally:
+    counts: Counter = field(default_factory=Counter)  # (protocol, outcome, status) -> n
+    by_category: Counter = field(default_factory=Counter)  # (protocol, category, outcome) -> n
+    examples: dict = field(default_factory=dict)  # (protocol, category, status) -> request description
+
+    def add(self, protocol: str, case: Case, outcome: str, status: str) -> None:
+        self.counts[(protocol, outcome, status)] += 1
+        self.by_category[(protocol, case.category, outcome)] += 1
+        if outcome == MISHANDLED:
+            self.examples.setdefault((protocol, case.category, status), repr(case)[:300])
+
+    def mishandled(self, protocol: str | None = None) -> int:
+        return sum(n for (p, outcome, _), n in self.counts.items()
+                   if outcome == MISHANDLED and protocol in (None, p))
+
+
+def run(grpc_address: str, http_host: str, http_port: int, windows: np.ndarray, features: np.ndarray,
+        requests: int, protocols=("grpc", "rest"), timeout: float = 10.0, seed_value: int = 0,
+        tally: Tally | None = None) -> Tally:
+    """Send ``requests`` generated cases per protocol; returns the tally of answers."""
+    tally = tally or Tally()
+    channel = grpc.insecure_channel(grpc_address)
+    stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+    for protocol in protocols:
+        send_cases(protocol, stub, http_host, http_port, windows, features, requests, timeout, seed_value, tally)
+    channel.close()
+    return tally
+
+
+def send_cases(protocol, stub, http_host, http_port, windows, features, requests, timeout, seed_value, tally):
+    @seed(seed_value)
+    @settings(max_examples=requests, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(cases(windows, features))
+    def send(case):
+        outcome, status = (send_grpc(stub, case, timeout) if protocol == "grpc"
+                           else send_rest(http_host, http_port, case, timeout))
+        tally.add(protocol, case, judge(case, outcome, protocol), status)
+
+    send()
+
+
+def _outcomes(tally: Tally, protocol: str) -> dict[str, int]:
+    outcomes = Counter()
+    for (p, outcome, _), n in tally.counts.items():
+        if p == protocol:
+            outcomes[outcome] += n
+    return dict(outcomes)
+
+
+def results_of(tally: Tally, requests: int, seconds: float) -> dict:
+    protocols = sorted({p for p, _, _ in tally.counts})
+    return {
+        "requests_per_protocol": requests, "seconds": seconds,
+        "protocols": {p: {"requests": sum(n for (q, _, _), n in tally.counts.items() if q == p),
+                          "outcomes": _outcomes(tally, p),
+                          "statuses": {f"{o}: {s}": n for (q, o, s), n in sorted(tally.counts.items()) if q == p},
+                          "mishandled": tally.mishandled(p)} for p in protocols},
+        "by_category": {f"{p} | {c} | {o}": n for (p, c, o), n in sorted(tally.by_category.items())},
+        "mishandled_examples": {f"{p} | {c} | {s}": e for (p, c, s), e in sorted(tally.examples.items())},
+    }
+
+
+def render_markdown(results: dict) -> str:
+    lines = [f"Generated by `python -m loadtest.fuzz --requests {results['requests_per_protocol']}` "
+             f"({results['seconds']:.0f} s; hypothesis, seed 0, one MLServer with the shipped models).", "",
+             "| protocol | requests | ok | client error | mishandled (5xx, INTERNAL, UNKNOWN, dropped, hang, bad "
+             "request answered as good) |", "|---|---|---|---|---|"]
+    for protocol, p in results["protocols"].items():
+        outcomes = p["outcomes"]
+        lines.append(f"| {protocol} | {p['requests']:,} | {outcomes.get(OK, 0):,} | {outcomes.get(CLIENT_ERROR, 0):,} |"
+                     f" {p['mishandled']:,} |")
+    labels = results["metric_model_labels"]
+    lines += ["", f"Model labels on `/metrics` afterwards: {', '.join(labels['served'])} (the models served); "
+                  f"{len(labels['other'])} others."]
+    lines += ["", "| protocol | answer | requests |", "|---|---|---|"]
+    for protocol, p in results["protocols"].items():
+        lines += [f"| {protocol} | {status} | {n:,} |" for status, n in p["statuses"].items()]
+    return "\n".join(lines)
+
+
+def model_labels(metrics_url: str) -> set[str]:
+    """Every ``model`` label value on the server's ``/metrics``: bounded by the models it serves."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urlopen(metrics_url, timeout=10).read().decode()
+    return {s.labels["model"] for f in text_string_to_metric_families(text) for s in f.samples if "model" in s.labels}
+
+
+def sample_inputs(models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Real held-out windows of the three instruments, and the features of a few of them."""
+    artifact = LSTMArtifact.load(models_dir / "baseline")
+    windows = np.concatenate([ohlcv_windows(name, np.arange(2000, 2040, 4), artifact.min_window)
+                              for name in ("sp500", "nasdaq", "goog")])
+    return windows, artifact.features_from_ohlcv(windows[:4]).astype(np.float32)
+
+
+def fuzz_repository(models_dir: Path, destination: Path) -> Path:
+    """The models under test (an LSTM and a router) with the shipped server settings."""
+    for name in ("baseline", "thompson-router"):
+        shutil.copytree(models_dir / name, destination / name)
+    shutil.copy(models_dir / "settings.json", destination / "settings.json")
+    return destination
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=10_000, help="per protocol")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    args = parser.parse_args(argv)
+    windows, features = sample_inputs(args.models_dir)
+    repository = fuzz_repository(args.models_dir, Path(tempfile.mkdtemp(prefix="market-ab-fuzz-")) / "models")
+    started = time.perf_counter()
+    with MLServerProcess(repository, parallel_workers=None) as server:
+        tally = run(server.grpc_address, "127.0.0.1", server.http_port, windows, features, args.requests)
+        labels = model_labels(server.metrics_url)
+    results = results_of(tally, args.requests, time.perf_counter() - started)
+    served = {p.parent.name for p in repository.glob("*/model-settings.json")}
+    results["metric_model_labels"] = {"served": sorted(served), "other": sorted(labels - served)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fuzz.json").write_text(json.dumps(results, indent=1))
+    markdown = render_markdown(results)
+    (args.out / "fuzz.md").write_text(markdown + "\n")
+    print(markdown)
+    for key, example in results["mishandled_examples"].items():
+        print(f"mishandled: {key}: {example}")
+    return 0 if tally.mishandled() == 0 and not results["metric_model_labels"]["other"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
