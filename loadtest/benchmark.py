@@ -332,9 +332,10 @@ def where_the_time_goes(results: dict) -> list[str]:
     in_process = p["features_served_one_window_us"] + p["scaler_and_forward_one_window_us"]
     lines = ["Where the time goes (server CPU per request, medians over rounds):", ""]
     lines.append(f"- LSTM, batch-1 windows: {cpu('lstm_raw'):,.0f} µs against the echo's {cpu('echo_window'):,.0f} "
-                 f"µs. The runtime's own work (decoding, features, forward pass) measures {compute:,.0f} µs inside the "
-                 f"server, against {in_process:,.0f} µs for features and forward pass timed back to back in process; "
-                 "the rest is MLServer's request path, which the echo pays too.")
+                 f"µs. The runtime's own work (decoding, features, forward pass) takes {compute:,.0f} µs of wall time "
+                 f"per request inside the server (`market_ab_lstm_compute_seconds`), against {in_process:,.0f} µs for "
+                 "features and forward pass timed back to back in process; the rest is MLServer's request path, "
+                 "which the echo pays too.")
     batch_request_us = 1e6 * BATCH / rows["lstm_batch_served_vs_in_process"]["denominator_per_second"]
     lines.append(f"- 32-window requests: {cpu('lstm_batch'):,.0f} µs per request served, against "
                  f"{batch_request_us:,.0f} µs for the same features and forward pass in process.")
