@@ -132,6 +132,7 @@ class BanditRouter(MLModel):
         self._uncommitted: dict[str, Decision] = {}  # decisions queued for the writer, by id
         self._store_down_until = 0.0  # time.monotonic() until which decisions fall back without the store
         self._health_timer: asyncio.TimerHandle | None = None
+        self._read_after_commit = 0  # the writer's commit count when the snapshot was last read after a commit
         # State never lives in the model folder: on Seldon that folder is a downloaded artifact.
         self.store = open_store(self.config.store_url(self.name), self.name, self.config.state_path())
         self.writer = StoreWriter(self.store, derive=self._derive, after_commit=self._publish_pending,
@@ -282,10 +283,13 @@ class BanditRouter(MLModel):
             self._metrics["unavailable"].labels(self.name).inc()
             raise StoreUnavailableError(f"the {what} may not have been applied: send it again (a repeated "
                                         "decision_id and reward counts once)") from None
-        try:
-            await self._current(force=True)
-        except StoreUnavailable:  # committed; the next decision reads the new state
-            pass
+        commits = self.writer.commits
+        if self._read_after_commit < commits:  # the first of the requests that shared a commit reads the new state
+            self._read_after_commit = commits
+            try:
+                await self._current(force=True)
+            except StoreUnavailable:  # committed; the next decision reads the new state
+                pass
         return results
 
     def _record(self, decision: Decision) -> None:

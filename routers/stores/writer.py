@@ -35,6 +35,7 @@ class StoreWriter:
         self.max_batch, self.linger = max_batch, linger
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._urgent = threading.Event()  # cuts a lingering batch short
+        self.commits = 0  # batches committed so far
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -97,6 +98,12 @@ class StoreWriter:
         except Exception as error:  # the whole batch failed (the store is unreachable, the disk is full)
             logger.exception("store write of %d operations failed", len(batch))
             results = [error] * len(batch)
+        self.commits += 1
+        if self.after_commit is not None:  # before the waiters resume, so that it does not run beside them
+            try:
+                self.after_commit()
+            except Exception:
+                logger.exception("after-commit hook failed")
         for future, result in [(future, None) for future in flushes] + \
                 [(future, result) for (_, future), result in zip(batch, results, strict=True)]:
             if future.cancelled():  # its waiter gave up (a deadline): the write is applied all the same
@@ -105,8 +112,3 @@ class StoreWriter:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-        if self.after_commit is not None:
-            try:
-                self.after_commit()
-            except Exception:
-                logger.exception("after-commit hook failed")
