@@ -13,9 +13,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Trains only the variants whose artifacts are missing.
+# Trains only the variants whose artifacts are missing, and builds the drift reference if it is missing.
 models: setup
 	$(BIN)/market-ab train --if-missing
+	$(BIN)/market-ab reference --if-missing
 
 retrain: setup
 	$(BIN)/market-ab train

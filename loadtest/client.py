@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
-from mlserver.codecs import NumpyCodec
+from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
@@ -50,8 +50,17 @@ def build_grpc_request(model: str, inputs: dict[str, np.ndarray], request_id: st
 
 
 def build_request(inputs: dict[str, np.ndarray], request_id: str | None = None) -> InferenceRequest:
-    return InferenceRequest(
-        id=request_id, inputs=[NumpyCodec.encode_input(name, np.asarray(value)) for name, value in inputs.items()])
+    """Numbers as numpy tensors, strings as BYTES ``[n]`` (what the routers' ids and the detector's dates are)."""
+    return InferenceRequest(id=request_id, inputs=[
+        StringCodec.encode_input(name, [str(v) for v in np.ravel(value)]) if np.asarray(value).dtype.kind in "OSU"
+        else NumpyCodec.encode_input(name, np.asarray(value)) for name, value in inputs.items()])
+
+
+def _text(value):
+    """BYTES data in a JSON body: UTF-8 text (what MLServer's REST server decodes them from)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 @dataclass
@@ -77,7 +86,7 @@ class InferenceClient:
         """POST an inference request; ``body`` sends a hand-made payload instead of ``inputs``."""
         if body is None:
             body = build_request(inputs, request_id).model_dump(exclude_none=True)
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body, default=_text).encode()
         request = urllib.request.Request(f"{self.http_url}/v2/models/{model}/infer", data=data,
                                          headers={"Content-Type": "application/json"})
         try:

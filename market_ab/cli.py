@@ -1,4 +1,5 @@
-"""``market-ab``: train the LSTMs, print their evaluation, run the demo, render the README's generated sections."""
+"""``market-ab``: train the LSTMs, build the drift reference, print the evaluation, run the demo, and render the
+README's generated sections."""
 
 from __future__ import annotations
 
@@ -25,6 +26,24 @@ def cmd_train(args) -> int:
             return 0
     metadata = train_models(names, args.models_dir, progress=not args.quiet)
     print(text_table(metadata, "test"))
+    return 0
+
+
+def cmd_reference(args) -> int:
+    from detectors.reference import METADATA_FILE
+    from training.drift_reference import FOLDER, build_reference
+
+    folder = args.models_dir / FOLDER
+    if args.if_missing and (folder / METADATA_FILE).exists():
+        print(f"drift reference present in {folder}; nothing to build")
+        return 0
+    print(f"building the drift reference in {folder} (simulating the online thresholds takes a few seconds)")
+    reference = build_reference(args.models_dir)
+    source = reference.metadata["source"]
+    print(f"{len(reference.rows)} reference rows and {len(reference.heldout)} held-out rows from "
+          f"{source['first_date']} to {source['last_date']} ({', '.join(source['instruments'])}); online "
+          f"thresholds for an expected run time of {reference.online['ert']} rows in "
+          f"{reference.online['seconds']} s")
     return 0
 
 
@@ -74,6 +93,10 @@ def main(argv=None) -> int:
     train.add_argument("--if-missing", action="store_true", help="only train variants without artifacts")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
+
+    reference = commands.add_parser("reference", help="build the drift detector's reference from the training period")
+    reference.add_argument("--if-missing", action="store_true", help="only if there is none")
+    reference.set_defaults(func=cmd_reference)
 
     evaluate = commands.add_parser("evaluate", help="print the stored evaluation table")
     evaluate.add_argument("--split", choices=("test", "validation"), default="test")

@@ -1,0 +1,288 @@
+"""``drift-detector``: drift tests on the models' inputs, beside the models (DESIGN.md section 3).
+
+A request carries ``ohlcv`` windows like the LSTMs' (each window contributes one feature row: its last, computed
+by the same feature code) or ``features`` rows ``[n, n_features]``, and optionally ``dates`` (ISO dates of the
+rows). A request of at least ``window_size`` rows is tested as one window: what a Seldon pipeline step with
+``batch: {size: N}`` delivers. Smaller requests roll into a window kept by each worker, which is tested once it is
+full and every ``evaluate_every`` rows after; their rows also feed an online Cramér-von Mises detector, which
+watches the stream row by row between tests.
+
+Tests run in a thread, one window at a time, so that the event loop keeps serving. Every response carries
+``is_drift`` (the ensemble: at least ``ensemble_k`` tests agree), and after a test the detail beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from typing import Literal
+
+import numpy as np
+from mlserver import MLModel
+from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.utils import get_model_uri
+from pydantic import model_validator
+
+from seldon_market_ab import metrics
+from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features
+from seldon_market_ab.mlserver_compat import install_patches
+from seldon_market_ab.protocol import (
+    InvalidInput,
+    check_prices,
+    check_request_id,
+    check_windows,
+    decode_float_tensor,
+    decode_strings,
+    encode_strings,
+    encode_tensor,
+)
+from seldon_market_ab.settings import CommaList, ExtraSettings, Field, extra_of
+
+from .alerts import WebhookAlerts
+from .checks import TESTS, DriftChecks, Result
+from .online import online_detector
+from .reference import Reference, ReferenceError
+from .statistics import PSI_MAJOR, break_ties, ensemble
+
+logger = logging.getLogger(__name__)
+install_patches()  # in MLServer's main process too, which imports this module to load the model
+
+SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class DriftSettings(ExtraSettings):
+    """``parameters.extra`` of the drift detector."""
+
+    tests: CommaList = Field(("ks", "cvm", "mmd", "psi"),
+                             description=f"the tests, some of {', '.join(TESTS)} (`tabular` equals `ks` when no "
+                                         "feature is categorical, as here; `classifier` trains a small network per "
+                                         "window)")
+    ensemble_k: int = Field(2, ge=1, description="drift when at least this many tests agree")
+    p_value: float = Field(0.05, gt=0, lt=1, description="significance of each test")
+    correction: Literal["bonferroni", "fdr"] = Field("bonferroni", description="multiple-testing correction of the "
+                                                                               "per-feature tests")
+    window_size: int = Field(250, ge=10, description="rows a window holds; a request of at least this many rows is "
+                                                     "tested on its own")
+    evaluate_every: int = Field(0, ge=0, description="rows between tests of the rolling window (0: `window_size`)")
+    mmd_permutations: int = Field(100, ge=10, description="permutations of the MMD test")
+    online: bool = Field(True, description="feed every row of requests smaller than a window to the online "
+                                           "Cramér-von Mises detector")
+    webhook_url: str = Field("", description="POST verdict changes here as JSON (empty: no alerts)")
+    webhook_debounce_seconds: float = Field(60.0, ge=0, description="at most one alert per this many seconds")
+    webhook_retries: int = Field(5, ge=0, description="retries of an alert, with exponential back-off")
+    webhook_timeout_seconds: float = Field(5.0, gt=0, description="timeout of one attempt")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        unknown = sorted(set(self.tests) - set(TESTS))
+        if unknown:
+            raise ValueError(f"'tests' names unknown tests {unknown}; expected some of {list(TESTS)}")
+        if self.ensemble_k > len(self.tests):
+            raise ValueError(f"'ensemble_k' {self.ensemble_k} exceeds the {len(self.tests)} tests")
+        return self
+
+
+def _drift_metrics() -> dict:
+    return {
+        "is_drift": metrics.gauge("drift_is_drift", "1 if the last window tested drifted (ensemble)", ["model"]),
+        "windows": metrics.counter("drift_windows_total", "Windows tested, by verdict", ["model", "verdict"]),
+        "test_drift": metrics.gauge("drift_test_is_drift", "1 if the test flagged the last window", ["model", "test"]),
+        "seconds": metrics.histogram("drift_test_seconds", "Seconds per test and window", ["model", "test"],
+                                     SECONDS_BUCKETS),
+        "p_value": metrics.gauge("drift_feature_p_value", "KS p-value per feature, last window", ["model", "feature"]),
+        "psi": metrics.gauge("drift_feature_psi", "Population stability index per feature, last window",
+                             ["model", "feature"]),
+        "online": metrics.gauge("drift_online_is_drift", "1 if the online detector flags the stream", ["model"]),
+        "alerts": metrics.counter("drift_alerts_total", "Webhook alerts by outcome (sent, failed, dropped)",
+                                  ["model", "outcome"]),
+        "rejected": metrics.counter("drift_rejected_requests_total", "Requests rejected as bad input",
+                                    ["model", "reason"]),
+    }
+
+
+class DriftRuntime(MLModel):
+    async def load(self) -> bool:
+        self.config = DriftSettings.from_extra(extra_of(self._settings), self.name)
+        self.reference = Reference.load(await get_model_uri(self._settings))
+        if self.reference.features != FEATURE_NAMES:
+            raise ReferenceError(f"{self.name}: the reference was built on other features than "
+                                 "seldon_market_ab.features computes; rebuild it with `market-ab reference`")
+        self.checks = DriftChecks(self.reference, self.config.tests, self.config.p_value, self.config.correction,
+                                  self.config.mmd_permutations)
+        self._tie_breaker = np.random.default_rng(0)  # online rows get their ties broken as the tests' do
+        self.online = online_detector(self._online_rows(self.reference.rows), self.reference.online) \
+            if self.config.online else None
+        self.window: deque = deque(maxlen=self.config.window_size)  # (row, date) of the rolling window
+        self._rows_since_test = 0
+        self._evaluation = asyncio.Lock()  # one window tested at a time
+        self._online_lock = asyncio.Lock()
+        self.verdict = False
+        self._metrics = _drift_metrics()
+        self._metrics["is_drift"].labels(self.name).set(0)
+        self.alerts = WebhookAlerts(self.config.webhook_url, self.config.webhook_debounce_seconds,
+                                    self.config.webhook_retries, self.config.webhook_timeout_seconds,
+                                    lambda outcome: self._metrics["alerts"].labels(self.name, outcome).inc()) \
+            if self.config.webhook_url else None
+        self.checks.run(self.reference.heldout[: self.config.window_size])  # warm up (first calls compile, allocate)
+        return True
+
+    async def unload(self) -> bool:
+        if getattr(self, "alerts", None) is not None:
+            self.alerts.close()
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        try:
+            check_request_id(payload)
+            rows, dates = self._decode(payload)
+        except InvalidInput as error:
+            self._metrics["rejected"].labels(self.name, error.reason).inc()
+            raise
+        if len(rows) >= self.config.window_size:  # a whole window, as a Seldon step with `batch.size` sends
+            async with self._evaluation:
+                results = await asyncio.to_thread(self._test, rows)
+            outputs = self._verdict(results, dates)
+            outputs.append(encode_tensor("window_rows", np.array([len(rows)], np.int32)))
+        else:
+            outputs = await self._roll(rows, dates)
+        return InferenceResponse(id=payload.id, model_name=self.name, model_version=self.version, outputs=outputs)
+
+    async def _roll(self, rows: np.ndarray, dates: list[str]) -> list:
+        """A small request: into the online detector, one row at a time, and into the rolling window."""
+        outputs = []
+        if self.online is not None:
+            async with self._online_lock:  # alibi-detect's online detectors keep state and are not thread-safe
+                outputs += await asyncio.to_thread(self._online, rows)
+        self.window.extend(zip(rows, dates, strict=True))
+        self._rows_since_test += len(rows)
+        due = self._rows_since_test >= (self.config.evaluate_every or self.config.window_size)
+        if due and len(self.window) == self.window.maxlen:
+            self._rows_since_test = 0
+            window, window_dates = np.stack([row for row, _ in self.window]), [date for _, date in self.window]
+            async with self._evaluation:
+                results = await asyncio.to_thread(self._test, window)
+            outputs = self._verdict(results, window_dates) + outputs
+        else:
+            outputs = [encode_tensor("is_drift", np.array([int(self.verdict)], np.int32)),
+                       encode_tensor("evaluated", np.array([0], np.int32))] + outputs
+        return outputs + [encode_tensor("window_rows", np.array([len(self.window)], np.int32))]
+
+    def _decode(self, payload: InferenceRequest) -> tuple[np.ndarray, list[str]]:
+        """Feature rows ``[n, n_features]`` and their dates (empty strings when the request has none)."""
+        width = len(FEATURE_NAMES)
+        name, array = decode_float_tensor(
+            payload, ("ohlcv", "features"),
+            f"'ohlcv' FP32 [batch, >={WARMUP + 1}, 5] (one feature row per window: its last) or 'features' FP32 "
+            f"[n, {width}] (features in {', '.join(FEATURE_NAMES[:3])}, ... order), optionally with 'dates' BYTES [n]",
+            optional=("dates",))
+        if name == "ohlcv":
+            ohlcv = check_prices(check_windows(name, array, 5, WARMUP + 1, "open, high, low, close, volume"))
+            rows = compute_features(ohlcv[:, -(WARMUP + 1):, :], rows=1)[:, -1, :]
+        else:
+            if array.ndim != 2 or array.shape[1] != width:
+                raise InvalidInput(f"input 'features' must have shape [n, {width}], got {list(array.shape)}", "shape")
+            rows = check_windows(name, array[:, None, :], width, 1, "features")[:, 0, :]
+        dates = [""] * len(rows)
+        if any(i.name == "dates" for i in payload.inputs):
+            dates = decode_strings(payload, "dates", "input_name")
+            if len(dates) != len(rows):
+                raise InvalidInput(f"input 'dates' has {len(dates)} values for {len(rows)} rows", "shape")
+        return rows.astype(np.float32), dates
+
+    # in a thread -----------------------------------------------------------------------------------------------
+
+    def _niced(self) -> None:
+        """Tests yield the processor to the threads that serve predictions."""
+        if not getattr(_thread_state, "niced", False):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            except (OSError, AttributeError):  # not permitted, or not Linux: run at normal priority
+                pass
+            _thread_state.niced = True
+
+    def _test(self, window: np.ndarray) -> dict[str, Result]:
+        self._niced()
+        return self.checks.run(window)
+
+    def _online(self, rows: np.ndarray) -> list:
+        self._niced()
+        statistic, drift = float("nan"), 0
+        for row in self._online_rows(rows):
+            data = self.online.predict(row)["data"]
+            drift = int(data["is_drift"])
+            stat = np.asarray(data["test_stat"], dtype=np.float64) if data["test_stat"] is not None else np.array([])
+            if np.isfinite(stat).any():  # NaN until the first window of the stream is full
+                statistic = float(np.nanmax(stat))
+        self._metrics["online"].labels(self.name).set(drift)
+        return [encode_tensor("online_is_drift", np.array([drift], np.int32)),
+                encode_tensor("online_statistic", np.array([statistic], np.float64))]
+
+    def _online_rows(self, rows: np.ndarray) -> np.ndarray:
+        return break_ties(self.checks.standardise(rows), np.ones(rows.shape[1], np.float32), self._tie_breaker)
+
+    # verdicts --------------------------------------------------------------------------------------------------
+
+    def _verdict(self, results: dict[str, Result], dates: list[str]) -> list:
+        verdict = ensemble({name: r.drift for name, r in results.items()}, self.config.ensemble_k)
+        names = list(results)
+        ranked = self._drifted_features(results)
+        for name, result in results.items():
+            self._metrics["test_drift"].labels(self.name, name).set(int(result.drift))
+            self._metrics["seconds"].labels(self.name, name).observe(result.seconds)
+        if "ks" in results:
+            for feature, value in zip(FEATURE_NAMES, results["ks"].feature_p_values, strict=True):
+                self._metrics["p_value"].labels(self.name, feature).set(value)
+        if "psi" in results:
+            for feature, value in zip(FEATURE_NAMES, results["psi"].feature_values, strict=True):
+                self._metrics["psi"].labels(self.name, feature).set(value)
+        self._metrics["windows"].labels(self.name, "drift" if verdict else "no_drift").inc()
+        self._metrics["is_drift"].labels(self.name).set(int(verdict))
+        if verdict != self.verdict and self.alerts is not None:
+            known = [d for d in dates if d]
+            self.alerts.verdict_changed({
+                "model": self.name, "drift": verdict, "previous": self.verdict,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "window": {"rows": len(dates), "first_date": min(known) if known else None,
+                           "last_date": max(known) if known else None},
+                "tests": {name: {"drift": r.drift, "p_value": None if math.isnan(r.p_value) else r.p_value,
+                                 "distance": r.distance} for name, r in results.items()},
+                "drifted_features": ranked})
+        self.verdict = verdict
+        outputs = [
+            encode_tensor("is_drift", np.array([int(verdict)], np.int32)),
+            encode_tensor("evaluated", np.array([1], np.int32)),
+            encode_strings("test_names", names),
+            encode_tensor("test_is_drift", np.array([int(results[n].drift) for n in names], np.int32)),
+            encode_tensor("test_p_value", np.array([results[n].p_value for n in names], np.float64)),
+            encode_tensor("test_distance", np.array([results[n].distance for n in names], np.float64)),
+        ]
+        if ranked:  # a BYTES output of no strings does not survive every client, so it is left out instead
+            outputs.append(encode_strings("drifted_features", ranked))
+        if "ks" in results:
+            outputs.append(encode_tensor("feature_p_value", results["ks"].feature_p_values))
+        if "psi" in results:
+            outputs.append(encode_tensor("feature_psi", results["psi"].feature_values))
+        return outputs
+
+    def _drifted_features(self, results: dict[str, Result]) -> list[str]:
+        """Features the per-feature tests flag, most significant first (KS p-value, then PSI)."""
+        flagged: dict[str, tuple] = {}
+        threshold = self.config.p_value / len(FEATURE_NAMES) if self.config.correction == "bonferroni" \
+            else self.config.p_value
+        if "ks" in results:
+            for feature, p in zip(FEATURE_NAMES, results["ks"].feature_p_values, strict=True):
+                if p < threshold:
+                    flagged[feature] = (p, 0.0)
+        if "psi" in results:
+            for feature, value in zip(FEATURE_NAMES, results["psi"].feature_values, strict=True):
+                if value >= PSI_MAJOR:
+                    flagged[feature] = (min(flagged.get(feature, (1.0, 0.0))[0], 1.0), -value)
+        return sorted(flagged, key=lambda feature: flagged[feature])
+
+
+_thread_state = threading.local()
