@@ -5,8 +5,9 @@ expected run time between false alarms (seconds here; ``MMDDriftOnline`` took 38
 only on the reference size, the window sizes, the expected run time and the number of features, so they are
 computed with the reference and stored in ``reference.json``; loading reuses them.
 
-``_configure_thresholds`` and ``thresholds`` are alibi-detect internals (checked against the pinned 0.13.0 in
-``tests/test_drift_reference.py``); this module is the only place that touches them.
+``_configure_thresholds``, ``_update_state``, ``thresholds``, ``xs`` and ``drift_preds`` are alibi-detect
+internals (checked against the pinned 0.13.0 in ``tests/test_drift_reference.py``); this module is the only
+place that touches them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from alibi_detect.cd import CVMDriftOnline
 
 N_BOOTSTRAPS = 10_000
+KEPT_VERDICTS = 1000
 
 
 def online_thresholds(rows: np.ndarray, ert: float, window_sizes: list[int], seed: int = 0) -> dict:
@@ -35,6 +37,13 @@ class StoredThresholdsCVMDriftOnline(CVMDriftOnline):
 
     def _configure_thresholds(self) -> None:
         self.thresholds = self._stored
+
+    def _update_state(self, x_t: np.ndarray) -> None:
+        super()._update_state(x_t)
+        # alibi-detect keeps the whole stream and every past verdict, and copies them on each row: memory and
+        # time that grow without bound on a server. Only the last max(window_sizes) rows are ever read.
+        self.xs = self.xs[-self.max_ws:]
+        self.drift_preds = self.drift_preds[-KEPT_VERDICTS:]
 
 
 def online_detector(rows: np.ndarray, configuration: dict) -> CVMDriftOnline:

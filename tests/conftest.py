@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def copy_repository(destination: Path, names=LSTM_NAMES) -> Path:
     for name in names:
         shutil.copytree(MODELS / name, destination / name)
     return destination
+
+
+def rest_body(inputs: dict[str, np.ndarray]) -> bytes:
+    """Standard JSON, which has neither NaN nor Inf: MLServer's own codec writes NaN as null, and a value
+    beyond FP32's range (1e39) is how an Inf reaches an FP32 tensor over REST."""
+    tensors = []
+    for name, array in inputs.items():
+        datatype = {"f": "FP32", "i": "INT32"}[array.dtype.kind]
+        data = [None if np.isnan(v) else 1e39 if np.isinf(v) else v for v in array.ravel().tolist()]
+        tensors.append({"name": name, "datatype": datatype, "shape": list(array.shape), "data": data})
+    return json.dumps({"inputs": tensors}, allow_nan=True).encode()
 
 
 @pytest.fixture(scope="session")

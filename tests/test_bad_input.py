@@ -8,7 +8,7 @@ import pytest
 
 from loadtest.client import RestError, build_grpc_request
 
-from .conftest import MIN_WINDOW, N_FEATURES, SEQUENCE_LENGTH
+from .conftest import MIN_WINDOW, N_FEATURES, SEQUENCE_LENGTH, rest_body
 
 
 def _window(rows=MIN_WINDOW, batch=1):
@@ -43,22 +43,11 @@ BAD_INPUTS = [
 IDS = [case for case, _, _ in BAD_INPUTS]
 
 
-def _rest_body(inputs):
-    """Standard JSON, which has neither NaN nor Inf: MLServer's own codec writes NaN as null, and a value
-    beyond FP32's range (1e39) is how an Inf reaches an FP32 tensor over REST."""
-    tensors = []
-    for name, array in inputs.items():
-        datatype = {"f": "FP32", "i": "INT32"}[array.dtype.kind]
-        data = [None if np.isnan(v) else 1e39 if np.isinf(v) else v for v in array.ravel().tolist()]
-        tensors.append({"name": name, "datatype": datatype, "shape": list(array.shape), "data": data})
-    return json.dumps({"inputs": tensors}, allow_nan=True).encode()
-
-
 @pytest.mark.parametrize(("case", "inputs", "expected"), BAD_INPUTS, ids=IDS)
 def test_rest_answers_400(served, case, inputs, expected):
     _, client = served
     with pytest.raises(RestError) as error:
-        client.infer_rest("baseline", body=_rest_body(inputs))
+        client.infer_rest("baseline", body=rest_body(inputs))
     assert error.value.status == 400, error.value.message
     assert expected in json.loads(error.value.message)["error"]
 
@@ -75,7 +64,7 @@ def test_grpc_answers_invalid_argument(served, case, inputs, expected):
 def test_rest_nan_literal_is_rejected_by_mlserver_json_parser(served):
     """``NaN`` is not JSON: MLServer's REST layer answers 422 before the runtime runs (documented in the README)."""
     _, client = served
-    body = _rest_body({"ohlcv": _window()}).replace(b"1000000.0", b"NaN", 1)
+    body = rest_body({"ohlcv": _window()}).replace(b"1000000.0", b"NaN", 1)
     with pytest.raises(RestError) as error:
         client.infer_rest("baseline", body=body)
     assert error.value.status == 422 and "JSON decode error" in error.value.message

@@ -153,3 +153,23 @@ def test_the_runtime_refuses_a_reference_of_other_features(tmp_path):
                              parameters=ModelParameters(uri=str(folder), extra={"online": False}))
     with pytest.raises(ReferenceError, match="other features"):
         asyncio.run(DriftRuntime(settings).load())
+
+
+def test_the_online_detector_keeps_bounded_state_and_the_same_verdicts(shipped):
+    """Trimming alibi-detect's stream buffers changes no statistic: a plain ``CVMDriftOnline`` with the same
+    thresholds gives the same ones, row after row."""
+    rows = shipped.rows
+    ours = online_detector(rows, shipped.online)
+
+    class Untrimmed(alibi_detect.cd.CVMDriftOnline):
+        def _configure_thresholds(self):
+            self.thresholds = ours.thresholds
+
+    plain = Untrimmed(rows, ert=shipped.online["ert"], window_sizes=shipped.online["window_sizes"], verbose=False)
+    stream = np.concatenate([shipped.heldout[:150], shipped.heldout[:150] * 3])
+    for row in stream:
+        a, b = ours.predict(row)["data"], plain.predict(row)["data"]
+        assert a["is_drift"] == b["is_drift"]
+        np.testing.assert_array_equal(a["test_stat"], b["test_stat"])
+    assert len(ours.xs) == max(shipped.online["window_sizes"]) and len(plain.xs) == len(stream)
+    assert sum(plain.drift_preds[150:]) > 0  # the tripled stream did raise the alarm
