@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from alibi_detect.cd import ClassifierDrift, CVMDrift, KSDrift, MMDDrift, TabularDrift
+from alibi_detect.utils.statstest import fdr
 
 from .reference import Reference
-from .statistics import PSI_MAJOR, bin_shares, break_ties, psi
+from .statistics import bin_shares, break_ties, psi, psi_p_values
 
 TESTS = ("ks", "cvm", "tabular", "mmd", "psi", "classifier")
 
@@ -24,11 +25,12 @@ TESTS = ("ks", "cvm", "tabular", "mmd", "psi", "classifier")
 @dataclass(frozen=True)
 class Result:
     drift: bool
-    p_value: float  # the smallest (per-feature tests) or only p-value; NaN for PSI, which has none
+    p_value: float  # the smallest (per-feature tests) or only p-value
     distance: float  # the largest per-feature distance, MMD², the classifier's AUC-like distance, or the largest PSI
     seconds: float
     feature_p_values: np.ndarray | None = None  # [features], per-feature tests only
     feature_values: np.ndarray | None = None  # [features]: KS distance, CVM statistic or PSI
+    feature_drift: np.ndarray | None = None  # [features] bool: the features this test flags
 
 
 class DriftChecks:
@@ -39,7 +41,7 @@ class DriftChecks:
         unknown = set(tests) - set(TESTS)
         if unknown:
             raise ValueError(f"unknown drift tests {sorted(unknown)}; expected some of {list(TESTS)}")
-        self.reference, self.tests, self.p_value = reference, tuple(tests), p_value
+        self.reference, self.tests, self.p_value, self.correction = reference, tuple(tests), p_value, correction
         ref = self.standardise(reference.rows)
         self._ones = np.ones(ref.shape[1], dtype=np.float32)
         torch.manual_seed(seed)
@@ -65,6 +67,13 @@ class DriftChecks:
         self._expected_shares = bin_shares(reference.rows, reference.psi_edges)
         self._seed = seed
 
+    def _corrected_threshold(self, p_values: np.ndarray) -> float:
+        """The per-feature threshold after the multiple-testing correction, as alibi-detect's own tests apply it."""
+        if self.correction == "bonferroni":
+            return self.p_value / len(p_values)
+        significant, threshold = fdr(p_values, q_val=self.p_value)
+        return float(threshold) if significant else 0.0
+
     def standardise(self, rows: np.ndarray) -> np.ndarray:
         scaled = (np.asarray(rows, np.float32) - self.reference.mean) / self.reference.std
         scaled[np.isnan(scaled)] = 0.0
@@ -78,15 +87,21 @@ class DriftChecks:
             started = time.perf_counter()
             if name == "psi":
                 values = psi(self._expected_shares, bin_shares(rows, self.reference.psi_edges))
-                out[name] = Result(bool((values >= PSI_MAJOR).any()), float("nan"), float(values.max()),
-                                   time.perf_counter() - started, feature_values=values)
+                p_values = psi_p_values(values, len(rows), len(self.reference.rows))
+                flagged = p_values < self._corrected_threshold(p_values)
+                out[name] = Result(bool(flagged.any()), float(p_values.min()), float(values.max()),
+                                   time.perf_counter() - started, p_values, values, flagged)
                 continue
             x = break_ties(scaled, self._ones, self._seed + 1) if name == "cvm" else scaled
             data = self._detectors[name].predict(x)["data"]
             p_values, distances = np.atleast_1d(data["p_val"]), np.atleast_1d(data["distance"])
             per_feature = len(p_values) > 1
+            # alibi-detect's corrected per-feature threshold; an array when FDR found nothing significant
+            threshold = np.asarray(data.get("threshold", self.p_value))
+            flagged = p_values < threshold if threshold.ndim == 0 else np.zeros(len(p_values), bool)
             out[name] = Result(bool(data["is_drift"]), float(p_values.min()), float(distances.max()),
                                time.perf_counter() - started,
                                p_values.astype(np.float64) if per_feature else None,
-                               distances.astype(np.float64) if per_feature else None)
+                               distances.astype(np.float64) if per_feature else None,
+                               flagged if per_feature else None)
         return out

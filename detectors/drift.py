@@ -44,12 +44,14 @@ from seldon_market_ab.protocol import (
 from seldon_market_ab.settings import CommaList, ExtraSettings, Field, extra_of
 
 from .alerts import WebhookAlerts
+from .calibration import SERIES_TESTS, SeriesCalibration
 from .checks import TESTS, DriftChecks, Result
 from .online import online_detector
 from .reference import Reference, ReferenceError
-from .statistics import PSI_MAJOR, break_ties, ensemble
+from .statistics import break_ties, ensemble
 
 logger = logging.getLogger(__name__)
+_thread_state = threading.local()  # per thread: whether its priority was lowered
 install_patches()  # in MLServer's main process too, which imports this module to load the model
 
 SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -58,16 +60,20 @@ SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 class DriftSettings(ExtraSettings):
     """``parameters.extra`` of the drift detector."""
 
-    tests: CommaList = Field(("ks", "cvm", "mmd", "psi"),
-                             description=f"the tests, some of {', '.join(TESTS)} (`tabular` equals `ks` when no "
-                                         "feature is categorical, as here; `classifier` trains a small network per "
-                                         "window)")
+    calibration: Literal["series", "iid"] = Field(
+        "series", description="`series`: a window drifts when it is more unusual than the reference period's own "
+                              "windows of consecutive rows (`detectors/calibration.py`); `iid`: the tests' own "
+                              "p-values, which assume independent rows")
+    tests: CommaList = Field(("ks", "cvm", "psi"),
+                             description=f"the tests, some of {', '.join(TESTS)} (`series` takes "
+                                         f"{', '.join(SERIES_TESTS)}; `tabular` equals `ks` when no feature is "
+                                         "categorical, as here; `classifier` trains a small network per window)")
     ensemble_k: int = Field(2, ge=1, description="drift when at least this many tests agree")
     p_value: float = Field(0.05, gt=0, lt=1, description="significance of each test")
     correction: Literal["bonferroni", "fdr"] = Field("bonferroni", description="multiple-testing correction of the "
                                                                                "per-feature tests")
-    window_size: int = Field(250, ge=10, description="rows a window holds; a request of at least this many rows is "
-                                                     "tested on its own")
+    window_size: int = Field(60, ge=10, description="rows a window holds; a request of at least this many rows is "
+                                                    "tested on its own (`series`: the reference's calibrated size)")
     evaluate_every: int = Field(0, ge=0, description="rows between tests of the rolling window (0: `window_size`)")
     mmd_permutations: int = Field(100, ge=10, description="permutations of the MMD test")
     online: bool = Field(True, description="feed every row of requests smaller than a window to the online "
@@ -82,6 +88,9 @@ class DriftSettings(ExtraSettings):
         unknown = sorted(set(self.tests) - set(TESTS))
         if unknown:
             raise ValueError(f"'tests' names unknown tests {unknown}; expected some of {list(TESTS)}")
+        if self.calibration == "series" and set(self.tests) - set(SERIES_TESTS):
+            raise ValueError(f"'tests' {sorted(set(self.tests) - set(SERIES_TESTS))} have no series calibration; "
+                             f"with calibration 'series' choose among {list(SERIES_TESTS)}, or set calibration 'iid'")
         if self.ensemble_k > len(self.tests):
             raise ValueError(f"'ensemble_k' {self.ensemble_k} exceeds the {len(self.tests)} tests")
         return self
@@ -112,6 +121,7 @@ class DriftRuntime(MLModel):
         if self.reference.features != FEATURE_NAMES:
             raise ReferenceError(f"{self.name}: the reference was built on other features than "
                                  "seldon_market_ab.features computes; rebuild it with `market-ab reference`")
+        self.series = self._series_calibration() if self.config.calibration == "series" else None
         self.checks = DriftChecks(self.reference, self.config.tests, self.config.p_value, self.config.correction,
                                   self.config.mmd_permutations)
         self._tie_breaker = np.random.default_rng(0)  # online rows get their ties broken as the tests' do
@@ -128,8 +138,20 @@ class DriftRuntime(MLModel):
                                     self.config.webhook_retries, self.config.webhook_timeout_seconds,
                                     lambda outcome: self._metrics["alerts"].labels(self.name, outcome).inc()) \
             if self.config.webhook_url else None
-        self.checks.run(self.reference.heldout[: self.config.window_size])  # warm up (first calls compile, allocate)
+        self._test(self.reference.heldout[: self.config.window_size])  # warm up (first calls compile, allocate)
         return True
+
+    def _series_calibration(self) -> SeriesCalibration:
+        stored = self.reference.series_calibration
+        if stored is None:
+            raise ReferenceError(f"{self.name}: the reference has no series calibration; rebuild it with "
+                                 "`market-ab reference`, or set calibration 'iid'")
+        calibration = SeriesCalibration.from_metadata(stored)
+        if calibration.window_rows != self.config.window_size:
+            raise ReferenceError(f"{self.name}: 'window_size' is {self.config.window_size} but the reference is "
+                                 f"calibrated for windows of {calibration.window_rows} rows; set window_size "
+                                 f"{calibration.window_rows}, rebuild the reference, or set calibration 'iid'")
+        return calibration
 
     async def unload(self) -> bool:
         if getattr(self, "alerts", None) is not None:
@@ -207,7 +229,8 @@ class DriftRuntime(MLModel):
 
     def _test(self, window: np.ndarray) -> dict[str, Result]:
         self._niced()
-        return self.checks.run(window)
+        results = self.checks.run(window)
+        return self.series.apply(results, self.config.p_value) if self.series is not None else results
 
     def _online(self, rows: np.ndarray) -> list:
         self._niced()
@@ -270,19 +293,14 @@ class DriftRuntime(MLModel):
         return outputs
 
     def _drifted_features(self, results: dict[str, Result]) -> list[str]:
-        """Features the per-feature tests flag, most significant first (KS p-value, then PSI)."""
-        flagged: dict[str, tuple] = {}
-        threshold = self.config.p_value / len(FEATURE_NAMES) if self.config.correction == "bonferroni" \
-            else self.config.p_value
-        if "ks" in results:
-            for feature, p in zip(FEATURE_NAMES, results["ks"].feature_p_values, strict=True):
-                if p < threshold:
-                    flagged[feature] = (p, 0.0)
-        if "psi" in results:
-            for feature, value in zip(FEATURE_NAMES, results["psi"].feature_values, strict=True):
-                if value >= PSI_MAJOR:
-                    flagged[feature] = (min(flagged.get(feature, (1.0, 0.0))[0], 1.0), -value)
-        return sorted(flagged, key=lambda feature: flagged[feature])
-
-
-_thread_state = threading.local()
+        """Features that any test flags, by how many tests flag them, then by the smallest per-feature p-value,
+        then by the largest PSI."""
+        flagged = [r.feature_drift for r in results.values() if r.feature_drift is not None]
+        if not flagged:
+            return []
+        votes = np.sum(flagged, axis=0)
+        p_values = np.min([r.feature_p_values for r in results.values() if r.feature_p_values is not None] or
+                          [np.ones(len(FEATURE_NAMES))], axis=0)
+        psi = results["psi"].feature_values if "psi" in results else np.zeros(len(FEATURE_NAMES))
+        order = np.lexsort((-psi, p_values, -votes))
+        return [FEATURE_NAMES[i] for i in order if votes[i] > 0]

@@ -2,8 +2,9 @@
 
 ``reference.npy`` holds the reference feature rows, ``heldout.npy`` rows of the same period kept out of it
 (for the false-alarm evidence), and ``reference.json`` the feature names, where the rows came from, the
-standardisation and PSI bins derived from them, the online detector's thresholds, and a SHA-256 of each
-array. Loading checks all of it: a missing, tampered or inconsistent reference fails with a clear error.
+standardisation and PSI bins derived from them, the online detector's thresholds, the series calibration,
+and a SHA-256 of each array. Loading checks all of it: a missing, tampered or inconsistent reference fails
+with a clear error.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class Reference:
         return np.asarray(self.metadata["psi_edges"], dtype=np.float64)
 
     @property
+    def series_calibration(self) -> dict | None:
+        """Window statistics of the reference period's consecutive rows (``detectors.calibration``), if built."""
+        return self.metadata.get("series_calibration")
+
+    @property
     def online(self) -> dict:
         """``ert``, ``window_sizes`` and ``thresholds`` of the online detector, computed when this was built."""
         return self.metadata["online"]
@@ -81,7 +87,7 @@ class Reference:
 
 
 def write_reference(folder: str | Path, rows: np.ndarray, heldout: np.ndarray, features: tuple[str, ...],
-                    source: dict, online: dict) -> Reference:
+                    source: dict, online: dict, series_calibration: dict | None = None) -> Reference:
     """Write the arrays and their metadata; ``source`` says where the rows came from (period, instruments, seed)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,6 +105,7 @@ def write_reference(folder: str | Path, rows: np.ndarray, heldout: np.ndarray, f
         "std": np.where(std > 0, std, 1.0).tolist(),
         "psi_edges": psi_edges(rows).tolist(),
         "online": online,
+        "series_calibration": series_calibration,
         "sha256": {REFERENCE_FILE: _sha256(folder / REFERENCE_FILE), HELDOUT_FILE: _sha256(folder / HELDOUT_FILE)},
     }
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
