@@ -7,26 +7,22 @@ rows). A request of at least ``window_size`` rows is tested as one window: what 
 full and every ``evaluate_every`` rows after; their rows also feed an online Cramér-von Mises detector, which
 watches the stream row by row between tests.
 
-Tests run in a thread, one window at a time, so that the event loop keeps serving. Every response carries
+Tests run one window at a time in a child process at lower priority (``detectors/tester.py``), so that neither
+this event loop nor the models served beside it wait for them. Every response carries
 ``is_drift`` (the ensemble: at least ``ensemble_k`` tests agree), and after a test the detail beside it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import os
-import threading
 import time
 from collections import deque
-from typing import Literal
 
 import numpy as np
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver.utils import get_model_uri
-from pydantic import model_validator
 
 from seldon_market_ab import metrics
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features
@@ -41,59 +37,20 @@ from seldon_market_ab.protocol import (
     encode_strings,
     encode_tensor,
 )
-from seldon_market_ab.settings import CommaList, ExtraSettings, Field, extra_of
+from seldon_market_ab.settings import extra_of
 
 from .alerts import WebhookAlerts
-from .calibration import SERIES_TESTS, SeriesCalibration
-from .checks import TESTS, DriftChecks, Result
-from .online import online_detector
+from .calibration import SeriesCalibration
+from .checks import Result
 from .reference import Reference, ReferenceError
-from .statistics import break_ties, ensemble
+from .settings import DriftSettings
+from .statistics import ensemble
+from .tester import TestRunner
 
 logger = logging.getLogger(__name__)
-_thread_state = threading.local()  # per thread: whether its priority was lowered
 install_patches()  # in MLServer's main process too, which imports this module to load the model
 
 SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class DriftSettings(ExtraSettings):
-    """``parameters.extra`` of the drift detector."""
-
-    calibration: Literal["series", "iid"] = Field(
-        "series", description="`series`: a window drifts when it is more unusual than the reference period's own "
-                              "windows of consecutive rows (`detectors/calibration.py`); `iid`: the tests' own "
-                              "p-values, which assume independent rows")
-    tests: CommaList = Field(("ks", "cvm", "psi"),
-                             description=f"the tests, some of {', '.join(TESTS)} (`series` takes "
-                                         f"{', '.join(SERIES_TESTS)}; `tabular` equals `ks` when no feature is "
-                                         "categorical, as here; `classifier` trains a small network per window)")
-    ensemble_k: int = Field(2, ge=1, description="drift when at least this many tests agree")
-    p_value: float = Field(0.05, gt=0, lt=1, description="significance of each test")
-    correction: Literal["bonferroni", "fdr"] = Field("bonferroni", description="multiple-testing correction of the "
-                                                                               "per-feature tests")
-    window_size: int = Field(60, ge=10, description="rows a window holds; a request of at least this many rows is "
-                                                    "tested on its own (`series`: the reference's calibrated size)")
-    evaluate_every: int = Field(0, ge=0, description="rows between tests of the rolling window (0: `window_size`)")
-    mmd_permutations: int = Field(100, ge=10, description="permutations of the MMD test")
-    online: bool = Field(True, description="feed every row of requests smaller than a window to the online "
-                                           "Cramér-von Mises detector")
-    webhook_url: str = Field("", description="POST verdict changes here as JSON (empty: no alerts)")
-    webhook_debounce_seconds: float = Field(60.0, ge=0, description="at most one alert per this many seconds")
-    webhook_retries: int = Field(5, ge=0, description="retries of an alert, with exponential back-off")
-    webhook_timeout_seconds: float = Field(5.0, gt=0, description="timeout of one attempt")
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        unknown = sorted(set(self.tests) - set(TESTS))
-        if unknown:
-            raise ValueError(f"'tests' names unknown tests {unknown}; expected some of {list(TESTS)}")
-        if self.calibration == "series" and set(self.tests) - set(SERIES_TESTS):
-            raise ValueError(f"'tests' {sorted(set(self.tests) - set(SERIES_TESTS))} have no series calibration; "
-                             f"with calibration 'series' choose among {list(SERIES_TESTS)}, or set calibration 'iid'")
-        if self.ensemble_k > len(self.tests):
-            raise ValueError(f"'ensemble_k' {self.ensemble_k} exceeds the {len(self.tests)} tests")
-        return self
 
 
 def _drift_metrics() -> dict:
@@ -117,20 +74,16 @@ def _drift_metrics() -> dict:
 class DriftRuntime(MLModel):
     async def load(self) -> bool:
         self.config = DriftSettings.from_extra(extra_of(self._settings), self.name)
-        self.reference = Reference.load(await get_model_uri(self._settings))
+        uri = await get_model_uri(self._settings)
+        self.reference = Reference.load(uri)
         if self.reference.features != FEATURE_NAMES:
             raise ReferenceError(f"{self.name}: the reference was built on other features than "
                                  "seldon_market_ab.features computes; rebuild it with `market-ab reference`")
-        self.series = self._series_calibration() if self.config.calibration == "series" else None
-        self.checks = DriftChecks(self.reference, self.config.tests, self.config.p_value, self.config.correction,
-                                  self.config.mmd_permutations)
-        self._tie_breaker = np.random.default_rng(0)  # online rows get their ties broken as the tests' do
-        self.online = online_detector(self._online_rows(self.reference.rows), self.reference.online) \
-            if self.config.online else None
+        if self.config.calibration == "series":
+            self._check_series_calibration()
+        self.tester = TestRunner(uri, self.reference, self.config)
         self.window: deque = deque(maxlen=self.config.window_size)  # (row, date) of the rolling window
         self._rows_since_test = 0
-        self._evaluation = asyncio.Lock()  # one window tested at a time
-        self._online_lock = asyncio.Lock()
         self.verdict = False
         self._metrics = _drift_metrics()
         self._metrics["is_drift"].labels(self.name).set(0)
@@ -138,10 +91,10 @@ class DriftRuntime(MLModel):
                                     self.config.webhook_retries, self.config.webhook_timeout_seconds,
                                     lambda outcome: self._metrics["alerts"].labels(self.name, outcome).inc()) \
             if self.config.webhook_url else None
-        self._test(self.reference.heldout[: self.config.window_size])  # warm up (first calls compile, allocate)
+        await self.tester.test(self.reference.heldout[: self.config.window_size])  # starts the process, warms up
         return True
 
-    def _series_calibration(self) -> SeriesCalibration:
+    def _check_series_calibration(self) -> None:
         stored = self.reference.series_calibration
         if stored is None:
             raise ReferenceError(f"{self.name}: the reference has no series calibration; rebuild it with "
@@ -151,11 +104,12 @@ class DriftRuntime(MLModel):
             raise ReferenceError(f"{self.name}: 'window_size' is {self.config.window_size} but the reference is "
                                  f"calibrated for windows of {calibration.window_rows} rows; set window_size "
                                  f"{calibration.window_rows}, rebuild the reference, or set calibration 'iid'")
-        return calibration
 
     async def unload(self) -> bool:
         if getattr(self, "alerts", None) is not None:
             self.alerts.close()
+        if getattr(self, "tester", None) is not None:
+            self.tester.close()
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
@@ -166,9 +120,7 @@ class DriftRuntime(MLModel):
             self._metrics["rejected"].labels(self.name, error.reason).inc()
             raise
         if len(rows) >= self.config.window_size:  # a whole window, as a Seldon step with `batch.size` sends
-            async with self._evaluation:
-                results = await asyncio.to_thread(self._test, rows)
-            outputs = self._verdict(results, dates)
+            outputs = self._verdict(await self.tester.test(rows), dates)
             outputs.append(encode_tensor("window_rows", np.array([len(rows)], np.int32)))
         else:
             outputs = await self._roll(rows, dates)
@@ -177,18 +129,18 @@ class DriftRuntime(MLModel):
     async def _roll(self, rows: np.ndarray, dates: list[str]) -> list:
         """A small request: into the online detector, one row at a time, and into the rolling window."""
         outputs = []
-        if self.online is not None:
-            async with self._online_lock:  # alibi-detect's online detectors keep state and are not thread-safe
-                outputs += await asyncio.to_thread(self._online, rows)
+        if self.config.online:
+            drift, statistic = await self.tester.online(rows)
+            self._metrics["online"].labels(self.name).set(drift)
+            outputs += [encode_tensor("online_is_drift", np.array([drift], np.int32)),
+                        encode_tensor("online_statistic", np.array([statistic], np.float64))]
         self.window.extend(zip(rows, dates, strict=True))
         self._rows_since_test += len(rows)
         due = self._rows_since_test >= (self.config.evaluate_every or self.config.window_size)
         if due and len(self.window) == self.window.maxlen:
             self._rows_since_test = 0
             window, window_dates = np.stack([row for row, _ in self.window]), [date for _, date in self.window]
-            async with self._evaluation:
-                results = await asyncio.to_thread(self._test, window)
-            outputs = self._verdict(results, window_dates) + outputs
+            outputs = self._verdict(await self.tester.test(window), window_dates) + outputs
         else:
             outputs = [encode_tensor("is_drift", np.array([int(self.verdict)], np.int32)),
                        encode_tensor("evaluated", np.array([0], np.int32))] + outputs
@@ -215,38 +167,6 @@ class DriftRuntime(MLModel):
             if len(dates) != len(rows):
                 raise InvalidInput(f"input 'dates' has {len(dates)} values for {len(rows)} rows", "shape")
         return rows.astype(np.float32), dates
-
-    # in a thread -----------------------------------------------------------------------------------------------
-
-    def _niced(self) -> None:
-        """Tests yield the processor to the threads that serve predictions."""
-        if not getattr(_thread_state, "niced", False):
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-            except (OSError, AttributeError):  # not permitted, or not Linux: run at normal priority
-                pass
-            _thread_state.niced = True
-
-    def _test(self, window: np.ndarray) -> dict[str, Result]:
-        self._niced()
-        results = self.checks.run(window)
-        return self.series.apply(results, self.config.p_value) if self.series is not None else results
-
-    def _online(self, rows: np.ndarray) -> list:
-        self._niced()
-        statistic, drift = float("nan"), 0
-        for row in self._online_rows(rows):
-            data = self.online.predict(row)["data"]
-            drift = int(data["is_drift"])
-            stat = np.asarray(data["test_stat"], dtype=np.float64) if data["test_stat"] is not None else np.array([])
-            if np.isfinite(stat).any():  # NaN until the first window of the stream is full
-                statistic = float(np.nanmax(stat))
-        self._metrics["online"].labels(self.name).set(drift)
-        return [encode_tensor("online_is_drift", np.array([drift], np.int32)),
-                encode_tensor("online_statistic", np.array([statistic], np.float64))]
-
-    def _online_rows(self, rows: np.ndarray) -> np.ndarray:
-        return break_ties(self.checks.standardise(rows), np.ones(rows.shape[1], np.float32), self._tie_breaker)
 
     # verdicts --------------------------------------------------------------------------------------------------
 

@@ -119,8 +119,13 @@ class MLServerProcess:
             raise RuntimeError(f"models failed to load: {sorted(failed)}; log:\n{self.log_tail()}")
         return expected <= ready
 
-    def _process_tree(self) -> list[int]:
-        """The server's pid and those of every process it started (its parallel workers)."""
+    @property
+    def pid(self) -> int | None:
+        """The ``mlserver`` process (with ``parallel_workers`` 0, the one that serves)."""
+        return self._process.pid if self._process else None
+
+    def process_tree(self) -> list[int]:
+        """The server's pid and those of every process it started (parallel workers, drift test processes)."""
         if not self._process or self._process.poll() is not None:
             return []
         children: dict[int, list[int]] = {}
@@ -140,7 +145,7 @@ class MLServerProcess:
     def cpu_seconds(self) -> float:
         """CPU time (user and system) the server and its workers have used so far."""
         total = 0.0
-        for pid in self._process_tree():
+        for pid in self.process_tree():
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -151,7 +156,7 @@ class MLServerProcess:
     def resident_memory(self) -> int:
         """Resident memory in bytes of the server and its workers."""
         total = 0
-        for pid in self._process_tree():
+        for pid in self.process_tree():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:

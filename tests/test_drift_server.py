@@ -4,7 +4,9 @@ both worker modes, and webhook alerts received by a real HTTP server."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +17,7 @@ import pandas as pd
 import pytest
 
 from detectors.reference import Reference
+from detectors.tester import NICENESS
 from loadtest.client import InferenceClient, RestError
 from local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP
@@ -303,3 +306,31 @@ def test_metrics_appear_in_both_worker_modes(request, mode):
     features = {s.split('feature="')[1].split('"')[0] for s in text.splitlines()
                 if s.startswith("market_ab_drift_feature_psi{")}
     assert features == set(FEATURE_NAMES)  # a fixed set from the artifact, never from requests
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (nothing in a container need reap an orphan that has exited)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_tests_run_in_a_lower_priority_process_that_leaves_with_its_server(tmp_path):
+    repository = tmp_path / "models"
+    shutil.copytree(MODELS / DETECTOR, repository / DETECTOR)
+    server = MLServerProcess(repository, parallel_workers=0).start()
+    try:
+        testers = [pid for pid in server.process_tree()
+                   if pid != server.pid and os.getpriority(os.PRIO_PROCESS, pid) == NICENESS]
+        assert len(testers) == 1, server.process_tree()
+        client = InferenceClient(server.grpc_address)
+        assert client.infer_grpc(DETECTOR, {"features": null_window(3)})["evaluated"][0] == 1
+        client.close()
+        os.kill(server.pid, signal.SIGKILL)  # the server alone: nothing can stop its children for it
+        deadline = time.monotonic() + 30
+        while _running(testers[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(testers[0]), "the test process outlived its server"
+    finally:
+        server.stop()
