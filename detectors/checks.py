@@ -17,7 +17,7 @@ from alibi_detect.cd import ClassifierDrift, CVMDrift, KSDrift, MMDDrift, Tabula
 from alibi_detect.utils.statstest import fdr
 
 from .reference import Reference
-from .statistics import bin_shares, break_ties, psi, psi_p_values
+from .statistics import bin_shares, break_ties, cvm_statistics, ks_p_values, ks_statistics, psi, psi_p_values
 
 TESTS = ("ks", "cvm", "tabular", "mmd", "psi", "classifier")
 
@@ -34,22 +34,35 @@ class Result:
 
 
 class DriftChecks:
-    """The configured tests, built once on the reference."""
+    """The configured tests, built once on the reference.
+
+    ``statistics_only``: KS (and Tabular, which is KS when no feature is categorical) and CVM compute only their
+    per-feature statistics, vectorised, with KS's asymptotic p-values, and leave the verdict to a calibration
+    (``SeriesCalibration.apply``): the same numbers as alibi-detect's detectors (tested), at a fraction of the
+    processor time, because the series calibration uses nothing else."""
+
+    FAST = ("ks", "tabular", "cvm")
 
     def __init__(self, reference: Reference, tests: tuple[str, ...], p_value: float = 0.05,
-                 correction: str = "bonferroni", mmd_permutations: int = 100, seed: int = 0):
+                 correction: str = "bonferroni", mmd_permutations: int = 100, seed: int = 0,
+                 statistics_only: bool = False):
         unknown = set(tests) - set(TESTS)
         if unknown:
             raise ValueError(f"unknown drift tests {sorted(unknown)}; expected some of {list(TESTS)}")
         self.reference, self.tests, self.p_value, self.correction = reference, tuple(tests), p_value, correction
         ref = self.standardise(reference.rows)
         self._ones = np.ones(ref.shape[1], dtype=np.float32)
+        self.statistics_only = statistics_only
+        self._sorted_reference = np.sort(ref, axis=0)
+        self._tied_reference = break_ties(ref, self._ones, seed)  # what CVMDrift holds
         torch.manual_seed(seed)
         self._detectors = {}
+        if statistics_only:
+            tests = tuple(name for name in tests if name not in self.FAST)
         if "ks" in tests:
             self._detectors["ks"] = KSDrift(ref, p_val=p_value, correction=correction)
         if "cvm" in tests:
-            self._detectors["cvm"] = CVMDrift(break_ties(ref, self._ones, seed), p_val=p_value, correction=correction)
+            self._detectors["cvm"] = CVMDrift(self._tied_reference, p_val=p_value, correction=correction)
         if "tabular" in tests:
             with warnings.catch_warnings():  # "no categorical feature given": right, none is categorical
                 warnings.simplefilter("ignore", UserWarning)
@@ -93,6 +106,9 @@ class DriftChecks:
                                    time.perf_counter() - started, p_values, values, flagged)
                 continue
             x = break_ties(scaled, self._ones, self._seed + 1) if name == "cvm" else scaled
+            if self.statistics_only and name in self.FAST:
+                out[name] = self._statistics(name, x, started)
+                continue
             data = self._detectors[name].predict(x)["data"]
             p_values, distances = np.atleast_1d(data["p_val"]), np.atleast_1d(data["distance"])
             per_feature = len(p_values) > 1
@@ -105,3 +121,14 @@ class DriftChecks:
                                distances.astype(np.float64) if per_feature else None,
                                flagged if per_feature else None)
         return out
+
+    def _statistics(self, name: str, x: np.ndarray, started: float) -> Result:
+        """A per-feature statistic and no verdict of its own (``drift`` False until a calibration applies)."""
+        if name == "cvm":
+            values = cvm_statistics(self._tied_reference, x)
+            return Result(False, float("nan"), float(values.max()), time.perf_counter() - started, None, values,
+                          np.zeros(len(values), bool))
+        values = ks_statistics(self._sorted_reference, x)
+        p_values = ks_p_values(values, len(x), len(self._sorted_reference))
+        return Result(False, float(p_values.min()), float(values.max()), time.perf_counter() - started, p_values,
+                      values, np.zeros(len(values), bool))

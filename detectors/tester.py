@@ -27,7 +27,7 @@ from .settings import DriftSettings
 from .statistics import break_ties
 
 logger = logging.getLogger(__name__)
-NICENESS = 10  # of the test process, or of a test thread
+NICENESS = 19  # of a test thread, or of the test process where SCHED_IDLE is not allowed
 _thread_state = threading.local()  # per thread: whether its priority was lowered
 
 
@@ -37,7 +37,7 @@ class WindowTester:
     def __init__(self, reference: Reference, settings: DriftSettings):
         self.settings = settings
         self.checks = DriftChecks(reference, settings.tests, settings.p_value, settings.correction,
-                                  settings.mmd_permutations)
+                                  settings.mmd_permutations, statistics_only=settings.calibration == "series")
         self.series = SeriesCalibration.from_metadata(reference.series_calibration) \
             if settings.calibration == "series" else None
         self._tie_breaker = np.random.default_rng(0)  # online rows get their ties broken as the tests' do
@@ -92,6 +92,14 @@ def _child_online(rows: np.ndarray) -> tuple[int, float]:
 
 
 def _lower_priority(niceness: int, process: bool = False) -> None:
+    """The test process runs under SCHED_IDLE: Linux gives it a processor only when no other task wants one, and
+    takes it back the moment a serving thread wakes (a niced task keeps its slice for a few milliseconds)."""
+    if process:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except (OSError, AttributeError):  # not permitted, or not Linux: fall back to niceness
+            pass
     try:
         os.setpriority(os.PRIO_PROCESS, 0 if process else threading.get_native_id(), niceness)
     except (OSError, AttributeError):  # not permitted, or not Linux: run at normal priority

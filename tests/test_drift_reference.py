@@ -8,6 +8,7 @@ import alibi_detect
 import numpy as np
 import pytest
 
+from detectors.calibration import SeriesCalibration
 from detectors.checks import DriftChecks
 from detectors.online import StoredThresholdsCVMDriftOnline, online_detector, online_thresholds
 from detectors.reference import HELDOUT_FILE, METADATA_FILE, REFERENCE_FILE, Reference, ReferenceError, write_reference
@@ -136,6 +137,32 @@ def test_checks_pass_held_out_rows_and_flag_a_shift(shipped):
     assert all(r.drift for r in shifted.values())
     assert int(np.argmin(shifted["ks"].feature_p_values)) == column
     assert int(np.argmax(shifted["psi"].feature_values)) == column
+
+
+@pytest.mark.parametrize("rows", [60, 250])
+def test_fast_statistics_equal_alibi_detect_and_give_the_same_series_verdicts(shipped, rows):
+    """The series calibration's statistics computed vectorised (``statistics_only``) equal what alibi-detect's
+    KSDrift, TabularDrift and CVMDrift report, on real held-out and crisis windows alike."""
+    tests = ("ks", "cvm", "tabular", "psi")
+    alibi = DriftChecks(shipped, tests)
+    fast = DriftChecks(shipped, tests, statistics_only=True)
+    calibration = SeriesCalibration.from_metadata(shipped.series_calibration)
+    crisis = shipped.rows[:rows] * 1.5  # every feature moved
+    for window in (shipped.heldout[:rows], shipped.heldout[-rows:], crisis):
+        expected, got = alibi.run(window), fast.run(window)
+        for name in tests:
+            # CVMDrift hands scipy one float32 column at a time, so its rank sums round at float32 precision
+            rtol, atol = (1e-4, 5e-5) if name == "cvm" else (1e-6, 1e-9)
+            np.testing.assert_allclose(got[name].feature_values, expected[name].feature_values, rtol=rtol,
+                                       atol=atol, err_msg=name)
+            if name in ("ks", "tabular"):  # the p-values the runtime reports per feature
+                np.testing.assert_allclose(got[name].feature_p_values, expected[name].feature_p_values,
+                                           rtol=1e-5, atol=1e-9, err_msg=name)
+        if rows == calibration.window_rows:
+            judged = calibration.apply(expected, 0.05), calibration.apply(got, 0.05)
+            assert {n: r.drift for n, r in judged[0].items()} == {n: r.drift for n, r in judged[1].items()}
+            for name in tests:
+                np.testing.assert_array_equal(judged[0][name].feature_drift, judged[1][name].feature_drift)
 
 
 def test_the_runtime_refuses_a_reference_of_other_features(tmp_path):

@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 from detectors.reference import Reference
-from detectors.tester import NICENESS
 from loadtest.client import InferenceClient, RestError
 from local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP
@@ -322,7 +321,7 @@ def test_tests_run_in_a_lower_priority_process_that_leaves_with_its_server(tmp_p
     server = MLServerProcess(repository, parallel_workers=0).start()
     try:
         testers = [pid for pid in server.process_tree()
-                   if pid != server.pid and os.getpriority(os.PRIO_PROCESS, pid) == NICENESS]
+                   if pid != server.pid and os.sched_getscheduler(pid) == os.SCHED_IDLE]
         assert len(testers) == 1, server.process_tree()
         client = InferenceClient(server.grpc_address)
         assert client.infer_grpc(DETECTOR, {"features": null_window(3)})["evaluated"][0] == 1
