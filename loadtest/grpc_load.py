@@ -1,5 +1,6 @@
-"""Closed-loop gRPC load: ``clients`` concurrent callers, each sending its next request as soon as the
-previous one is answered, for a fixed time. Requests are built before the clock starts."""
+"""gRPC load. Closed loop: ``clients`` concurrent callers, each sending its next request as soon as the
+previous one is answered, for a fixed time. Open loop: requests at a fixed rate, whatever the answers do.
+Requests are built before the clock starts."""
 
 from __future__ import annotations
 
@@ -64,3 +65,40 @@ def closed_loop(address: str, requests: list[pb.ModelInferRequest], clients: int
     (requests with unique ids: decisions, feedback) and stops early when they run out. ``answered`` collects
     the indices of the requests that got an answer."""
     return asyncio.run(_closed_loop(address, requests, clients, seconds, reuse, metadata, answered))
+
+
+async def _open_loop(address: str, requests: list[pb.ModelInferRequest], rate: float, seconds: float,
+                     answered: list | None) -> LoadResult:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+        await stub.ServerLive(pb.ServerLiveRequest())
+        latencies, errors, pending = [], 0, []
+        started = time.perf_counter()
+
+        async def send(index: int, due: float):
+            nonlocal errors
+            try:
+                await stub.ModelInfer(requests[index % len(requests)], timeout=30)
+                # from when the request was due, not when it went out: a stalled sender counts as latency
+                latencies.append(time.perf_counter() - due)
+                if answered is not None:
+                    answered.append(index)
+            except grpc.aio.AioRpcError:
+                errors += 1
+
+        for index in range(int(rate * seconds)):
+            due = started + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pending.append(asyncio.ensure_future(send(index, due)))
+        await asyncio.gather(*pending)
+        elapsed = time.perf_counter() - started
+    return LoadResult(len(latencies), errors, elapsed, np.asarray(latencies))
+
+
+def open_loop(address: str, requests: list[pb.ModelInferRequest], rate: float, seconds: float = 2.0,
+              answered: list | None = None) -> LoadResult:
+    """Requests sent at a fixed ``rate`` per second whatever the answers do (an open loop, as independent users
+    arrive), for ``seconds``; each latency counts from the moment its request was due."""
+    return asyncio.run(_open_loop(address, requests, rate, seconds, answered))
