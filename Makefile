@@ -36,11 +36,12 @@ lint: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-# Router evidence: simulation, real-data replay and regime analysis (a few minutes); rewrites docs/ and the README section.
+# Router and drift evidence (a few minutes each); rewrites docs/ and the README sections.
 evidence: models
 	$(BIN)/python -m analysis.router_evidence
+	$(BIN)/python -m analysis.drift_evidence
 	$(BIN)/market-ab readme
 
-# Re-render the README's generated sections (data, features, evaluation, settings tables, router evidence).
+# Re-render the README's generated sections (data, features, evaluation, settings tables, evidence).
 readme: setup
 	$(BIN)/market-ab readme

@@ -10,8 +10,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from analysis import drift_report
 from analysis.router_evidence import load_results, render_markdown
-from loadtest import benchmark, fuzz
+from detectors.settings import DriftSettings
+from loadtest import benchmark, drift_serving, fuzz
 from routers.settings import RegimeRouterSettings, RouterSettings
 from runtimes.lstm import LSTMSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
@@ -41,6 +43,10 @@ def regime_router_settings_table() -> str:
     return markdown_table(RegimeRouterSettings, RegimeRouterSettings.__annotations__)
 
 
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
 def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -> dict[str, Callable[[], str]]:
     return {
         "data": data_table,
@@ -49,9 +55,12 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-lstm": lambda: markdown_table(LSTMSettings),
         "settings-thompson-router": lambda: markdown_table(RouterSettings),
         "settings-regime-router": regime_router_settings_table,
+        "settings-drift-detector": lambda: markdown_table(DriftSettings),
+        "drift-evidence": lambda: drift_report.render_markdown(_json(docs_dir / "drift-evidence.json")),
+        "drift-serving": lambda: drift_serving.render_markdown(_json(docs_dir / "drift-serving.json")),
         "router-evidence": lambda: render_markdown(load_results(docs_dir / "router-evidence.json")),
-        "benchmarks": lambda: benchmark.render_markdown(json.loads((docs_dir / "benchmarks.json").read_text())),
-        "fuzz": lambda: fuzz.render_markdown(json.loads((docs_dir / "fuzz.json").read_text())),
+        "benchmarks": lambda: benchmark.render_markdown(_json(docs_dir / "benchmarks.json")),
+        "fuzz": lambda: fuzz.render_markdown(_json(docs_dir / "fuzz.json")),
     }
 
 

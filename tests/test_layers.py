@@ -21,7 +21,7 @@ ALLOWED = {
     "detectors": {CORE},
     "training": {CORE, "runtimes", "detectors"},
     "local_seldon": {CORE},
-    "analysis": {CORE, "runtimes", "routers", "training"},
+    "analysis": {CORE, "runtimes", "routers", "detectors", "training"},
     "loadtest": {CORE, "runtimes", "routers", "detectors", "training", "local_seldon", "analysis"},
     "market_ab": {CORE, *RUNTIMES, "training", "local_seldon", "analysis", "loadtest"},
 }
