@@ -82,6 +82,24 @@ def cmd_readme(args) -> int:
     return 0
 
 
+def cmd_manifests_check(args) -> int:
+    from local_seldon.manifests import check, find_crds, load_crds, load_documents
+
+    try:
+        crds = load_crds(args.crds or find_crds())
+        documents = load_documents(args.paths)
+    except (ValueError, OSError) as error:
+        print(f"market-ab manifests check: {error}", file=sys.stderr)
+        return 2
+    problems = check(documents, crds)
+    for problem in problems:
+        print(problem)
+    seldon = sum(1 for _, doc in documents if str(doc.get("apiVersion", "")).startswith("mlops.seldon.io/"))
+    print(f"{len(documents)} objects ({seldon} Seldon) in {len(args.paths)} path(s): "
+          f"{len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="market-ab", description=__doc__)
     parser.add_argument("--models-dir", type=Path, default=Path("models"), help="model repository (default: models)")
@@ -113,6 +131,16 @@ def main(argv=None) -> int:
     readme.add_argument("--docs-dir", type=Path, default=Path("docs"), help="where the evidence JSON lives")
     readme.add_argument("--check", action="store_true", help="only report stale sections (exit 1 if any)")
     readme.set_defaults(func=cmd_readme)
+
+    manifests = commands.add_parser("manifests", help="Seldon manifests")
+    manifest_commands = manifests.add_subparsers(dest="manifests_command", required=True)
+    manifests_check = manifest_commands.add_parser(
+        "check", help="check Seldon manifests (files or Kustomize folders) against Seldon's CRDs and its pipeline "
+                      "rules; exit 1 with one line per problem")
+    manifests_check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    manifests_check.add_argument("--crds", type=Path, help="folder of Seldon's CRD YAML files (default: "
+                                                           "$SELDON_CRDS, or ../shared/reference/seldon-crds)")
+    manifests_check.set_defaults(func=cmd_manifests_check)
 
     args = parser.parse_args(argv)
     return args.func(args)
