@@ -191,3 +191,28 @@ def test_the_image_installs_every_package_of_the_distribution():
               if line.startswith("COPY") and "/opt/seldon-market-ab/" in line.split()[-1] and
               line.split()[-1].rstrip("/") != "/opt/seldon-market-ab"}
     assert packages == copied
+
+
+def test_each_pipeline_takes_exactly_the_tensors_its_router_emits():
+    """A router answers with one tensor named after the arm it chose; a pipeline step fed by a name the router
+    never emits would never run, and an arm with no step would lose its requests. Routers' arms come from their
+    model-settings.json with the Model's spec.parameters on top, as Seldon's agent merges them."""
+    documents = load_documents([MANIFESTS / "base"])
+    models = {doc["metadata"]["name"]: doc for _, doc in documents if doc["kind"] == "Model"}
+    for _, pipeline in documents:
+        if pipeline["kind"] != "Pipeline":
+            continue
+        router = pipeline["spec"]["steps"][0]["name"]
+        extra = json.loads((REPO / "models" / router / "model-settings.json").read_text())["parameters"]["extra"]
+        extra.update({p["name"]: p["value"] for p in models[router]["spec"].get("parameters", [])})
+        if router == "regime-router":
+            emitted = {extra[key] for key in extra if key.startswith("route_")} | {extra["default_arm"]}
+        else:
+            emitted = set(str(extra["arms"]).split(",")) | {extra["default_arm"]}
+        fed = {ref.split(".")[2] for step in pipeline["spec"]["steps"] for ref in step.get("inputs", [])
+               if ref.startswith(f"{router}.outputs.")}
+        assert fed == emitted, pipeline["metadata"]["name"]
+        for step in pipeline["spec"]["steps"]:
+            for ref in step.get("inputs", []):
+                if ref.startswith(f"{router}.outputs."):
+                    assert step["name"] == ref.split(".")[2] and step["tensorMap"] == {ref: "ohlcv"}
