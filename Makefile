@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test models retrain evaluate evidence readme lint clean
+.PHONY: setup demo test models retrain evaluate evidence readme lint manifests clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ test: setup models
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Render both Kustomize overlays and check them against Seldon's CRDs (../shared/reference or $$SELDON_CRDS).
+manifests: setup
+	$(BIN)/market-ab manifests check manifests/overlays/dev manifests/overlays/prod
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
