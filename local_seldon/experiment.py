@@ -1,0 +1,78 @@
+"""Seldon Core v2 experiment semantics, pure: which candidate serves a request, whether it is mirrored, and the
+``x-seldon-route`` value that makes a client's next request stick to the same candidate.
+
+What Seldon 2.10 does (its Envoy routes, read from its source):
+
+- A request for ``<experiment>.experiment``, or for the experiment's ``default`` (a model name, or
+  ``<default>.pipeline`` when ``resourceType: pipeline``), goes to a candidate drawn at random with probability
+  weight / sum of weights.
+- The response carries ``x-seldon-route: :<model>_<version>:`` (a pipeline: ``:<pipeline>.pipeline:``). A request
+  whose ``x-seldon-route`` contains a candidate's value goes to that candidate (sticky sessions).
+- ``mirror`` receives a copy of ``percent`` % of the requests; its answer is dropped.
+
+One choice here is ours: Seldon's Envoy matches no route for an ``x-seldon-route`` that names no candidate; the
+local gateway draws a candidate as if the header were absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ROUTE_HEADER = "x-seldon-route"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    candidates: tuple[tuple[str, int], ...]  # (name, weight)
+    default: str | None = None
+    mirror: str | None = None
+    mirror_percent: int = 0
+    resource_type: str = "model"  # or "pipeline"
+
+    @classmethod
+    def from_manifest(cls, experiment: dict) -> Experiment:
+        spec = experiment["spec"]
+        mirror = spec.get("mirror") or {}
+        return cls(experiment["metadata"]["name"], tuple((c["name"], int(c["weight"])) for c in spec["candidates"]),
+                   spec.get("default"), mirror.get("name"), int(mirror.get("percent", 0)),
+                   spec.get("resourceType", "model"))
+
+    def handles(self, seldon_model: str) -> bool:
+        """Whether a request with this ``seldon-model`` header is split by this experiment."""
+        if seldon_model == f"{self.name}.experiment":
+            return True
+        if self.default is None:
+            return False
+        return seldon_model == (f"{self.default}.pipeline" if self.resource_type == "pipeline" else self.default)
+
+    def route_value(self, candidate: str, version: str = "1") -> str:
+        """
+        >>> Experiment("ab", (("baseline", 70),)).route_value("baseline")
+        ':baseline_1:'
+        """
+        return f":{candidate}.pipeline:" if self.resource_type == "pipeline" else f":{candidate}_{version}:"
+
+    def choose(self, rng: np.random.Generator, route_header: str | None = None,
+               versions: dict[str, str] | None = None) -> str:
+        """The candidate that serves a request: the one ``route_header`` names, else one drawn by weight.
+
+        >>> e = Experiment("ab", (("baseline", 70), ("enhanced", 30)))
+        >>> e.choose(np.random.default_rng(0), route_header=":enhanced_1:")
+        'enhanced'
+        """
+        versions = versions or {}
+        if route_header:
+            for name, _ in self.candidates:
+                if self.route_value(name, versions.get(name, "1")) in route_header:
+                    return name
+        weights = np.array([weight for _, weight in self.candidates], dtype=float)
+        if weights.sum() <= 0:
+            raise ValueError(f"experiment '{self.name}': candidate weights sum to zero")
+        return self.candidates[int(rng.choice(len(weights), p=weights / weights.sum()))][0]
+
+    def mirrored(self, rng: np.random.Generator) -> bool:
+        """Whether this request is also copied to the mirror."""
+        return self.mirror is not None and rng.uniform(0, 100) < self.mirror_percent
