@@ -120,6 +120,8 @@ class DriftRuntime(MLModel):
             self._metrics["rejected"].labels(self.name, error.reason).inc()
             raise
         if len(rows) >= self.config.window_size:  # a whole window, as a Seldon step with `batch.size` sends
+            if self.config.calibration == "series":  # calibrated for windows of exactly this many rows
+                rows, dates = rows[-self.config.window_size:], dates[-self.config.window_size:]
             outputs = self._verdict(await self.tester.test(rows), dates)
             outputs.append(encode_tensor("window_rows", np.array([len(rows)], np.int32)))
         else:

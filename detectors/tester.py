@@ -14,7 +14,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -68,10 +68,9 @@ class WindowTester:
 _tester: WindowTester | None = None
 
 
-def _start_child(uri: str, settings: dict, niceness: int) -> None:
+def _start_child(uri: str, settings: dict, niceness: int, parent: int) -> None:
     global _tester
     _lower_priority(niceness, process=True)
-    parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="watch-parent", daemon=True).start()
     _tester = WindowTester(Reference.load(uri), DriftSettings(**settings))
 
@@ -110,22 +109,22 @@ def _lower_priority(niceness: int, process: bool = False) -> None:
 
 class TestRunner:
     """Runs a ``WindowTester`` off the event loop: ``await runner.test(window)``, ``await runner.online(rows)``.
-    Calls run one at a time, in order (the online detector keeps state and is not thread-safe)."""
+    One worker (a process, or a thread of its own) runs the calls one at a time, in the order they came, even
+    when a caller gave up waiting: the online detector keeps state and is not thread-safe."""
 
     def __init__(self, uri: str, reference: Reference, settings: DriftSettings, niceness: int = NICENESS):
         self._uri, self._settings, self._niceness = uri, settings, niceness
-        self._lock = asyncio.Lock()
-        self._pool: ProcessPoolExecutor | None = None
         self._tester: WindowTester | None = None
         if settings.tests_in == "thread":
             self._tester = WindowTester(reference, settings)
+            self._pool: Executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-tests")
         else:
             self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_child,
-                                   initargs=(self._uri, self._settings.model_dump(), self._niceness))
+                                   initargs=(self._uri, self._settings.model_dump(), self._niceness, os.getpid()))
 
     async def test(self, window: np.ndarray) -> dict[str, Result]:
         return await self._call(_child_test, "test", window)
@@ -134,17 +133,17 @@ class TestRunner:
         return await self._call(_child_online, "online_rows", rows)
 
     async def _call(self, in_child, method: str, argument: np.ndarray):
-        async with self._lock:
-            if self._tester is not None:
-                return await asyncio.to_thread(self._in_thread, method, argument)
-            loop = asyncio.get_running_loop()
-            try:
-                return await loop.run_in_executor(self._pool, in_child, argument)
-            except BrokenProcessPool:  # the child died (say, killed for memory): start another, try once more
-                logger.error("the drift test process died; starting a new one (the online detector starts over)")
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                return await loop.run_in_executor(self._pool, in_child, argument)
+        loop = asyncio.get_running_loop()
+        if self._tester is not None:
+            return await loop.run_in_executor(self._pool, self._in_thread, method, argument)
+        try:
+            return await loop.run_in_executor(self._pool, in_child, argument)
+        except BrokenProcessPool:  # the child died (say, killed for memory): start another, try once more
+            logger.error("the drift test process died or failed to start (its error is logged above); starting "
+                         "a new one (the online detector starts over)")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return await loop.run_in_executor(self._pool, in_child, argument)
 
     def _in_thread(self, method: str, argument: np.ndarray):
         if not getattr(_thread_state, "lowered", False):
@@ -153,5 +152,4 @@ class TestRunner:
         return getattr(self._tester, method)(argument)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)

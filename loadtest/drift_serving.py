@@ -93,22 +93,29 @@ class AnsweredCounter:
 def feed(address: str, detector: str, windows: list[np.ndarray], answered, ready, stopping, results) -> None:
     """In a process of its own (a thread would wait on the load generator's GIL and fall behind): send the
     detector one window for every ``rows`` predictions answered, as a batched pipeline step does."""
-    client, rows, sent, seconds, flagged, errors = InferenceClient(address), len(windows[0]), 0, [], 0, []
-    ready.set()
-    while not stopping.is_set():
-        if answered.value < (sent + 1) * rows:
-            time.sleep(0.005)
-            continue
-        started = time.perf_counter()
-        try:
-            answer = client.infer_grpc(detector, {"features": windows[sent % len(windows)]})
-        except grpc.RpcError as error:
-            errors.append(f"{error.code().name}: {error.details()}")
-        else:
-            seconds.append(time.perf_counter() - started)
-            flagged += int(answer["is_drift"][0])
-        sent += 1
-    results.put({"seconds": seconds, "flagged": flagged, "errors": errors, "behind": answered.value // rows - sent})
+    rows, sent, seconds, flagged, errors = len(windows[0]), 0, [], 0, []
+    try:
+        client = InferenceClient(address)
+        ready.set()
+        while not stopping.is_set():
+            if answered.value < (sent + 1) * rows:
+                time.sleep(0.005)
+                continue
+            started = time.perf_counter()
+            try:
+                answer = client.infer_grpc(detector, {"features": windows[sent % len(windows)]})
+            except grpc.RpcError as error:
+                errors.append(f"{error.code().name}: {error.details()}")
+            else:
+                seconds.append(time.perf_counter() - started)
+                flagged += int(answer["is_drift"][0])
+            sent += 1
+    except Exception as error:  # reported to the parent, which stops the run with it
+        errors.append(f"feeder failed: {error!r}")
+    finally:
+        ready.set()
+        results.put({"seconds": seconds, "flagged": flagged, "errors": errors,
+                     "behind": answered.value // rows - sent})
 
 
 def _figures(result) -> dict:
@@ -137,11 +144,14 @@ def run_round(servers: dict[str, MLServerProcess], requests, windows, seconds: f
         feeder = context.Process(target=feed, args=(servers[place].grpc_address, detector, windows, answered, ready,
                                                     stopping, queue), daemon=True)
         feeder.start()
-        ready.wait(120)
+        if not ready.wait(120):
+            raise RuntimeError(f"the feeder process did not start (exit code {feeder.exitcode})")
         result = load_with(AnsweredCounter(answered))
         stopping.set()
         fed = queue.get(timeout=120)
         feeder.join()
+        if any(error.startswith("feeder failed") for error in fed["errors"]):
+            raise RuntimeError(f"the feeder process failed: {fed['errors']}")
         out[load] = _figures(result) | {
             "windows_tested": len(fed["seconds"]), "windows_flagged": fed["flagged"], "detector_errors": fed["errors"],
             "windows_behind": fed["behind"],
@@ -204,6 +214,22 @@ def _ratio(entry: dict) -> str:
     return f"{entry['median']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
 
 
+def measure(args, workdir: Path, repository: Path, requests, windows) -> tuple[list[dict], float]:
+    """The rounds, on the model's server and on a second server holding only the detector."""
+    rng = random.Random(args.seed)
+    own = workdir / "detector-only"
+    shutil.copytree(args.models_dir / DETECTOR, own / DETECTOR)
+    shutil.copy(args.models_dir / "settings.json", own / "settings.json")
+    with MLServerProcess(repository, parallel_workers=None) as server, \
+            MLServerProcess(own, parallel_workers=None) as detector_server:
+        servers = {"same": server, "own": detector_server}
+        rate = HEADROOM * closed_loop(server.grpc_address, requests, CLIENTS, 2.0).throughput  # also warms up
+        runs = [{"closed loop": run_round(servers, requests, windows, args.seconds, None, rng),
+                 "open loop": run_round(servers, requests, windows, args.seconds, rate, rng)}
+                for _ in tqdm(range(args.rounds), desc="drift serving rounds")]
+    return runs, rate
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=4)
@@ -220,18 +246,10 @@ def main(argv=None) -> int:
     window_rows = json.loads((args.models_dir / DETECTOR / "model-settings.json").read_text()
                              )["parameters"]["extra"]["window_size"]
     windows = detector_windows(int(window_rows))
-    rng = random.Random(args.seed)
-    own = workdir / "detector-only"
-    shutil.copytree(args.models_dir / DETECTOR, own / DETECTOR)
-    shutil.copy(args.models_dir / "settings.json", own / "settings.json")
-    with MLServerProcess(repository, parallel_workers=None) as server, \
-            MLServerProcess(own, parallel_workers=None) as detector_server:
-        servers = {"same": server, "own": detector_server}
-        rate = HEADROOM * closed_loop(server.grpc_address, requests, CLIENTS, 2.0).throughput  # also warms up
-        runs = [{"closed loop": run_round(servers, requests, windows, args.seconds, None, rng),
-                 "open loop": run_round(servers, requests, windows, args.seconds, rate, rng)}
-                for _ in tqdm(range(args.rounds), desc="drift serving rounds")]
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        runs, rate = measure(args, workdir, repository, requests, windows)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     results = {"rounds": args.rounds, "seconds": args.seconds, "clients": CLIENTS, "open_loop_rate": rate,
                "window_rows": int(window_rows),
                "cpus": os.cpu_count(), "mlserver": version("mlserver"), "ratios": summarise(runs), "runs": runs}

@@ -54,7 +54,10 @@ def load_documents(paths: list[Path]) -> list[tuple[str, dict]]:
             text = kustomize(path)
         else:
             text = path.read_text()
-        out += [(str(path), doc) for doc in yaml.safe_load_all(text) if doc]
+        try:
+            out += [(str(path), doc) for doc in yaml.safe_load_all(text) if doc]
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from error
     return out
 
 
@@ -63,6 +66,8 @@ def kustomize(folder: Path) -> str:
         done = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
     except FileNotFoundError as error:
         raise ValueError("kubectl is needed to render Kustomize folders (it is not on the PATH)") from error
+    except subprocess.TimeoutExpired as error:
+        raise ValueError(f"{folder}: kubectl kustomize took over 120 s") from error
     if done.returncode != 0:
         raise ValueError(f"{folder}: kubectl kustomize failed: {done.stderr.strip()}")
     return done.stdout
@@ -97,23 +102,38 @@ def load_crds(folder: Path) -> dict[tuple[str, str], dict]:
 # checking ---------------------------------------------------------------------------------------------------
 
 def check(documents: list[tuple[str, dict]], crds: dict[tuple[str, str], dict]) -> list[Problem]:
+    """Schema problems first; the graph rules run only on objects whose schema is right (they read its fields)."""
     problems: list[Problem] = []
-    seldon = [(source, doc) for source, doc in documents if str(doc.get("apiVersion", "")).startswith(GROUP + "/")]
+    seldon = []
+    for source, doc in documents:
+        if not isinstance(doc, dict):
+            problems.append(Problem(source, "(document)", "(root)", f"expected a Kubernetes object (a mapping), "
+                                                                    f"got {_show(doc)}"))
+        elif str(doc.get("apiVersion", "")).startswith(GROUP + "/"):
+            seldon.append((source, doc))
+    well_formed = []
     for source, doc in seldon:
         kind, version = doc.get("kind"), str(doc["apiVersion"]).split("/", 1)[1]
-        label = f"{kind}/{(doc.get('metadata') or {}).get('name', '?')}"
+        metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+        label = f"{kind}/{metadata.get('name', '?')}"
         schema = crds.get((kind, version))
         if schema is None:
             known = sorted({k for k, _ in crds})
             problems.append(Problem(source, label, "kind", f"no CRD defines {kind} {version}; expected one of "
                                                            f"{', '.join(known)} in {GROUP}/v1alpha1"))
             continue
-        problems += [Problem(source, label, field, message) for field, message in validate(doc, schema)]
+        found = validate(doc, schema)
+        if not isinstance(metadata.get("name"), str) or not metadata.get("name"):
+            found.append(("metadata.name", "required: every Seldon object needs a name"))
+        problems += [Problem(source, label, field, message) for field, message in found]
+        if found:
+            continue
+        well_formed.append((source, doc))
         if kind == "Pipeline":
             problems += [Problem(source, label, f, m) for f, m in pipeline_problems(doc)]
         elif kind == "Experiment":
             problems += [Problem(source, label, f, m) for f, m in experiment_problems(doc)]
-    problems += missing_models(seldon)
+    problems += missing_models(well_formed)
     return problems
 
 
@@ -213,8 +233,15 @@ def experiment_problems(doc: dict) -> list[tuple[str, str]]:
     if spec.get("default") and candidates and spec["default"] not in candidates:
         problems.append(("spec.default", f"'{spec['default']}' is not a candidate; candidates are "
                                          f"{', '.join(candidates) or 'none'}"))
-    if candidates and sum(c.get("weight", 0) or 0 for c in spec["candidates"]) <= 0:
+    for i, candidate in enumerate(spec.get("candidates") or []):
+        if candidate.get("weight", 0) < 0:
+            problems.append((f"spec.candidates[{i}].weight", f"{candidate['weight']} is negative; weights are "
+                                                             "shares of the traffic, 0 or more"))
+    if candidates and sum(max(c.get("weight", 0), 0) for c in spec["candidates"]) <= 0:
         problems.append(("spec.candidates", "weights sum to zero; no request could be routed"))
+    percent = (spec.get("mirror") or {}).get("percent")
+    if percent is not None and not 0 <= percent <= 100:
+        problems.append(("spec.mirror.percent", f"{percent} is not a percentage between 0 and 100"))
     return problems
 
 

@@ -98,8 +98,9 @@ class Plan:
         return tuple(step for step in self.steps if step.batch_size)
 
     async def run(self, request: Tensors, call: Callable[[str, Tensors], Awaitable[Tensors]]) -> RunResult:
-        """Every step on the response path, each as soon as the steps it reads are done; steps that read nothing
-        new run together. ``call(step, tensors)`` returns the step model's output tensors."""
+        """Every step on the response path, in waves: a wave holds the steps none of whose sources is still
+        pending, and runs them together (a step may wait for an unrelated step of its wave). ``call(step,
+        tensors)`` returns the step model's output tensors; the first failure propagates."""
         available: dict[str, Tensors] = {f"{self.name}.inputs": request}
         pending = [step for step in self.steps if not step.batch_size]
         ran: list[str] = []
@@ -174,14 +175,23 @@ class RowBatcher:
         self._rows = 0
 
     def add(self, tensors: Tensors) -> Tensors | None:
-        self._parts.append(tensors)
-        self._rows += len(next(iter(tensors.values())))
+        """Raises ValueError for tensors that cannot join the batch (other names, or other shapes past the first
+        dimension); the batch is left as it was."""
+        arrays = {name: np.asarray(value) for name, value in tensors.items()}
+        if not arrays or len({len(a) for a in arrays.values()}) != 1:
+            raise ValueError(f"a batched step takes tensors of equal first dimension, got "
+                             f"{ {n: list(a.shape) for n, a in arrays.items()} }")
+        if self._parts:
+            first = self._parts[0]
+            if set(arrays) != set(first) or any(arrays[n].shape[1:] != first[n].shape[1:] for n in first):
+                raise ValueError(f"tensors { {n: list(a.shape) for n, a in arrays.items()} } do not stack with the "
+                                 f"batch's { {n: list(a.shape) for n, a in first.items()} }")
+        self._parts.append(arrays)
+        self._rows += len(next(iter(arrays.values())))
         if self._rows < self.size:
             return None
-        names = list(self._parts[0])
-        batch = {n: np.concatenate([np.asarray(part[n]) for part in self._parts if n in part]) for n in names}
-        self._parts, self._rows = [], 0
-        return batch
+        parts, self._parts, self._rows = self._parts, [], 0
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def _reads(step: Step) -> set[str]:

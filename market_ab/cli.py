@@ -94,7 +94,8 @@ def cmd_manifests_check(args) -> int:
     problems = check(documents, crds)
     for problem in problems:
         print(problem)
-    seldon = sum(1 for _, doc in documents if str(doc.get("apiVersion", "")).startswith("mlops.seldon.io/"))
+    seldon = sum(1 for _, doc in documents if isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith(
+        "mlops.seldon.io/"))
     print(f"{len(documents)} objects ({seldon} Seldon) in {len(args.paths)} path(s): "
           f"{len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
     return 1 if problems else 0

@@ -333,3 +333,12 @@ def test_tests_run_in_a_lower_priority_process_that_leaves_with_its_server(tmp_p
         assert not _running(testers[0]), "the test process outlived its server"
     finally:
         server.stop()
+
+
+def test_a_longer_request_is_judged_on_its_last_calibrated_window(detectors):
+    """The series calibration holds for windows of exactly WINDOW rows: a longer request is judged on its last
+    WINDOW rows (the i.i.d. tests take every row)."""
+    _, client = detectors
+    rows = null_window(11, 2 * WINDOW)
+    assert client.infer_grpc(DETECTOR, {"features": rows})["window_rows"][0] == WINDOW
+    assert client.infer_grpc("drift-iid", {"features": rows})["window_rows"][0] == 2 * WINDOW

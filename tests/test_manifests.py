@@ -216,3 +216,38 @@ def test_each_pipeline_takes_exactly_the_tensors_its_router_emits():
             for ref in step.get("inputs", []):
                 if ref.startswith(f"{router}.outputs."):
                     assert step["name"] == ref.split(".")[2] and step["tensorMap"] == {ref: "ohlcv"}
+
+
+MALFORMED = [  # what people write by mistake: each a clean line, never a traceback
+    ("steps as strings", "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
+                         "spec: {steps: [a, b]}\n", "spec.steps[0]: expected an object"),
+    ("inputs as a string", "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
+                           "spec: {steps: [{name: a, inputs: p.inputs}]}\n", "spec.steps[0].inputs: expected a list"),
+    ("candidates as strings", "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: e}\n"
+                              "spec: {candidates: [a]}\n", "spec.candidates[0]: expected an object"),
+    ("no metadata", "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\n"
+                    "spec: {candidates: [{name: a, weight: 1}]}\n", "metadata.name: required"),
+    ("a list", "- a\n- b\n", "expected a Kubernetes object"),
+    ("negative weight", "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: e}\n"
+                        "spec: {candidates: [{name: a, weight: 10}, {name: b, weight: -5}]}\n",
+     "spec.candidates[1].weight: -5 is negative"),
+    ("mirror percent", "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: e}\n"
+                       "spec: {candidates: [{name: a, weight: 1}], mirror: {name: m, percent: 150}}\n",
+     "spec.mirror.percent: 150 is not a percentage"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), MALFORMED, ids=[case for case, _, _ in MALFORMED])
+def test_malformed_manifests_get_a_line_not_a_traceback(tmp_path, capsys, case, text, expected):
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    assert main(["manifests", "check", str(path), "--crds", str(CRDS)]) == 1
+    out = capsys.readouterr().out
+    assert expected in out, out
+
+
+def test_invalid_yaml_is_an_error_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("kind: [unclosed\n")
+    assert main(["manifests", "check", str(path), "--crds", str(CRDS)]) == 2
+    assert f"{path}: not valid YAML" in capsys.readouterr().err

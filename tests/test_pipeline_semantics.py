@@ -145,3 +145,14 @@ def test_a_side_step_batch_stacks_rows_until_it_holds_enough():
     released = [batch for window in windows if (batch := batcher.add({"ohlcv": window})) is not None]
     assert len(released) == 1 and released[0]["ohlcv"].shape == (60, 133, 5)
     np.testing.assert_array_equal(released[0]["ohlcv"][:, 0, 0], np.arange(60))  # arrival order
+
+
+def test_a_batch_refuses_tensors_that_do_not_stack_and_stays_usable():
+    batcher = RowBatcher(3)
+    batcher.add({"x": np.ones((1, 4))})
+    with pytest.raises(ValueError, match="do not stack"):
+        batcher.add({"x": np.ones((1, 5))})
+    with pytest.raises(ValueError, match="do not stack"):
+        batcher.add({"x": np.ones((1, 4)), "dates": np.array(["2020-01-02"])})
+    batch = batcher.add({"x": np.zeros((2, 4))})
+    assert batch["x"].shape == (3, 4)
