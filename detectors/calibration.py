@@ -48,7 +48,7 @@ def calibrate(distances: dict[str, np.ndarray], window_rows: int) -> dict:
 
 
 @dataclass(frozen=True)
-class TestCalibration:
+class CalibratedTest:
     center: np.ndarray  # [features]
     scale: np.ndarray  # [features]
     scores: np.ndarray  # [windows], sorted: the calibration windows' scores
@@ -59,7 +59,7 @@ class TestCalibration:
     def p_value(self, score: float) -> float:
         """Share of calibration windows scoring at least ``score``, counting this window (never 0).
 
-        >>> TestCalibration(np.zeros(1), np.ones(1), np.array([1.0, 2.0, 3.0])).p_value(2.5)
+        >>> CalibratedTest(np.zeros(1), np.ones(1), np.array([1.0, 2.0, 3.0])).p_value(2.5)
         0.5
         """
         at_least = len(self.scores) - np.searchsorted(self.scores, score, side="left")
@@ -72,12 +72,12 @@ class TestCalibration:
 @dataclass(frozen=True)
 class SeriesCalibration:
     window_rows: int
-    tests: dict[str, TestCalibration]
+    tests: dict[str, CalibratedTest]
 
     @classmethod
     def from_metadata(cls, calibration: dict) -> SeriesCalibration:
         return cls(calibration["window_rows"], {
-            name: TestCalibration(*(np.asarray(test[key], dtype=np.float64) for key in ("center", "scale", "scores")))
+            name: CalibratedTest(*(np.asarray(test[key], dtype=np.float64) for key in ("center", "scale", "scores")))
             for name, test in calibration["tests"].items()})
 
     def apply(self, results: dict[str, Result], p_value: float) -> dict[str, Result]:

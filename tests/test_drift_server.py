@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import threading
@@ -64,6 +65,7 @@ class Webhook:
     def __init__(self, hold: bool = False, status: int = 200):
         self.events: list[dict] = []
         self.received = threading.Event()
+        self.arrived = threading.Condition()
         self.release = threading.Event()
         if not hold:
             self.release.set()
@@ -72,7 +74,9 @@ class Webhook:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                owner.events.append(json.loads(body))
+                with owner.arrived:
+                    owner.events.append(json.loads(body))
+                    owner.arrived.notify_all()
                 owner.received.set()
                 owner.release.wait(60)
                 self.send_response(status)
@@ -240,9 +244,8 @@ def test_verdict_changes_reach_the_webhook(detectors, hooks):
     ohlcv, dates = crisis_window()
     client.infer_grpc("drift-alerting", {"ohlcv": ohlcv, "dates": dates})  # drift: an event
     client.infer_grpc("drift-alerting", {"features": null_window(2)})  # back to no drift: another event
-    deadline = time.monotonic() + 60
-    while len(alive.events) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with alive.arrived:
+        assert alive.arrived.wait_for(lambda: len(alive.events) >= 2, timeout=60), alive.events
     onset, recovery = alive.events[:2]
     assert onset["model"] == "drift-alerting" and onset["drift"] is True and onset["previous"] is False
     assert onset["window"] == {"rows": WINDOW, "first_date": dates[0], "last_date": dates[-1]}
@@ -326,11 +329,11 @@ def test_tests_run_in_a_lower_priority_process_that_leaves_with_its_server(tmp_p
         client = InferenceClient(server.grpc_address)
         assert client.infer_grpc(DETECTOR, {"features": null_window(3)})["evaluated"][0] == 1
         client.close()
+        exited = os.pidfd_open(testers[0])  # readable once the process has exited
         os.kill(server.pid, signal.SIGKILL)  # the server alone: nothing can stop its children for it
-        deadline = time.monotonic() + 30
-        while _running(testers[0]) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _running(testers[0]), "the test process outlived its server"
+        readable, _, _ = select.select([exited], [], [], 30)
+        os.close(exited)
+        assert readable and not _running(testers[0]), "the test process outlived its server"
     finally:
         server.stop()
 
