@@ -1,0 +1,125 @@
+"""What ``market-ab serve`` deploys from a set of Seldon manifests: pipelines, experiments and the Model
+parameters, refusing any field it does not implement.
+
+Seldon objects only: the ``Server`` is played by the one local MLServer, and other kinds (PrometheusRule,
+NetworkPolicy, ...) belong to the cluster, so both are listed as not applied. A Model's deployment fields
+(``storageUri``, ``requirements``, ``server``, ``memory``, replicas) are cluster concerns too: locally the model
+comes from the model repository folder of the same name. Every other field the gateway does not implement is an
+error at start rather than a silent difference from the cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .experiment import Experiment
+from .manifests import GROUP, experiment_problems, pipeline_problems
+from .pipeline import Plan
+
+# Fields the gateway implements, or (Model) that only say where and how big the model runs on a cluster.
+IMPLEMENTED = {
+    "Pipeline": {"spec": {"steps", "output"},
+                 "spec.steps[]": {"name", "inputs", "tensorMap", "triggers", "inputsJoinType", "triggersJoinType",
+                                  "batch"},
+                 "spec.steps[].batch": {"size"},
+                 "spec.output": {"steps", "stepsJoin", "tensorMap"}},
+    "Experiment": {"spec": {"default", "candidates", "mirror", "resourceType"}},
+    "Model": {"spec": {"storageUri", "requirements", "server", "memory", "replicas", "minReplicas", "maxReplicas",
+                       "parameters"}},
+}
+NOT_APPLIED_KINDS = ("Server", "ServerConfig")
+
+
+class DeploymentError(ValueError):
+    """The manifests cannot run locally; the message has one line per problem."""
+
+
+@dataclass
+class Deployment:
+    plans: dict[str, Plan] = field(default_factory=dict)
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+    model_parameters: dict[str, dict[str, str]] = field(default_factory=dict)  # Model -> spec.parameters
+    not_applied: list[str] = field(default_factory=list)  # Kind/name of the objects left to the cluster
+
+    @classmethod
+    def from_documents(cls, documents: list[tuple[str, dict]]) -> Deployment:
+        deployment, problems = cls(), []
+        for source, doc in documents:
+            if not isinstance(doc, dict):
+                continue
+            kind, name = doc.get("kind"), (doc.get("metadata") or {}).get("name")
+            label = f"{source}: {kind}/{name}"
+            if not str(doc.get("apiVersion", "")).startswith(GROUP + "/") or kind in NOT_APPLIED_KINDS:
+                deployment.not_applied.append(f"{kind}/{name}")
+                continue
+            if kind not in IMPLEMENTED:
+                problems.append(f"{label}: kind {kind} is not implemented by market-ab serve")
+                continue
+            found = unimplemented_fields(kind, doc.get("spec") or {})
+            found += [f"{where}: {message}" for where, message in
+                      {"Pipeline": pipeline_problems, "Experiment": experiment_problems}.get(kind, lambda _: [])(doc)]
+            if found:
+                problems += [f"{label}: {message}" for message in found]
+                continue
+            try:
+                if kind == "Pipeline":
+                    deployment.plans[name] = Plan.from_manifest(doc)
+                elif kind == "Experiment":
+                    deployment.experiments[name] = Experiment.from_manifest(doc)
+                else:
+                    deployment.model_parameters[name] = {str(p["name"]): str(p["value"])
+                                                         for p in doc["spec"].get("parameters") or []}
+            except (KeyError, TypeError, ValueError) as error:
+                problems.append(f"{label}: {error}")
+        problems += deployment._dangling()
+        if problems:
+            raise DeploymentError("\n".join(problems))
+        return deployment
+
+    @property
+    def models(self) -> set[str]:
+        """Every model a pipeline step or a model experiment names (they must be in the model repository)."""
+        names = {step.name for plan in self.plans.values() for step in plan.steps}
+        for experiment in self.experiments.values():
+            if experiment.resource_type == "model":
+                names |= {name for name, _ in experiment.candidates} | ({experiment.mirror} - {None})
+        return names | set(self.model_parameters)
+
+    def _dangling(self) -> list[str]:
+        problems = []
+        for experiment in self.experiments.values():
+            if experiment.resource_type != "pipeline":
+                continue
+            for name in [n for n, _ in experiment.candidates] + ([experiment.mirror] if experiment.mirror else []):
+                if name not in self.plans:
+                    problems.append(f"Experiment/{experiment.name}: names pipeline '{name}', which these manifests "
+                                    f"do not define")
+        return problems
+
+
+def unimplemented_fields(kind: str, spec: dict) -> list[str]:
+    """
+    >>> spec = {"steps": [{"name": "a", "joinWindowMs": 5}], "allowCycles": True}
+    >>> for problem in unimplemented_fields("Pipeline", spec):
+    ...     print(problem)
+    spec.allowCycles: not implemented by market-ab serve
+    spec.steps[0].joinWindowMs: not implemented by market-ab serve
+    """
+    rules, found = IMPLEMENTED[kind], []
+
+    def visit(value, where: str, rule: str) -> None:
+        if not isinstance(value, dict) or rule not in rules:
+            return
+        for key in sorted(value):
+            if key not in rules[rule]:
+                found.append(f"{where}.{key}: not implemented by market-ab serve")
+                continue
+            child = value[key]
+            if isinstance(child, list):
+                for i, item in enumerate(child):
+                    visit(item, f"{where}.{key}[{i}]", f"{rule}.{key}[]")
+            else:
+                visit(child, f"{where}.{key}", f"{rule}.{key}")
+
+    visit(spec, "spec", "spec")
+    return found

@@ -1,0 +1,50 @@
+"""The model repository ``market-ab serve`` hands to MLServer: the models folder as it is, with each Model's
+``spec.parameters`` written into ``parameters.extra`` of its ``model-settings.json``, as Seldon's agent does.
+
+The original folder is never written to (on a cluster it is a downloaded artifact): the prepared repository is a
+folder of symbolic links, apart from the ``model-settings.json`` files it rewrites.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SETTINGS_FILE = "model-settings.json"
+
+
+def model_folders(models_dir: Path) -> dict[str, Path]:
+    """Model name (``name`` in its settings, else the folder's) -> folder."""
+    folders = {}
+    for settings in sorted(Path(models_dir).glob(f"*/{SETTINGS_FILE}")):
+        name = json.loads(settings.read_text()).get("name") or settings.parent.name
+        folders[name] = settings.parent
+    return folders
+
+
+def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, str]], target: Path) -> Path:
+    """Link ``models_dir`` into ``target`` and apply ``model_parameters`` (Model name -> parameters). Raises
+    ValueError naming the Models that have no folder."""
+    models_dir, target = Path(models_dir).resolve(), Path(target)
+    folders = model_folders(models_dir)
+    missing = sorted(set(model_parameters) - set(folders))
+    if missing:
+        raise ValueError(f"{models_dir} has no model folder for {', '.join(missing)} (a folder holding a "
+                         f"{SETTINGS_FILE} whose name matches the Model)")
+    target.mkdir(parents=True, exist_ok=True)
+    in_folders = {folder.name for folder in folders.values()}
+    for entry in models_dir.iterdir():
+        if entry.name not in in_folders:
+            (target / entry.name).symlink_to(entry)  # settings.json and anything else beside the models
+    for name, folder in folders.items():
+        copy = target / folder.name
+        copy.mkdir()
+        for entry in folder.iterdir():
+            if entry.name != SETTINGS_FILE:
+                (copy / entry.name).symlink_to(entry)
+        settings = json.loads((folder / SETTINGS_FILE).read_text())
+        if model_parameters.get(name):
+            parameters = settings.setdefault("parameters", {})
+            parameters["extra"] = {**(parameters.get("extra") or {}), **model_parameters[name]}
+        (copy / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    return target
