@@ -124,6 +124,9 @@ class MLServerProcess:
         """The ``mlserver`` process (with ``parallel_workers`` 0, the one that serves)."""
         return self._process.pid if self._process else None
 
+    def returncode(self) -> int | None:
+        return self._process.poll() if self._process else None
+
     def process_tree(self) -> list[int]:
         """The server's pid and those of every process it started (parallel workers, drift test processes)."""
         if not self._process or self._process.poll() is not None:

@@ -101,6 +101,18 @@ def cmd_manifests_check(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_serve(args) -> int:
+    from local_seldon.serve import ServeOptions, serve
+
+    options = ServeOptions(args.models_dir, args.manifests or [Path("manifests/overlays/dev")], args.http_port,
+                           args.grpc_port, args.host, args.seed, args.state_dir)
+    try:
+        return serve(options)
+    except (ValueError, OSError) as error:
+        print(f"market-ab serve: {error}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="market-ab", description=__doc__)
     parser.add_argument("--models-dir", type=Path, default=Path("models"), help="model repository (default: models)")
@@ -142,6 +154,19 @@ def main(argv=None) -> int:
     manifests_check.add_argument("--crds", type=Path, help="folder of Seldon's CRD YAML files (default: "
                                                            "$SELDON_CRDS, or ../shared/reference/seldon-crds)")
     manifests_check.set_defaults(func=cmd_manifests_check)
+
+    serve = commands.add_parser(
+        "serve", help="serve the model repository with MLServer behind a gateway that runs the Seldon Pipelines and "
+                      "Experiments of the manifests (REST and gRPC, routed by the seldon-model header)")
+    serve.add_argument("--manifests", type=Path, action="append", metavar="PATH",
+                       help="manifest file or Kustomize folder; repeatable (default: manifests/overlays/dev)")
+    serve.add_argument("--http-port", type=int, default=9000, help="REST port (default: 9000)")
+    serve.add_argument("--grpc-port", type=int, default=9001, help="gRPC port (default: 9001)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--seed", type=int, help="seed of the experiments' random split (default: unseeded)")
+    serve.add_argument("--state-dir", type=Path, help="where the routers keep their state between runs "
+                                                      "(default: a new temporary folder, so routers start fresh)")
+    serve.set_defaults(func=cmd_serve)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,0 +1,245 @@
+"""The gateway of ``market-ab serve``: Seldon Core v2's routing in front of one MLServer, apart from HTTP and gRPC.
+
+``Gateway.route`` reads the ``seldon-model`` header the way Seldon's Envoy does (an experiment split, a pipeline,
+or a plain model), ``Gateway.run_pipeline`` executes a ``Plan`` by calling each step's model on MLServer over gRPC
+with the request id as both ``x-request-id`` and the Open Inference Protocol id, and side steps (``batch.size``)
+and mirrors run as background tasks that never delay or fail the response. ``rest.py`` and ``grpc_server.py`` are
+the two front doors; both use this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from mlserver.codecs import NumpyCodec
+from mlserver.grpc import dataplane_pb2 as pb
+from mlserver.grpc import dataplane_pb2_grpc
+from mlserver.grpc.converters import ModelInferRequestConverter, ModelInferResponseConverter
+from mlserver.types import InferenceRequest, InferenceResponse, RequestInput, ResponseOutput
+
+from seldon_market_ab import metrics
+
+from .deployment import Deployment
+from .experiment import Experiment
+from .pipeline import Plan, RowBatcher, Tensors
+
+log = logging.getLogger("market_ab.gateway")
+
+SELDON_MODEL = "seldon-model"
+REQUEST_ID = "x-request-id"
+# gRPC status -> HTTP status, for a step's error answered over REST
+HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
+               grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
+               grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+               grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNIMPLEMENTED: 501}
+GRPC_CODE = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
+             429: grpc.StatusCode.RESOURCE_EXHAUSTED, 501: grpc.StatusCode.UNIMPLEMENTED,
+             503: grpc.StatusCode.UNAVAILABLE, 504: grpc.StatusCode.DEADLINE_EXCEEDED}
+SIDE_QUEUE = 8  # batches waiting for a side step before new ones are dropped (and counted)
+MIRRORS_IN_FLIGHT = 64  # copies waiting for a mirror before new ones are dropped (and counted)
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str, code: grpc.StatusCode | None = None):
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.code = code or GRPC_CODE.get(status, grpc.StatusCode.INTERNAL)
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str  # "model" or "pipeline"
+    name: str
+    label: str  # what the metrics call the target: a manifest name, never a client's string
+    experiment: Experiment | None = None
+    route_value: str | None = None  # the x-seldon-route value of an experiment's choice
+    mirror: str | None = None  # a copy goes there
+
+
+def request_id(header: str | None, body_id: str | None) -> str:
+    """The id every step sees: the client's ``x-request-id``, else its request id, else a new one (Seldon's Envoy
+    makes one when the client sends none)."""
+    return header or body_id or uuid.uuid4().hex
+
+
+class Gateway:
+    def __init__(self, deployment: Deployment, backend_grpc: str, models: set[str], seed: int | None = None,
+                 step_timeout: float = 60.0):
+        """``backend_grpc``: MLServer's gRPC address; ``models``: the names MLServer serves."""
+        self.deployment, self.models, self.step_timeout = deployment, set(models), step_timeout
+        self.backend_grpc = backend_grpc
+        self._rng = np.random.default_rng(seed)
+        self._batchers = {(p.name, s.name): RowBatcher(s.batch_size) for p in deployment.plans.values()
+                          for s in p.side_steps}
+        self._side_queues: dict[tuple[str, str], asyncio.Queue] = {}
+        self._background: set[asyncio.Task] = set()
+        self._mirrors = 0
+        self._requests = metrics.counter("gateway_requests_total", "Requests through the local Seldon gateway, by "
+                                         "target and answer", ["kind", "target", "code"])
+        self._latency = metrics.histogram("gateway_request_seconds", "Time from request to answer at the gateway",
+                                          ["kind", "target"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25,
+                                                                       .5, 1, 2.5, 5, 10))
+        self._side = metrics.counter("gateway_side_batches_total", "Batches for pipeline side steps: sent and "
+                                     "answered, failed, or dropped (queue full, or tensors that do not stack)",
+                                     ["pipeline", "step", "outcome"])
+        self._mirror_count = metrics.counter("gateway_mirror_requests_total", "Experiment mirror copies: answered, "
+                                             "failed, or dropped (too many in flight)", ["experiment", "outcome"])
+
+    async def start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(self.backend_grpc, options=[
+            ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)])
+        self.stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        for key in self._batchers:
+            self._side_queues[key] = asyncio.Queue(SIDE_QUEUE)
+            self._spawn(self._side_worker(*key))
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._channel.close()
+
+    # routing ---------------------------------------------------------------------------------------------------
+
+    def route(self, seldon_model: str | None, route_header: str | None = None) -> Route:
+        """Where a request with this ``seldon-model`` header goes; GatewayError 404 when nowhere."""
+        if not seldon_model:
+            raise GatewayError(404, f"no '{SELDON_MODEL}' header: Seldon routes by it; send '{SELDON_MODEL}: "
+                                    f"<model>', '<name>.pipeline' or '<name>.experiment'")
+        for experiment in self.deployment.experiments.values():
+            if experiment.handles(seldon_model):
+                chosen = experiment.choose(self._rng, route_header)
+                mirror = experiment.mirror if experiment.mirrored(self._rng) else None
+                return Route(experiment.resource_type, chosen, f"{experiment.name}.experiment", experiment,
+                             experiment.route_value(chosen), mirror)
+        name, _, suffix = seldon_model.rpartition(".")
+        if suffix == "pipeline" and name in self.deployment.plans:
+            return Route("pipeline", name, seldon_model)
+        if suffix in ("pipeline", "experiment"):
+            known = sorted([f"{p}.pipeline" for p in self.deployment.plans] +
+                           [f"{e}.experiment" for e in self.deployment.experiments])
+            raise GatewayError(404, f"'{seldon_model}' is not deployed; the manifests define "
+                                    f"{', '.join(known) or 'no pipeline or experiment'}")
+        if seldon_model not in self.models:
+            raise GatewayError(404, f"model '{seldon_model}' is not in the model repository; it holds "
+                                    f"{', '.join(sorted(self.models))}")
+        return Route("model", seldon_model, seldon_model)
+
+    def observe(self, route_or_kind: Route | str, status: int, seconds: float) -> None:
+        kind, label = (route_or_kind.kind, route_or_kind.label) if isinstance(route_or_kind, Route) \
+            else (route_or_kind, "unknown")
+        self._requests.labels(kind, label, str(status)).inc()
+        self._latency.labels(kind, label).observe(seconds)
+
+    # pipelines -------------------------------------------------------------------------------------------------
+
+    async def run_pipeline(self, name: str, request: InferenceRequest, rid: str) -> InferenceResponse:
+        plan = self.deployment.plans[name]
+        tensors = {tensor.name: tensor for tensor in request.inputs}
+
+        async def call(step: str, inputs: Tensors) -> Tensors:
+            return await self.call_step(plan, step, inputs, rid)
+
+        result = await plan.run(tensors, call)
+        for step, inputs in result.side_inputs.items():
+            self._feed_side_step(plan, step, inputs, rid)
+        if result.output is None:
+            raise GatewayError(500, f"pipeline '{name}' produced no output: its output takes "
+                                    f"{', '.join(r.source for r in plan.output)} ({plan.output_join} join), and "
+                                    f"the steps that ran were {', '.join(result.ran) or 'none'}")
+        # Seldon answers a pipeline with an empty model_name; the id is the request's
+        return InferenceResponse.model_construct(
+            model_name="", id=rid, parameters=None,
+            outputs=[ResponseOutput.model_construct(name=tensor_name, shape=t.shape, datatype=t.datatype,
+                                                    parameters=t.parameters, data=t.data)
+                     for tensor_name, t in result.output.items()])
+
+    async def call_step(self, plan: Plan, step: str, inputs: Tensors, rid: str) -> Tensors:
+        request = InferenceRequest.model_construct(id=rid, parameters=None, outputs=None, inputs=[
+            RequestInput.model_construct(name=tensor_name, shape=t.shape, datatype=t.datatype,
+                                         parameters=t.parameters, data=t.data) for tensor_name, t in inputs.items()])
+        message = ModelInferRequestConverter.from_types(request, model_name=step, use_raw=True)
+        try:
+            response = await self.stub.ModelInfer(message, metadata=((REQUEST_ID, rid),), timeout=self.step_timeout)
+        except grpc.aio.AioRpcError as error:
+            status = HTTP_STATUS.get(error.code(), 500)
+            raise GatewayError(status, f"pipeline '{plan.name}', step '{step}': {error.details()}",
+                               error.code() if status != 500 else grpc.StatusCode.INTERNAL) from None
+        return {output.name: output for output in ModelInferResponseConverter.to_types(response).outputs}
+
+    # side steps: batched, one batch in flight per step, off the response path -------------------------------------
+
+    def _feed_side_step(self, plan: Plan, step: str, inputs: Tensors, rid: str) -> None:
+        try:
+            batch = self._batchers[plan.name, step].add({n: NumpyCodec.decode_input(t) for n, t in inputs.items()})
+        except (ValueError, TypeError) as error:
+            log.warning("pipeline %s, side step %s: request %s left out of the batch: %s", plan.name, step, rid, error)
+            self._side.labels(plan.name, step, "dropped").inc()
+            return
+        if batch is None:
+            return
+        try:
+            self._side_queues[plan.name, step].put_nowait((batch, rid))
+        except asyncio.QueueFull:
+            log.warning("pipeline %s, side step %s: %d batches already waiting; batch dropped", plan.name, step,
+                        SIDE_QUEUE)
+            self._side.labels(plan.name, step, "dropped").inc()
+
+    async def _side_worker(self, pipeline: str, step: str) -> None:
+        plan, queue = self.deployment.plans[pipeline], self._side_queues[pipeline, step]
+        while True:
+            batch, rid = await queue.get()
+            inputs = {n: NumpyCodec.encode_input(n, array) for n, array in batch.items()}
+            try:
+                await self.call_step(plan, step, inputs, rid)
+                self._side.labels(pipeline, step, "answered").inc()
+            except GatewayError as error:
+                log.warning("side step failed: %s", error.message)
+                self._side.labels(pipeline, step, "failed").inc()
+
+    # mirrors -----------------------------------------------------------------------------------------------------
+
+    def mirror(self, experiment: Experiment, send) -> None:
+        """Run ``send()`` (a coroutine function that raises on failure) in the background; its answer is dropped."""
+        if self._mirrors >= MIRRORS_IN_FLIGHT:
+            self._mirror_count.labels(experiment.name, "dropped").inc()
+            return
+
+        async def run() -> None:
+            self._mirrors += 1
+            try:
+                await send()
+                self._mirror_count.labels(experiment.name, "answered").inc()
+            except Exception as error:  # noqa: BLE001 - a mirror's failure is counted, never the client's
+                log.info("mirror of experiment %s failed: %s", experiment.name, error)
+                self._mirror_count.labels(experiment.name, "failed").inc()
+            finally:
+                self._mirrors -= 1
+
+        self._spawn(run())
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # readiness ---------------------------------------------------------------------------------------------------
+
+    async def ready_models(self) -> set[str]:
+        """The models MLServer reports ready (empty when it does not answer)."""
+        try:
+            answers = await asyncio.gather(*(self.stub.ModelReady(pb.ModelReadyRequest(name=name), timeout=5)
+                                             for name in sorted(self.models)))
+        except grpc.aio.AioRpcError:
+            return set()
+        return {name for name, answer in zip(sorted(self.models), answers, strict=True) if answer.ready}
+
+    async def not_ready(self, pipeline: str | None = None) -> list[str]:
+        """What keeps the gateway (or one pipeline) from being ready: models MLServer does not report ready."""
+        wanted = {s.name for s in self.deployment.plans[pipeline].steps} if pipeline else self.models
+        return sorted(wanted - await self.ready_models())

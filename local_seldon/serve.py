@@ -1,0 +1,117 @@
+"""``market-ab serve``: one MLServer holding the model repository, and the gateway in front of it executing the
+Pipeline and Experiment manifests, REST and gRPC, until SIGTERM or SIGINT.
+
+Start-up refuses what would behave differently on a cluster: a manifest field the gateway does not implement, a
+model the manifests name that the repository lacks, graph mistakes ``market-ab manifests check`` reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from mlserver.grpc import dataplane_pb2_grpc
+
+from .deployment import Deployment
+from .gateway import Gateway
+from .grpc_server import GrpcDoor
+from .manifests import load_documents
+from .mlserver_process import MLServerProcess
+from .repository import model_folders, prepare_repository
+from .rest import RestDoor
+
+READY_LINE = "market-ab serve: ready"  # what a supervising process waits for on stdout
+DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT = 9000, 9001
+
+
+@dataclass
+class ServeOptions:
+    models_dir: Path
+    manifests: list[Path]
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    host: str = "127.0.0.1"
+    seed: int | None = None
+    state_dir: Path | None = None
+
+
+def plan_deployment(options: ServeOptions) -> Deployment:
+    """The deployment the manifests describe, checked against the model repository. Raises ValueError."""
+    deployment = Deployment.from_documents(load_documents(options.manifests))
+    served = set(model_folders(options.models_dir))
+    missing = sorted(deployment.models - served)
+    if missing:
+        raise ValueError(f"the manifests name models that {options.models_dir} does not hold: {', '.join(missing)}; "
+                         f"it holds {', '.join(sorted(served)) or 'none'}")
+    return deployment
+
+
+def serve(options: ServeOptions) -> int:
+    deployment = plan_deployment(options)
+    workdir = Path(tempfile.mkdtemp(prefix="market-ab-serve-"))
+    repository = prepare_repository(options.models_dir, deployment.model_parameters, workdir / "models")
+    mlserver = MLServerProcess(repository, parallel_workers=None, state_dir=options.state_dir)
+    print(f"market-ab serve: starting MLServer on {repository} (log: {mlserver.log_path})", flush=True)
+    if deployment.not_applied:
+        print(f"market-ab serve: left to the cluster: {', '.join(deployment.not_applied)}", flush=True)
+    mlserver.start()
+    try:
+        return _run(_gateway(options, deployment, mlserver))
+    finally:
+        mlserver.stop()
+        print("market-ab serve: stopped", flush=True)
+
+
+def _run(coroutine) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - pinned in setup.cfg
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLServerProcess) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    gateway = Gateway(deployment, mlserver.grpc_address, set(model_folders(mlserver.repository)), seed=options.seed)
+    await gateway.start()
+    runner = web.AppRunner(RestDoor(gateway, mlserver.http_url).app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, options.host, options.http_port).start()
+    server = grpc.aio.server(options=[("grpc.max_send_message_length", -1),
+                                      ("grpc.max_receive_message_length", -1), ("grpc.so_reuseport", 0)])
+    dataplane_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(GrpcDoor(gateway), server)
+    server.add_insecure_port(f"{options.host}:{options.grpc_port}")
+    await server.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    mlserver_exit = loop.create_future()
+    # the MLServer process's end, as an event (a pidfd is readable once the process has exited)
+    pidfd = os.pidfd_open(mlserver.pid)
+    loop.add_reader(pidfd, lambda: mlserver_exit.done() or mlserver_exit.set_result(None))
+    print(f"{READY_LINE}: REST http://{options.host}:{options.http_port}, gRPC {options.host}:{options.grpc_port}; "
+          f"pipelines {', '.join(sorted(deployment.plans)) or 'none'}; experiments "
+          f"{', '.join(sorted(deployment.experiments)) or 'none'}; models {', '.join(sorted(gateway.models))}",
+          flush=True)
+    stopped = loop.create_task(stop.wait())
+    await asyncio.wait({stopped, mlserver_exit}, return_when=asyncio.FIRST_COMPLETED)
+    failed = mlserver_exit.done()
+    if failed:
+        print(f"market-ab serve: MLServer exited with {mlserver.returncode()}; log:\n{mlserver.log_tail()}",
+              flush=True)
+    loop.remove_reader(pidfd)
+    os.close(pidfd)
+    await server.stop(grace=5)
+    await runner.cleanup()
+    await gateway.close()
+    stopped.cancel()
+    return 1 if failed else 0

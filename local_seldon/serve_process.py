@@ -1,0 +1,95 @@
+"""Start ``market-ab serve`` as a child process on free loopback ports and wait for its ready line."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .mlserver_process import free_port
+from .serve import READY_LINE
+
+
+class ServeProcess:
+    """``with ServeProcess("models/", ["manifests/overlays/dev"]) as serve: serve.http_url ...``"""
+
+    def __init__(self, models_dir: str | Path, manifests: list[str | Path], seed: int | None = 0,
+                 log_path: str | Path | None = None, ready_timeout: float = 240.0, extra_args: list[str] = ()):
+        self.models_dir, self.manifests = Path(models_dir), [Path(m) for m in manifests]
+        self.seed, self.ready_timeout, self.extra_args = seed, ready_timeout, list(extra_args)
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.log_path = Path(log_path) if log_path else None
+        self.lines: list[str] = []  # everything the command printed
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "market_ab.cli", "--models-dir", str(self.models_dir), "serve",
+                   "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
+        for manifest in self.manifests:
+            command += ["--manifests", str(manifest)]
+        return command + (["--seed", str(self.seed)] if self.seed is not None else []) + self.extra_args
+
+    def start(self) -> ServeProcess:
+        self._process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                         start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + self.ready_timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._process.stdout, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    self.stop(signal.SIGKILL)
+                    raise TimeoutError(f"market-ab serve not ready after {self.ready_timeout} s:\n{self.output()}")
+                line = self._process.stdout.readline()
+                if not line:  # the command ended
+                    self._process.wait()
+                    raise RuntimeError(f"market-ab serve exited with {self._process.returncode}:\n{self.output()}")
+                self.lines.append(line.rstrip("\n"))
+                if line.startswith(READY_LINE):
+                    break
+        self._reader = threading.Thread(target=self._read_rest, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read_rest(self) -> None:
+        for line in self._process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self, lines: int = 80) -> str:
+        return "\n".join(self.lines[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
+        """Signal the command (it stops its gateway and MLServer) and return its exit code."""
+        if not self._process:
+            return None
+        if self._process.poll() is None:
+            self._process.send_signal(sig)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        if getattr(self, "_reader", None):
+            self._reader.join(timeout=5)
+        if self.log_path:
+            self.log_path.write_text("\n".join(self.lines) + "\n")
+        return self._process.returncode
+
+    def __enter__(self) -> ServeProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
