@@ -56,6 +56,11 @@ def build_request(inputs: dict[str, np.ndarray], request_id: str | None = None) 
         else NumpyCodec.encode_input(name, np.asarray(value)) for name, value in inputs.items()])
 
 
+def json_body(inputs: dict[str, np.ndarray], request_id: str | None = None) -> bytes:
+    """A REST request body (what ``build_request`` holds, as MLServer's REST server reads it)."""
+    return json.dumps(build_request(inputs, request_id).model_dump(exclude_none=True), default=_text).encode()
+
+
 def _text(value):
     """BYTES data in a JSON body: UTF-8 text (what MLServer's REST server decodes them from)."""
     if isinstance(value, bytes):
@@ -85,7 +90,7 @@ class InferenceClient:
                    body: bytes | dict | None = None, timeout: float = 30.0) -> dict:
         """POST an inference request; ``body`` sends a hand-made payload instead of ``inputs``."""
         if body is None:
-            body = build_request(inputs, request_id).model_dump(exclude_none=True)
+            body = json_body(inputs, request_id)
         data = body if isinstance(body, bytes) else json.dumps(body, default=_text).encode()
         request = urllib.request.Request(f"{self.http_url}/v2/models/{model}/infer", data=data,
                                          headers={"Content-Type": "application/json"})

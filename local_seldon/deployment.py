@@ -43,7 +43,7 @@ class Deployment:
 
     @classmethod
     def from_documents(cls, documents: list[tuple[str, dict]]) -> Deployment:
-        deployment, problems = cls(), []
+        deployment, problems, sources = cls(), [], {}
         for source, doc in documents:
             if not isinstance(doc, dict):
                 continue
@@ -66,12 +66,13 @@ class Deployment:
                     deployment.plans[name] = Plan.from_manifest(doc)
                 elif kind == "Experiment":
                     deployment.experiments[name] = Experiment.from_manifest(doc)
+                    sources[name] = source
                 else:
                     deployment.model_parameters[name] = {str(p["name"]): str(p["value"])
                                                          for p in doc["spec"].get("parameters") or []}
             except (KeyError, TypeError, ValueError) as error:
                 problems.append(f"{label}: {error}")
-        problems += deployment._dangling()
+        problems += deployment._dangling(sources)
         if problems:
             raise DeploymentError("\n".join(problems))
         return deployment
@@ -85,15 +86,15 @@ class Deployment:
                 names |= {name for name, _ in experiment.candidates} | ({experiment.mirror} - {None})
         return names | set(self.model_parameters)
 
-    def _dangling(self) -> list[str]:
+    def _dangling(self, sources: dict[str, str]) -> list[str]:
         problems = []
         for experiment in self.experiments.values():
             if experiment.resource_type != "pipeline":
                 continue
             for name in [n for n, _ in experiment.candidates] + ([experiment.mirror] if experiment.mirror else []):
                 if name not in self.plans:
-                    problems.append(f"Experiment/{experiment.name}: names pipeline '{name}', which these manifests "
-                                    f"do not define")
+                    problems.append(f"{sources[experiment.name]}: Experiment/{experiment.name}: names pipeline "
+                                    f"'{name}', which these manifests do not define")
         return problems
 
 

@@ -231,13 +231,15 @@ class Gateway:
     # readiness ---------------------------------------------------------------------------------------------------
 
     async def ready_models(self) -> set[str]:
-        """The models MLServer reports ready (empty when it does not answer)."""
-        try:
-            answers = await asyncio.gather(*(self.stub.ModelReady(pb.ModelReadyRequest(name=name), timeout=5)
-                                             for name in sorted(self.models)))
-        except grpc.aio.AioRpcError:
-            return set()
-        return {name for name, answer in zip(sorted(self.models), answers, strict=True) if answer.ready}
+        """The models MLServer reports ready (it answers NOT_FOUND for an unloaded one)."""
+        async def ready(name: str) -> bool:
+            try:
+                return (await self.stub.ModelReady(pb.ModelReadyRequest(name=name), timeout=5)).ready
+            except grpc.aio.AioRpcError:
+                return False
+
+        names = sorted(self.models)
+        return {name for name, ok in zip(names, await asyncio.gather(*map(ready, names)), strict=True) if ok}
 
     async def not_ready(self, pipeline: str | None = None) -> list[str]:
         """What keeps the gateway (or one pipeline) from being ready: models MLServer does not report ready."""

@@ -28,6 +28,7 @@ from .repository import model_folders, prepare_repository
 from .rest import RestDoor
 
 READY_LINE = "market-ab serve: ready"  # what a supervising process waits for on stdout
+MLSERVER_LINE = "market-ab serve: MLServer ready"  # MLServer's own addresses, to call a model directly
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT = 9000, 9001
 
 
@@ -62,6 +63,7 @@ def serve(options: ServeOptions) -> int:
     if deployment.not_applied:
         print(f"market-ab serve: left to the cluster: {', '.join(deployment.not_applied)}", flush=True)
     mlserver.start()
+    print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, pid {mlserver.pid}", flush=True)
     try:
         return _run(_gateway(options, deployment, mlserver))
     finally:

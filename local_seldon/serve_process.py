@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -12,19 +13,22 @@ import time
 from pathlib import Path
 
 from .mlserver_process import free_port
-from .serve import READY_LINE
+from .serve import MLSERVER_LINE, READY_LINE
 
 
 class ServeProcess:
     """``with ServeProcess("models/", ["manifests/overlays/dev"]) as serve: serve.http_url ...``"""
 
     def __init__(self, models_dir: str | Path, manifests: list[str | Path], seed: int | None = 0,
-                 log_path: str | Path | None = None, ready_timeout: float = 240.0, extra_args: list[str] = ()):
+                 log_path: str | Path | None = None, ready_timeout: float = 240.0, extra_args: list[str] = (),
+                 env: dict | None = None):
         self.models_dir, self.manifests = Path(models_dir), [Path(m) for m in manifests]
         self.seed, self.ready_timeout, self.extra_args = seed, ready_timeout, list(extra_args)
         self.http_port, self.grpc_port = free_port(), free_port()
         self.log_path = Path(log_path) if log_path else None
+        self.env = env or {}
         self.lines: list[str] = []  # everything the command printed
+        self.mlserver_http_url = self.mlserver_grpc_address = self.mlserver_pid = None
         self._process: subprocess.Popen | None = None
 
     @property
@@ -43,8 +47,9 @@ class ServeProcess:
         return command + (["--seed", str(self.seed)] if self.seed is not None else []) + self.extra_args
 
     def start(self) -> ServeProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self._process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                         start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                         start_new_session=True, env=env)
         deadline = time.monotonic() + self.ready_timeout
         with selectors.DefaultSelector() as selector:
             selector.register(self._process.stdout, selectors.EVENT_READ)
@@ -58,6 +63,10 @@ class ServeProcess:
                     self._process.wait()
                     raise RuntimeError(f"market-ab serve exited with {self._process.returncode}:\n{self.output()}")
                 self.lines.append(line.rstrip("\n"))
+                if line.startswith(MLSERVER_LINE):
+                    found = re.search(r"REST (\S+), gRPC (\S+), pid (\d+)", line)
+                    self.mlserver_http_url, self.mlserver_grpc_address = found[1], found[2]
+                    self.mlserver_pid = int(found[3])
                 if line.startswith(READY_LINE):
                     break
         self._reader = threading.Thread(target=self._read_rest, daemon=True)

@@ -1,0 +1,66 @@
+"""What ``market-ab serve`` takes from the manifests, and the model repository it prepares for MLServer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from local_seldon.deployment import Deployment, DeploymentError
+from local_seldon.manifests import load_documents
+from local_seldon.repository import prepare_repository
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return Deployment.from_documents(load_documents([REPO / "manifests/overlays/dev"]))
+
+
+def test_the_dev_overlay_deploys_both_pipelines_the_experiment_and_model_parameters(dev):
+    assert set(dev.plans) == {"mab", "contextual"} and set(dev.experiments) == {"ab-test"}
+    assert [s.name for s in dev.plans["mab"].side_steps] == ["drift-detector"]
+    assert dev.model_parameters["baseline"] == {"torch_threads": "1"}
+    assert "Server/mlserver-market-ab" in dev.not_applied and "PrometheusRule/market-ab" in dev.not_applied
+    assert {"thompson-router", "regime-router", "drift-detector", "robust"} <= dev.models
+
+
+def _documents(text: str):
+    return [("test.yaml", doc) for doc in yaml.safe_load_all(text)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("kind: Pipeline\nmetadata: {name: p}\nspec: {steps: [{name: a, batch: {size: 2, windowMs: 10}}]}",
+     "spec.steps[0].batch.windowMs: not implemented"),
+    ("kind: Pipeline\nmetadata: {name: p}\nspec: {steps: [{name: a}], input: {externalInputs: [q.outputs]}}",
+     "spec.input: not implemented"),
+    ("kind: Model\nmetadata: {name: m}\nspec: {storageUri: gs://x, explainer: {type: anchor_tabular}}",
+     "spec.explainer: not implemented"),
+    ("kind: Experiment\nmetadata: {name: e}\nspec: {resourceType: pipeline, candidates: [{name: nowhere, weight: 1}]}",
+     "names pipeline 'nowhere'"),
+    ("kind: Experiment\nmetadata: {name: e}\nspec: {default: c, candidates: [{name: a, weight: 1}]}",
+     "'c' is not a candidate"),
+])
+def test_fields_the_gateway_does_not_implement_are_refused(text, expected):
+    with pytest.raises(DeploymentError) as caught:
+        Deployment.from_documents(_documents("apiVersion: mlops.seldon.io/v1alpha1\n" + text))
+    assert expected in str(caught.value) and "test.yaml" in str(caught.value)
+
+
+def test_model_parameters_are_written_into_parameters_extra_of_a_linked_copy(tmp_path):
+    models = tmp_path / "models"
+    (models / "m").mkdir(parents=True)
+    original = {"name": "m", "implementation": "x.Y", "parameters": {"extra": {"kept": 1, "torch_threads": 4}}}
+    (models / "m" / "model-settings.json").write_text(json.dumps(original))
+    (models / "m" / "model.pt").write_bytes(b"weights")
+    (models / "settings.json").write_text("{}")
+    prepared = prepare_repository(models, {"m": {"torch_threads": "1"}}, tmp_path / "prepared")
+    settings = json.loads((prepared / "m" / "model-settings.json").read_text())
+    assert settings["parameters"]["extra"] == {"kept": 1, "torch_threads": "1"}
+    assert (prepared / "m" / "model.pt").resolve() == (models / "m" / "model.pt").resolve()
+    assert (prepared / "settings.json").exists()
+    assert json.loads((models / "m" / "model-settings.json").read_text()) == original  # never written to
+    with pytest.raises(ValueError, match="no model folder for absent"):
+        prepare_repository(models, {"absent": {}}, tmp_path / "again")

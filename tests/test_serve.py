@@ -1,0 +1,450 @@
+"""``market-ab serve`` against real MLServer models, over REST and gRPC: every Seldon construct the gateway claims.
+
+One ``market-ab serve`` runs the dev overlay (the real routers, LSTMs and drift detector) plus the test manifests
+below, which use echo models (each answers with its inputs) so that which step ran, and on which tensors, shows in
+the answer. A gated model holds a side step's batch for as long as a test wants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from mlserver.grpc import dataplane_pb2 as pb
+from mlserver.grpc import dataplane_pb2_grpc
+from scipy import stats
+
+from loadtest.client import build_grpc_request, decode_outputs, json_body
+from local_seldon.serve_process import ServeProcess
+from seldon_market_ab.mlserver_compat import response_from_grpc
+
+from .conftest import MODELS, REPO
+
+ECHOS = ("echo-a", "echo-b", "echo-c", "echo-d", "echo-e", "echo-f")
+TEST_MANIFESTS = """
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {{name: gated}}
+spec:
+  storageUri: gs://unused/gated
+  requirements: [mlserver, python]
+  parameters:
+  - {{name: gate, value: "{gate}"}}
+---
+# routing by tensors: a step runs only when its inputs exist
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {{name: routing}}
+spec:
+  steps:
+  - {{name: echo-a, inputs: [routing.inputs.left]}}
+  - {{name: echo-b, inputs: [routing.inputs.right]}}
+  - name: echo-c
+    inputs: [echo-a.outputs.left, echo-b.outputs.right]
+    tensorMap: {{echo-a.outputs.left: l, echo-b.outputs.right: r}}
+  - {{name: echo-d, inputs: [echo-a, echo-b], inputsJoinType: outer}}
+  - {{name: echo-e, inputs: [routing.inputs.left], triggers: [routing.inputs.go]}}
+  output:
+    steps: [echo-c, echo-d, echo-e]
+    stepsJoin: outer
+    tensorMap: {{echo-c.outputs.l: c_l, echo-c.outputs.r: c_r, echo-d.outputs.left: d_left,
+                echo-d.outputs.right: d_right, echo-e.outputs.left: e_left}}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {{name: first}}
+spec:
+  steps:
+  - {{name: echo-a, inputs: [first.inputs.left]}}
+  - {{name: echo-b, inputs: [first.inputs.right]}}
+  output: {{steps: [echo-a, echo-b], stepsJoin: any}}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {{name: both}}
+spec:
+  steps:
+  - {{name: echo-a, inputs: [both.inputs.left]}}
+  - {{name: echo-b, inputs: [both.inputs.right]}}
+  output: {{steps: [echo-a, echo-b]}}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {{name: side}}
+spec:
+  steps:
+  - {{name: echo-a}}
+  - {{name: gated, inputs: [side.inputs], batch: {{size: 2}}}}
+  output: {{steps: [echo-a]}}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {{name: decide}}
+spec:
+  steps: [{{name: thompson-router}}]
+  output: {{steps: [thompson-router]}}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Experiment
+metadata: {{name: pipes}}
+spec:
+  resourceType: pipeline
+  candidates: [{{name: first, weight: 50}}, {{name: both, weight: 50}}]
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Experiment
+metadata: {{name: shadow}}
+spec:
+  default: echo-f
+  candidates: [{{name: echo-f, weight: 100}}]
+  mirror: {{name: baseline, percent: 100}}
+"""
+GRPC_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INTERNAL: 500}
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    repository = folder / "models"
+    repository.mkdir()
+    for entry in MODELS.iterdir():
+        (repository / entry.name).symlink_to(entry)
+    for name in ECHOS + ("gated",):
+        (repository / name).mkdir()
+        implementation = "tests.slow_runtime.GatedRuntime" if name == "gated" else "loadtest.echo.EchoRuntime"
+        (repository / name / "model-settings.json").write_text(json.dumps(
+            {"name": name, "implementation": implementation, "parameters": {"version": "1"}}))
+    gate = folder / "gate"
+    manifests = folder / "semantics.yaml"
+    manifests.write_text(TEST_MANIFESTS.format(gate=gate))
+    process = ServeProcess(repository, [REPO / "manifests/overlays/dev", manifests], seed=7,
+                           log_path=folder / "serve.log", env={"PYTHONPATH": str(REPO)})
+    with process:
+        process.gate = gate
+        yield process
+
+
+class Door:
+    """One transport's view of the gateway: ``infer`` answers (status, outputs, headers, message)."""
+
+    def __init__(self, serve: ServeProcess, transport: str):
+        self.serve, self.transport = serve, transport
+        self.stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(serve.grpc_address))
+
+    def infer(self, target: str | None, inputs: dict, request_id: str | None = None, headers: dict | None = None):
+        headers = {**({"seldon-model": target} if target else {}), **(headers or {})}
+        if self.transport == "rest":
+            body = json_body(inputs, request_id)
+            return rest_post(f"{self.serve.http_url}/v2/models/any/infer", body, headers)
+        request = build_grpc_request("any", inputs, request_id)
+        try:
+            response, call = self.stub.ModelInfer.with_call(request, metadata=tuple(headers.items()), timeout=30)
+        except grpc.RpcError as error:
+            return GRPC_STATUS.get(error.code(), error.code()), {}, {}, error.details()
+        return 200, decode_outputs(response_from_grpc(response)), dict(call.initial_metadata()), ""
+
+
+def rest_post(url: str, body: bytes, headers: dict):
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+            return response.status, decode_outputs_json(answer), dict(response.headers), ""
+    except urllib.error.HTTPError as error:
+        return error.code, {}, dict(error.headers), json.loads(error.read())["error"]
+
+
+def decode_outputs_json(answer: dict) -> dict:
+    from mlserver.types import InferenceResponse
+
+    return decode_outputs(InferenceResponse.model_validate(answer))
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def metric(serve: ServeProcess, name: str, **labels) -> float:
+    text = get(f"{serve.http_url}/metrics")[1]
+    for line in text.splitlines():
+        found = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if found and all(f'{k}="{v}"' in found[1] for k, v in labels.items()):
+            return float(found[2])
+    return 0.0
+
+
+def wait_for_metric(serve: ServeProcess, value: float, name: str, timeout: float = 60.0, **labels) -> float:
+    """The metric once it reaches ``value`` (background work: mirrors and side steps), or whatever it is after
+    ``timeout`` seconds, for the assertion to report."""
+    deadline = time.monotonic() + timeout
+    while (seen := metric(serve, name, **labels)) < value and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return seen
+
+
+@pytest.fixture(params=["rest", "grpc"])
+def door(request, serve):
+    return Door(serve, request.param)
+
+
+@pytest.fixture(scope="module")
+def window(heldout):
+    return heldout["sp500"][0][:1].astype(np.float32)
+
+
+def direct(serve: ServeProcess, model: str, inputs: dict) -> dict:
+    """The same model called on MLServer itself, not through the gateway."""
+    body = json_body(inputs)
+    return rest_post(f"{serve.mlserver_http_url}/v2/models/{model}/infer", body, {})[1]
+
+
+def vector(n: int, start: float = 0.0) -> np.ndarray:
+    return (np.arange(n, dtype=np.float32) + start)[None]
+
+
+# plain models, pipelines of real models ---------------------------------------------------------------------------
+
+def test_a_plain_model_passes_straight_through(door, serve, window):
+    status, outputs, _, _ = door.infer("lightweight", {"ohlcv": window})
+    assert status == 200 and outputs["model"] == ["lightweight:1"]
+    assert outputs["probability"] == pytest.approx(direct(serve, "lightweight", {"ohlcv": window})["probability"])
+
+
+@pytest.mark.parametrize("pipeline, arms", [("mab", ("baseline", "enhanced", "lightweight")),
+                                            ("contextual", ("robust", "aggressive", "conservative", "baseline"))])
+def test_a_router_pipeline_runs_one_arm_and_answers_with_it(door, serve, window, pipeline, arms):
+    status, outputs, headers, _ = door.infer(f"{pipeline}.pipeline", {"ohlcv": window}, f"{pipeline}-{door.transport}")
+    assert status == 200, outputs
+    assert set(outputs) == {"probability", "direction", "model"}  # the arm's answer only
+    arm = outputs["model"][0].split(":")[0]
+    assert arm in arms
+    assert outputs["probability"] == pytest.approx(direct(serve, arm, {"ohlcv": window})["probability"])
+    assert headers["x-request-id"] == f"{pipeline}-{door.transport}"
+
+
+# routing by tensors, joins, tensorMap, triggers -------------------------------------------------------------------
+
+@pytest.mark.parametrize("sent, expected", [
+    (("left",), {"d_left"}),  # only echo-a runs: echo-c (inner) waits for both, echo-d (outer) takes one
+    (("right",), {"d_right"}),
+    (("left", "right"), {"c_l", "c_r", "d_left", "d_right"}),  # tensorMap renames what echo-c receives
+    (("left", "go"), {"d_left", "e_left"}),  # the trigger lets echo-e run; `go` itself is not passed on
+])
+def test_steps_run_on_the_tensors_they_take(door, sent, expected):
+    inputs = {name: vector(3, i * 10) for i, name in enumerate(sent)}
+    status, outputs, _, message = door.infer("routing.pipeline", inputs)
+    assert status == 200, message
+    assert set(outputs) == expected
+    by_source = {"left": inputs.get("left"), "right": inputs.get("right")}
+    for name, value in outputs.items():
+        source = "left" if name.endswith(("left", "_l")) else "right"
+        np.testing.assert_array_equal(value, by_source[source])
+
+
+def test_output_joins_any_takes_the_first_present_and_inner_needs_all(door):
+    status, outputs, _, _ = door.infer("first.pipeline", {"left": vector(2), "right": vector(2, 5)})
+    assert status == 200 and set(outputs) == {"left"}
+    status, outputs, _, _ = door.infer("first.pipeline", {"right": vector(2, 5)})
+    assert status == 200 and set(outputs) == {"right"}
+    status, outputs, _, _ = door.infer("both.pipeline", {"left": vector(2), "right": vector(2, 5)})
+    assert status == 200 and set(outputs) == {"left", "right"}
+
+
+def test_a_pipeline_with_no_output_says_which_steps_ran(door):
+    status, _, _, message = door.infer("both.pipeline", {"left": vector(2)})
+    assert status == 500
+    assert "produced no output" in message and "echo-a" in message
+
+
+def test_a_failing_step_keeps_its_status_and_is_named(door, window):
+    status, _, _, message = door.infer("mab.pipeline", {"ohlcv": window[:, :5]})
+    assert status == 400
+    assert "step 'thompson-router'" in message and "at least" in message
+
+
+# request ids ------------------------------------------------------------------------------------------------------
+
+def test_the_request_id_is_the_routers_decision_id_and_feedback_finds_it(door, window):
+    rid = f"decision-{door.transport}"
+    status, outputs, _, _ = door.infer("decide.pipeline", {"ohlcv": window}, rid)
+    assert status == 200 and outputs["decision_id"] == [rid]
+    by_header = f"header-{door.transport}"
+    status, outputs, headers, _ = door.infer("decide.pipeline", {"ohlcv": window}, headers={"x-request-id": by_header})
+    assert outputs["decision_id"] == [by_header] and headers["x-request-id"] == by_header
+    # feedback goes through the same address, to the router as a plain model
+    status, outputs, _, _ = door.infer("thompson-router", {"decision_id": np.array([rid, by_header, "never-made"]),
+                                                           "reward": np.array([1.0, 0.0, 1.0])})
+    assert status == 200 and outputs["status"] == ["applied", "applied", "unknown"]
+
+
+# experiments ------------------------------------------------------------------------------------------------------
+
+def test_the_experiment_splits_by_weight_and_says_where_it_went(serve, window):
+    door = Door(serve, "rest")
+    routes = [door.infer("ab-test.experiment", {"ohlcv": window})[2]["x-seldon-route"] for _ in range(300)]
+    enhanced = routes.count(":enhanced_1:")
+    assert set(routes) == {":baseline_1:", ":enhanced_1:"}
+    low, high = stats.binom.interval(0.999, len(routes), 0.3)  # 30 of 70 + 30
+    assert low <= enhanced <= high, f"{enhanced} of {len(routes)} to enhanced"
+
+
+def test_the_default_model_is_split_too(door, window):
+    routes = {door.infer("baseline", {"ohlcv": window})[2].get("x-seldon-route") for _ in range(30)}
+    assert routes == {":baseline_1:", ":enhanced_1:"}
+
+
+def test_a_client_that_sends_the_route_back_sticks_to_its_candidate(door, window):
+    for _ in range(20):
+        status, outputs, headers, _ = door.infer("ab-test.experiment", {"ohlcv": window},
+                                                 headers={"x-seldon-route": ":enhanced_1:"})
+        assert status == 200 and outputs["model"] == ["enhanced:1"] and headers["x-seldon-route"] == ":enhanced_1:"
+
+
+def test_an_experiment_between_pipelines_runs_the_chosen_pipeline(door):
+    inputs = {"left": vector(2), "right": vector(2, 5)}
+    _, outputs, headers, _ = door.infer("pipes.experiment", inputs, headers={"x-seldon-route": ":both.pipeline:"})
+    assert set(outputs) == {"left", "right"} and headers["x-seldon-route"] == ":both.pipeline:"
+    _, outputs, headers, _ = door.infer("pipes.experiment", inputs, headers={"x-seldon-route": ":first.pipeline:"})
+    assert set(outputs) == {"left"} and headers["x-seldon-route"] == ":first.pipeline:"
+
+
+def test_the_mirror_gets_a_copy_and_its_failure_stays_invisible(door, serve, window):
+    answered = metric(serve, "market_ab_gateway_mirror_requests_total", experiment="ab-test", outcome="answered")
+    for _ in range(5):
+        assert door.infer("ab-test.experiment", {"ohlcv": window})[0] == 200
+    assert wait_for_metric(serve, answered + 5, "market_ab_gateway_mirror_requests_total", experiment="ab-test",
+                           outcome="answered") == answered + 5
+    # shadow mirrors to baseline, which cannot take this tensor: the client never sees that
+    failed = metric(serve, "market_ab_gateway_mirror_requests_total", experiment="shadow", outcome="failed")
+    for _ in range(3):
+        status, outputs, _, _ = door.infer("shadow.experiment", {"x": vector(3)})
+        assert status == 200 and set(outputs) == {"x"}
+    assert wait_for_metric(serve, failed + 3, "market_ab_gateway_mirror_requests_total", experiment="shadow",
+                           outcome="failed") == failed + 3
+
+
+# side steps -------------------------------------------------------------------------------------------------------
+
+def test_a_batched_side_step_never_holds_up_the_response(serve):
+    door = Door(serve, "grpc")
+    answered = metric(serve, "market_ab_gateway_side_batches_total", pipeline="side", step="gated", outcome="answered")
+    assert not serve.gate.exists()
+    for i in range(2):  # the second request fills the batch of 2; the gated model holds it until the gate opens
+        status, outputs, _, _ = door.infer("side.pipeline", {"left": vector(3, 10 * i)})
+        assert status == 200 and set(outputs) == {"left"}
+    assert metric(serve, "market_ab_gateway_side_batches_total", pipeline="side", step="gated",
+                  outcome="answered") == answered
+    serve.gate.touch()
+    assert wait_for_metric(serve, answered + 1, "market_ab_gateway_side_batches_total", pipeline="side",
+                           step="gated", outcome="answered") == answered + 1
+    assert Path(f"{serve.gate}.seen").read_text().splitlines()[-1] == "left:2x3"  # two requests, one batch
+
+
+def test_the_drift_detector_gets_the_pipeline_inputs_in_batches_of_60(serve, window):
+    door = Door(serve, "grpc")
+    labels = {"pipeline": "mab", "step": "drift-detector"}
+    before = metric(serve, "market_ab_gateway_side_batches_total", outcome="answered", **labels)
+    sent = 0
+    while metric(serve, "market_ab_gateway_side_batches_total", outcome="answered", **labels) == before \
+            and sent < 120:
+        assert door.infer("mab.pipeline", {"ohlcv": window})[0] == 200
+        sent += 1
+    assert wait_for_metric(serve, before + 1, "market_ab_gateway_side_batches_total", outcome="answered",
+                           **labels) == before + 1
+    assert metric(serve, "market_ab_gateway_side_batches_total", outcome="failed", **labels) == 0
+
+
+# errors, readiness, metrics ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target, expected", [(None, "no 'seldon-model' header"),
+                                              ("nope", "not in the model repository"),
+                                              ("nope.pipeline", "not deployed"), ("nope.experiment", "not deployed")])
+def test_unknown_targets_are_not_found(door, target, expected):
+    status, _, _, message = door.infer(target, {"x": vector(2)})
+    assert status == 404 and expected in message
+
+
+def test_malformed_pipeline_requests_are_client_errors(serve):
+    status, _, _, message = rest_post(f"{serve.http_url}/v2/pipelines/mab/infer", b'{"inputs": [{"name": "x"}]}',
+                                      {"seldon-model": "mab.pipeline"})
+    assert status == 400 and "inputs.0" in message
+    request = pb.ModelInferRequest(model_name="mab", raw_input_contents=[b"\x00" * 7])
+    request.inputs.add(name="ohlcv", datatype="FP32", shape=[1, 3])
+    with pytest.raises(grpc.RpcError) as caught:
+        Door(serve, "grpc").stub.ModelInfer(request, metadata=(("seldon-model", "mab.pipeline"),), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_gateway_metrics_count_requests_by_target_and_status(serve, window):
+    before = metric(serve, "market_ab_gateway_requests_total", target="contextual.pipeline", code="200")
+    assert Door(serve, "rest").infer("contextual.pipeline", {"ohlcv": window})[0] == 200
+    assert metric(serve, "market_ab_gateway_requests_total", target="contextual.pipeline", code="200") == before + 1
+
+
+def test_ready_only_when_every_model_is(serve):
+    stub = Door(serve, "grpc").stub
+    assert get(f"{serve.http_url}/v2/health/ready")[0] == 200
+    assert stub.ServerReady(pb.ServerReadyRequest()).ready
+    assert get(f"{serve.http_url}/v2/pipelines/routing/ready", {"seldon-model": "routing.pipeline"})[0] == 200
+    unload = f"{serve.mlserver_http_url}/v2/repository/models/echo-c/unload"
+    urllib.request.urlopen(urllib.request.Request(unload, data=b"", method="POST"), timeout=30).read()
+    try:
+        status, body = get(f"{serve.http_url}/v2/health/ready")
+        assert status == 503 and "echo-c" in body
+        assert not stub.ServerReady(pb.ServerReadyRequest()).ready
+        assert get(f"{serve.http_url}/v2/pipelines/routing/ready", {"seldon-model": "routing.pipeline"})[0] == 424
+        assert not stub.ModelReady(pb.ModelReadyRequest(), metadata=(("seldon-model", "routing.pipeline"),)).ready
+        assert get(f"{serve.http_url}/v2/pipelines/first/ready", {"seldon-model": "first.pipeline"})[0] == 200
+    finally:
+        load = f"{serve.mlserver_http_url}/v2/repository/models/echo-c/load"
+        urllib.request.urlopen(urllib.request.Request(load, data=b"", method="POST"), timeout=60).read()
+    assert get(f"{serve.http_url}/v2/health/ready")[0] == 200
+
+
+# start and stop ---------------------------------------------------------------------------------------------------
+
+def _echo_repository(folder: Path) -> Path:
+    for name in ("echo-a", "echo-b"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "model-settings.json").write_text(json.dumps(
+            {"name": name, "implementation": "loadtest.echo.EchoRuntime"}))
+    return folder
+
+
+def test_sigterm_stops_the_gateway_and_mlserver(tmp_path):
+    manifest = tmp_path / "chain.yaml"
+    manifest.write_text("apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: chain}\nspec:\n"
+                        "  steps: [{name: echo-a}, {name: echo-b, inputs: [echo-a]}]\n  output: {steps: [echo-b]}\n")
+    process = ServeProcess(_echo_repository(tmp_path / "models"), [manifest]).start()
+    status, outputs, _, _ = Door(process, "grpc").infer("chain.pipeline", {"x": vector(2)})
+    assert status == 200 and set(outputs) == {"x"}
+    assert process.stop() == 0
+    assert process.lines[-1] == "market-ab serve: stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(process.mlserver_pid, 0)
+
+
+@pytest.mark.parametrize("manifest, expected", [
+    ("spec: {steps: [{name: echo-a, joinWindowMs: 100}]}", "spec.steps[0].joinWindowMs: not implemented"),
+    ("spec: {steps: [{name: echo-a}, {name: missing}]}", "does not hold: missing"),
+    ("spec: {steps: [{name: echo-a, inputs: [echo-z]}]}", "'echo-z' names no step"),
+])
+def test_what_would_run_differently_is_refused_at_start(tmp_path, manifest, expected):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(f"apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: p}}\n{manifest}\n")
+    process = ServeProcess(_echo_repository(tmp_path / "models"), [path])
+    with pytest.raises(RuntimeError, match="exited with 2") as caught:
+        process.start()
+    assert expected in str(caught.value)
