@@ -87,13 +87,14 @@ class InferenceClient:
         return decode_outputs(response_from_grpc(response))
 
     def infer_rest(self, model: str, inputs: dict[str, np.ndarray] | None = None, request_id: str | None = None,
-                   body: bytes | dict | None = None, timeout: float = 30.0) -> dict:
-        """POST an inference request; ``body`` sends a hand-made payload instead of ``inputs``."""
+                   body: bytes | dict | None = None, timeout: float = 30.0, headers: dict | None = None) -> dict:
+        """POST an inference request; ``body`` sends a hand-made payload instead of ``inputs``; ``headers`` such as
+        ``{"seldon-model": "mab.pipeline"}`` go with it."""
         if body is None:
             body = json_body(inputs, request_id)
         data = body if isinstance(body, bytes) else json.dumps(body, default=_text).encode()
         request = urllib.request.Request(f"{self.http_url}/v2/models/{model}/infer", data=data,
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return decode_outputs(InferenceResponse.model_validate_json(response.read()))
