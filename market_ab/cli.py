@@ -63,7 +63,7 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.models_dir, windows=args.windows)
+    return run_demo(args.models_dir, windows=args.windows, manifests=args.manifests)
 
 
 def cmd_readme(args) -> int:
@@ -135,8 +135,11 @@ def main(argv=None) -> int:
     evaluate.add_argument("--plot", type=Path, metavar="PNG", help="also draw accuracy and AUC with intervals")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    demo = commands.add_parser("demo", help="serve the repository with MLServer and query it over gRPC")
+    demo = commands.add_parser("demo", help="run market-ab serve and send held-out windows through its pipelines and "
+                                            "experiment over gRPC, with feedback to the routers")
     demo.add_argument("--windows", type=int, default=5, help="held-out windows per instrument")
+    demo.add_argument("--manifests", type=Path, action="append", metavar="PATH",
+                      help="manifests to serve; repeatable (default: manifests/overlays/dev)")
     demo.set_defaults(func=cmd_demo)
 
     readme = commands.add_parser("readme", help="render the README's generated sections (tables, evidence)")

@@ -36,18 +36,24 @@ def test_train_if_missing_trains_only_what_is_missing(tmp_path):
 
 
 def test_demo_end_to_end(tmp_path):
-    """`market-ab demo` on a copy of the repository: models answer, both routers decide and take feedback,
-    and no router state lands in the model folders."""
+    """`market-ab demo` on a copy of the repository: market-ab serve starts, the models answer, both pipelines route
+    each window to one arm and their routers take the feedback, the experiment splits, and no router state lands in
+    the model folders."""
     repository = tmp_path / "models"
     shutil.copytree(MODELS, repository)
     before = sorted(p.relative_to(repository) for p in repository.rglob("*"))
     result = market_ab("--models-dir", str(repository), "demo", "--windows", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "ready in" in out and "realised" in out
+    assert "market-ab serve" in out and "ready in" in out and "realised" in out
     for name in ("baseline", "conservative"):
         assert re.search(rf"^{name} .* [0-2]/2$", out, flags=re.MULTILINE), out
-    router_lines = [line for line in out.splitlines() if line.startswith(("thompson-router", "regime-router"))]
-    assert len(router_lines) == 2 * 2 * 2  # two routers, two instruments, two windows
-    assert all(line.endswith("applied") for line in router_lines), router_lines
+    routed = [line.split() for line in out.splitlines() if line.startswith(("mab.pipeline", "contextual.pipeline"))]
+    assert len(routed) == 2 * 2 * 2  # two pipelines, two instruments, two windows
+    assert all(line[-1] == "applied" for line in routed), routed
+    arms = {"mab.pipeline": {"baseline", "enhanced", "lightweight"},
+            "contextual.pipeline": {"robust", "aggressive", "conservative", "baseline"}}
+    assert all(line[3].split(":")[0] in arms[line[0]] for line in routed), routed
+    split = re.search(r"Experiment ab-test .*: (\d+) requests served by (.*)", out)
+    assert split and int(split[1]) == 4 and set(re.findall(r"(\w+):1", split[2])) <= {"baseline", "enhanced"}
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
