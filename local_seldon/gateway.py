@@ -16,17 +16,15 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
-from mlserver.codecs import NumpyCodec
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
-from mlserver.grpc.converters import ModelInferRequestConverter, ModelInferResponseConverter
-from mlserver.types import InferenceRequest, InferenceResponse, RequestInput, ResponseOutput
 
 from seldon_market_ab import metrics
 
 from .deployment import Deployment
 from .experiment import Experiment
-from .pipeline import Plan, RowBatcher, Tensors
+from .pipeline import Plan, RowBatcher
+from .tensors import Tensor, TensorError, Tensors, infer_request, response_tensors
 
 log = logging.getLogger("market_ab.gateway")
 
@@ -138,9 +136,9 @@ class Gateway:
 
     # pipelines -------------------------------------------------------------------------------------------------
 
-    async def run_pipeline(self, name: str, request: InferenceRequest, rid: str) -> InferenceResponse:
+    async def run_pipeline(self, name: str, tensors: Tensors, rid: str) -> Tensors:
+        """The pipeline's output tensors for a request's input tensors. Raises GatewayError."""
         plan = self.deployment.plans[name]
-        tensors = {tensor.name: tensor for tensor in request.inputs}
 
         async def call(step: str, inputs: Tensors) -> Tensors:
             return await self.call_step(plan, step, inputs, rid)
@@ -152,39 +150,37 @@ class Gateway:
             raise GatewayError(500, f"pipeline '{name}' produced no output: its output takes "
                                     f"{', '.join(r.source for r in plan.output)} ({plan.output_join} join), and "
                                     f"the steps that ran were {', '.join(result.ran) or 'none'}")
-        # Seldon answers a pipeline with an empty model_name; the id is the request's
-        return InferenceResponse.model_construct(
-            model_name="", id=rid, parameters=None,
-            outputs=[ResponseOutput.model_construct(name=tensor_name, shape=t.shape, datatype=t.datatype,
-                                                    parameters=t.parameters, data=t.data)
-                     for tensor_name, t in result.output.items()])
+        return result.output
 
     async def call_step(self, plan: Plan, step: str, inputs: Tensors, rid: str) -> Tensors:
-        request = InferenceRequest.model_construct(id=rid, parameters=None, outputs=None, inputs=[
-            RequestInput.model_construct(name=tensor_name, shape=t.shape, datatype=t.datatype,
-                                         parameters=t.parameters, data=t.data) for tensor_name, t in inputs.items()])
-        message = ModelInferRequestConverter.from_types(request, model_name=step, use_raw=True)
         try:
-            response = await self.stub.ModelInfer(message, metadata=((REQUEST_ID, rid),), timeout=self.step_timeout)
+            response = await self.stub.ModelInfer(infer_request(step, inputs, rid), metadata=((REQUEST_ID, rid),),
+                                                  timeout=self.step_timeout)
         except grpc.aio.AioRpcError as error:
             status = HTTP_STATUS.get(error.code(), 500)
             raise GatewayError(status, f"pipeline '{plan.name}', step '{step}': {error.details()}",
                                error.code() if status != 500 else grpc.StatusCode.INTERNAL) from None
-        return {output.name: output for output in ModelInferResponseConverter.to_types(response).outputs}
+        try:
+            return response_tensors(response)
+        except TensorError as error:
+            raise GatewayError(500, f"pipeline '{plan.name}', step '{step}' answered a malformed tensor: "
+                                    f"{error}") from None
 
     # side steps: batched, one batch in flight per step, off the response path -------------------------------------
 
     def _feed_side_step(self, plan: Plan, step: str, inputs: Tensors, rid: str) -> None:
         try:
-            batch = self._batchers[plan.name, step].add({n: NumpyCodec.decode_input(t) for n, t in inputs.items()})
+            batch = self._batchers[plan.name, step].add({n: t.array() for n, t in inputs.items()})
         except (ValueError, TypeError) as error:
             log.warning("pipeline %s, side step %s: request %s left out of the batch: %s", plan.name, step, rid, error)
             self._side.labels(plan.name, step, "dropped").inc()
             return
         if batch is None:
             return
+        datatypes = {n: t.datatype for n, t in inputs.items()}
         try:
-            self._side_queues[plan.name, step].put_nowait((batch, rid))
+            self._side_queues[plan.name, step].put_nowait(({n: Tensor.from_array(a, datatypes[n])
+                                                            for n, a in batch.items()}, rid))
         except asyncio.QueueFull:
             log.warning("pipeline %s, side step %s: %d batches already waiting; batch dropped", plan.name, step,
                         SIDE_QUEUE)
@@ -193,8 +189,7 @@ class Gateway:
     async def _side_worker(self, pipeline: str, step: str) -> None:
         plan, queue = self.deployment.plans[pipeline], self._side_queues[pipeline, step]
         while True:
-            batch, rid = await queue.get()
-            inputs = {n: NumpyCodec.encode_input(n, array) for n, array in batch.items()}
+            inputs, rid = await queue.get()
             try:
                 await self.call_step(plan, step, inputs, rid)
                 self._side.labels(pipeline, step, "answered").inc()

@@ -11,15 +11,12 @@ from __future__ import annotations
 import time
 
 import grpc
-from mlserver.errors import MLServerError
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
-from mlserver.grpc.converters import ModelInferRequestConverter, ModelInferResponseConverter
-
-from seldon_market_ab.mlserver_compat import check_raw_contents
 
 from .experiment import ROUTE_HEADER
 from .gateway import HTTP_STATUS, REQUEST_ID, SELDON_MODEL, Gateway, GatewayError, Route, request_id
+from .tensors import TensorError, infer_response, request_tensors
 
 FORWARDED = (REQUEST_ID, "traceparent", "tracestate")  # metadata a step also receives
 
@@ -75,12 +72,12 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def _run_pipeline(self, name: str, request: pb.ModelInferRequest, rid: str) -> pb.ModelInferResponse:
         try:
-            check_raw_contents(request)
-            payload = ModelInferRequestConverter.to_types(request)
-        except MLServerError as error:
+            tensors = request_tensors(request)
+        except TensorError as error:
             raise GatewayError(400, str(error)) from None
-        answer = await self.gateway.run_pipeline(name, payload, rid)
-        return ModelInferResponseConverter.from_types(answer, use_raw=bool(request.raw_input_contents))
+        answer = await self.gateway.run_pipeline(name, tensors, rid)
+        # Seldon answers a pipeline with an empty model name; raw contents when the client sent raw contents
+        return infer_response(answer, rid, raw=bool(request.raw_input_contents))
 
     async def _send_copy(self, route: Route, request: pb.ModelInferRequest, rid: str, metadata: tuple) -> None:
         if route.experiment.resource_type == "pipeline":

@@ -27,6 +27,35 @@ def _mlserver_executable() -> str:
     return str(beside_python) if beside_python.exists() else shutil.which("mlserver") or "mlserver"
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and the pids of every process below it."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, stack = [], [pid]
+    while stack:
+        pid = stack.pop()
+        tree.append(pid)
+        stack += children.get(pid, [])
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user and system) the processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 class MLServerProcess:
     """``with MLServerProcess("models/", parallel_workers=0) as server: server.http_url ...``"""
 
@@ -131,30 +160,11 @@ class MLServerProcess:
         """The server's pid and those of every process it started (parallel workers, drift test processes)."""
         if not self._process or self._process.poll() is not None:
             return []
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the process ended meanwhile
-                continue
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        tree, stack = [], [self._process.pid]
-        while stack:
-            pid = stack.pop()
-            tree.append(pid)
-            stack += children.get(pid, [])
-        return tree
+        return process_tree(self._process.pid)
 
     def cpu_seconds(self) -> float:
         """CPU time (user and system) the server and its workers have used so far."""
-        total = 0.0
-        for pid in self.process_tree():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        return cpu_seconds(self.process_tree())
 
     def resident_memory(self) -> int:
         """Resident memory in bytes of the server and its workers."""

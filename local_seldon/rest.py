@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .experiment import ROUTE_HEADER
 from .gateway import REQUEST_ID, SELDON_MODEL, Gateway, GatewayError, Route, request_id
+from .tensors import Tensor, TensorError
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
 
@@ -114,19 +115,24 @@ class RestDoor:
             return response
         try:
             payload = InferenceRequest.model_validate_json(body)
+            tensors = {i.name: Tensor.from_json(i) for i in payload.inputs}
         except pydantic.ValidationError as error:
             return error_response(400, f"not an Open Inference Protocol request: {_first_error(error)}", rid)
+        except TensorError as error:
+            return error_response(400, str(error), rid)
         rid = request_id(rid, payload.id)
         try:
-            answer = await self.gateway.run_pipeline(route.name, payload, rid)
+            answer = await self.gateway.run_pipeline(route.name, tensors, rid)
         except GatewayError as error:
             return error_response(error.status, error.message, rid)
-        return web.Response(body=answer.model_dump_json(exclude_none=True), content_type="application/json",
-                            headers={REQUEST_ID: rid})
+        # Seldon answers a pipeline with an empty model name
+        body = orjson.dumps({"model_name": "", "id": rid, "outputs": [t.json(n) for n, t in answer.items()]})
+        return web.Response(body=body, content_type="application/json", headers={REQUEST_ID: rid})
 
     async def _send_copy(self, route: Route, body: bytes, rid: str) -> None:
         if route.experiment.resource_type == "pipeline":
-            await self.gateway.run_pipeline(route.mirror, InferenceRequest.model_validate_json(body), rid)
+            payload = InferenceRequest.model_validate_json(body)
+            await self.gateway.run_pipeline(route.mirror, {i.name: Tensor.from_json(i) for i in payload.inputs}, rid)
             return
         async with self.session.post(f"{self.backend_http}/v2/models/{route.mirror}/infer", data=body,
                                      headers={"Content-Type": "application/json", REQUEST_ID: rid}) as answer:

@@ -39,6 +39,11 @@ class ServeProcess:
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The ``market-ab serve`` process, which runs the gateway."""
+        return self._process.pid if self._process else None
+
     def command(self) -> list[str]:
         command = [sys.executable, "-m", "market_ab.cli", "--models-dir", str(self.models_dir), "serve",
                    "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]

@@ -253,6 +253,17 @@ def test_steps_run_on_the_tensors_they_take(door, sent, expected):
         np.testing.assert_array_equal(value, by_source[source])
 
 
+def test_typed_grpc_contents_get_typed_answers_and_raw_contents_raw_ones(serve, window):
+    stub = Door(serve, "grpc").stub
+    for raw in (False, True):
+        request = build_grpc_request("mab", {"ohlcv": window}, raw=raw)
+        response = stub.ModelInfer(request, metadata=(("seldon-model", "mab.pipeline"),), timeout=30)
+        assert bool(response.raw_output_contents) == raw
+        outputs = decode_outputs(response_from_grpc(response))
+        arm = outputs["model"][0].split(":")[0]
+        assert outputs["probability"] == pytest.approx(direct(serve, arm, {"ohlcv": window})["probability"])
+
+
 def test_output_joins_any_takes_the_first_present_and_inner_needs_all(door):
     status, outputs, _, _ = door.infer("first.pipeline", {"left": vector(2), "right": vector(2, 5)})
     assert status == 200 and set(outputs) == {"left"}

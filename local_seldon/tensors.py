@@ -1,0 +1,202 @@
+"""Tensors as the gateway carries them between steps: datatype, shape and the Open Inference Protocol's raw bytes.
+
+A router's output becomes an arm's input without its numbers ever being decoded: gRPC messages with
+``raw_*_contents`` are copied as bytes, and numbers are decoded only at the edges (typed gRPC contents, REST JSON)
+or where the gateway needs them (a side step's batch).
+
+Raw bytes are little-endian, row-major; a BYTES tensor is its items, each preceded by its length as 4 bytes
+(the protocol's raw format, as MLServer and Triton write it).
+
+>>> t = Tensor.from_array(np.array([[1.5, 2.0]], dtype=np.float32))
+>>> t.datatype, t.shape, t.array().tolist()
+('FP32', (1, 2), [[1.5, 2.0]])
+>>> Tensor.from_array(np.array([b"up", b"down"], dtype=object)).array().tolist()
+[b'up', b'down']
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+from mlserver.grpc import dataplane_pb2 as pb
+
+DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
+          "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+DATATYPES = {np.dtype(code): name for name, code in DTYPES.items()}
+CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+            "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+            "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
+            "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+
+
+class TensorError(ValueError):
+    """A tensor whose contents do not match its datatype and shape (a client error)."""
+
+
+@dataclass(slots=True)
+class Tensor:
+    datatype: str
+    shape: tuple[int, ...]
+    raw: bytes
+    parameters: dict = field(default_factory=dict)  # name -> bool, int or str
+
+    # numbers -------------------------------------------------------------------------------------------------
+
+    def array(self) -> np.ndarray:
+        if self.datatype == "BYTES":
+            return np.array(_unpack_bytes(self.raw), dtype=object).reshape(self.shape)
+        return np.frombuffer(self.raw, dtype=DTYPES[self.datatype]).reshape(self.shape)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray, datatype: str | None = None, parameters: dict | None = None) -> Tensor:
+        array = np.asarray(array)
+        if datatype == "BYTES" or array.dtype.kind in "OSU":
+            items = [v if isinstance(v, bytes) else str(v).encode() for v in array.ravel()]
+            return cls("BYTES", tuple(array.shape), _pack_bytes(items), parameters or {})
+        datatype = datatype or DATATYPES.get(array.dtype.newbyteorder("<"))
+        if datatype not in DTYPES:
+            raise TensorError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
+        return cls(datatype, tuple(array.shape), np.ascontiguousarray(array, DTYPES[datatype]).tobytes(),
+                   parameters or {})
+
+    # gRPC ------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pb(cls, tensor, raw: bytes | None) -> Tensor:
+        """From an ``InferInputTensor`` or ``InferOutputTensor`` and its raw contents, if it has any."""
+        shape = tuple(tensor.shape)
+        if tensor.datatype != "BYTES" and tensor.datatype not in DTYPES:
+            raise TensorError(f"tensor '{tensor.name}': datatype '{tensor.datatype}' is not one of "
+                              f"{', '.join([*DTYPES, 'BYTES'])}")
+        parameters = {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in tensor.parameters.items()
+                      if v.WhichOneof("parameter_choice")}
+        if raw is None:
+            typed = getattr(tensor.contents, CONTENTS.get(tensor.datatype, "fp32_contents"))
+            if tensor.datatype == "BYTES":
+                raw = _pack_bytes(list(typed))
+            else:
+                raw = np.asarray(typed, dtype=DTYPES[tensor.datatype]).tobytes()
+        _check_size(tensor.name, tensor.datatype, shape, raw)
+        return cls(tensor.datatype, shape, bytes(raw), parameters)
+
+    def fill_pb(self, tensor, name: str) -> None:
+        """Name, datatype, shape and parameters into an ``InferInputTensor`` or ``InferOutputTensor``."""
+        tensor.name, tensor.datatype = name, self.datatype
+        tensor.shape.extend(self.shape)
+        for key, value in self.parameters.items():
+            if isinstance(value, bool):
+                tensor.parameters[key].bool_param = value
+            elif isinstance(value, int):
+                tensor.parameters[key].int64_param = value
+            else:  # the protocol's parameters are bool, int64 or string
+                tensor.parameters[key].string_param = str(value)
+
+    def fill_typed_contents(self, tensor) -> None:
+        """The numbers as typed contents, for a client that sent typed contents (FP16 has none: raw only)."""
+        values = self.array().ravel()
+        getattr(tensor.contents, CONTENTS[self.datatype]).extend(values.tolist())
+
+    # REST ------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_json(cls, request_input) -> Tensor:
+        """From a REST request's input (``mlserver.types.RequestInput``, already validated)."""
+        data = request_input.data.root if hasattr(request_input.data, "root") else request_input.data
+        parameters = request_input.parameters.model_dump(exclude_none=True) if request_input.parameters else {}
+        parameters = {k: v for k, v in parameters.items() if isinstance(v, (bool, int, str))}
+        datatype, shape = str(getattr(request_input.datatype, "value", request_input.datatype)), request_input.shape
+        if datatype != "BYTES" and datatype not in DTYPES:
+            raise TensorError(f"input '{request_input.name}': datatype '{datatype}' is not one of "
+                              f"{', '.join([*DTYPES, 'BYTES'])}")
+        try:
+            if datatype == "BYTES":
+                flat = np.asarray(data, dtype=object).ravel()
+                array = np.array([v.encode() if isinstance(v, str) else v for v in flat], dtype=object)
+                return cls.from_array(array.reshape(shape), "BYTES", parameters)
+            array = np.asarray(data, dtype=DTYPES[datatype]).reshape(shape)
+        except (ValueError, TypeError) as error:
+            raise TensorError(f"input '{request_input.name}': its data do not make a {datatype} tensor of shape "
+                              f"{list(shape)}: {error}") from None
+        return cls.from_array(array, datatype, parameters)
+
+    def json(self, name: str) -> dict:
+        values = self.array().ravel().tolist()
+        if self.datatype == "BYTES":
+            values = [v.decode(errors="replace") for v in values]
+        out = {"name": name, "shape": list(self.shape), "datatype": self.datatype, "data": values}
+        if self.parameters:
+            out["parameters"] = self.parameters
+        return out
+
+
+Tensors = dict[str, Tensor]
+
+
+def request_tensors(request: pb.ModelInferRequest) -> Tensors:
+    return _tensors(request.inputs, request.raw_input_contents)
+
+
+def response_tensors(response: pb.ModelInferResponse) -> Tensors:
+    return _tensors(response.outputs, response.raw_output_contents)
+
+
+def _tensors(tensors, raw_contents) -> Tensors:
+    if raw_contents and len(raw_contents) != len(tensors):
+        raise TensorError(f"{len(tensors)} tensors but {len(raw_contents)} raw contents; with raw contents, every "
+                          "tensor takes one, in order")
+    return {t.name: Tensor.from_pb(t, raw_contents[i] if raw_contents else None) for i, t in enumerate(tensors)}
+
+
+def infer_request(model: str, tensors: Tensors, request_id: str) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name=model, id=request_id)
+    for name, tensor in tensors.items():
+        tensor.fill_pb(request.inputs.add(), name)
+        request.raw_input_contents.append(tensor.raw)
+    return request
+
+
+def infer_response(tensors: Tensors, request_id: str, raw: bool, model_name: str = "") -> pb.ModelInferResponse:
+    response = pb.ModelInferResponse(model_name=model_name, id=request_id)
+    for name, tensor in tensors.items():
+        output = response.outputs.add()
+        tensor.fill_pb(output, name)
+        if raw or tensor.datatype == "FP16":
+            response.raw_output_contents.append(tensor.raw)
+        else:
+            tensor.fill_typed_contents(output)
+    return response
+
+
+def _check_size(name: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> None:
+    if any(d < 0 for d in shape):
+        raise TensorError(f"tensor '{name}': shape {list(shape)} has a negative dimension")
+    count = int(np.prod(shape, dtype=np.int64))
+    if datatype == "BYTES":
+        found = len(_unpack_bytes(raw))
+    else:
+        found, left = divmod(len(raw), np.dtype(DTYPES[datatype]).itemsize)
+        if left:
+            found = -1
+    if found != count:
+        raise TensorError(f"tensor '{name}': shape {list(shape)} holds {count} {datatype} values, but its contents "
+                          f"hold {found if found >= 0 else 'a partial number of'} values")
+
+
+def _pack_bytes(items: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+def _unpack_bytes(raw: bytes) -> list[bytes]:
+    items, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise TensorError("BYTES raw contents end inside a length prefix")
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise TensorError("BYTES raw contents end inside an item")
+        items.append(bytes(raw[offset:offset + size]))
+        offset += size
+    return items
