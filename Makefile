@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test models retrain evaluate evidence readme lint manifests clean
+.PHONY: setup demo test models retrain evaluate evidence readme lint manifests serve clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ lint: setup
 # Render both Kustomize overlays and check them against Seldon's CRDs (../shared/reference or $$SELDON_CRDS).
 manifests: setup
 	$(BIN)/market-ab manifests check manifests/overlays/dev manifests/overlays/prod
+
+# MLServer behind the local Seldon gateway on the dev overlay: REST 127.0.0.1:9000, gRPC 127.0.0.1:9001; Ctrl-C stops.
+serve: models
+	$(BIN)/market-ab serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

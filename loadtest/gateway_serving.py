@@ -18,6 +18,7 @@ import os
 import random
 import statistics
 import tempfile
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import yaml
 from tqdm import tqdm
 
 from local_seldon.manifests import load_documents
+from local_seldon.mlserver_process import cpu_seconds, process_tree
 from local_seldon.serve_process import ServeProcess
 from runtimes.artifact import LSTMArtifact
 from training.dataset import ohlcv_windows
@@ -57,6 +59,13 @@ def nodrift_pipeline(manifests: Path, destination: Path) -> Path:
     return destination
 
 
+def cpu(serve: ServeProcess) -> dict[str, float]:
+    """CPU seconds used so far by the gateway (the ``market-ab serve`` process), MLServer (with any process it
+    started) and the load generator (this process)."""
+    return {"gateway": cpu_seconds([serve.pid]), "mlserver": cpu_seconds(process_tree(serve.mlserver_pid)),
+            "load generator": time.process_time()}
+
+
 def run_round(serve: ServeProcess, requests, clients: int, seconds: float, rng: random.Random) -> dict:
     order = list(LOADS)
     rng.shuffle(order)
@@ -64,11 +73,25 @@ def run_round(serve: ServeProcess, requests, clients: int, seconds: float, rng: 
     for load in order:
         header = LOADS[load]
         address = serve.grpc_address if header else serve.mlserver_grpc_address
+        before = cpu(serve)
         result = closed_loop(address, requests, clients, seconds,
                              metadata=(("seldon-model", header),) if header else ())
+        used = {part: (seconds_after - before[part]) * 1000 / max(result.requests, 1)
+                for part, seconds_after in cpu(serve).items()}
         out[load] = {"throughput": result.throughput, "p50_ms": 1000 * result.percentile(50),
-                     "p99_ms": 1000 * result.percentile(99), "requests": result.requests, "errors": result.errors}
+                     "p99_ms": 1000 * result.percentile(99), "requests": result.requests, "errors": result.errors,
+                     "cpu_ms_per_request": used}
     return out
+
+
+def free_gateway_bound(run: dict, load: str) -> float:
+    """The throughput ratio to ``direct`` the CPU per request would allow if the gateway cost nothing (on a machine
+    whose cores are all busy, throughput goes as 1 / CPU per request)."""
+    def total(name: str, without_gateway: bool = False) -> float:
+        used = run[name]["cpu_ms_per_request"]
+        return sum(v for part, v in used.items() if not (without_gateway and part == "gateway"))
+
+    return total("direct") / total(load, without_gateway=True)
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -91,17 +114,30 @@ def render_markdown(results: dict) -> str:
         "`direct`: `baseline` on MLServer itself; `mab`: router, then one arm, plus the drift side step; `ab-test`: "
         "one LSTM plus its mirror; `mab-nodrift`: `mab` without the side step.",
         "",
-        "| load | throughput (median, req/s) | p50 (ms) | p99 (ms) | errors |",
-        "|---|---|---|---|---|",
+        "| load | throughput (median, req/s) | p50 (ms) | p99 (ms) | errors | CPU ms per request: gateway | MLServer "
+        "| load generator |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for load in LOADS:
         median = {key: statistics.median(run[load][key] for run in runs) for key in ("throughput", "p50_ms", "p99_ms")}
+        used = {part: statistics.median(run[load]["cpu_ms_per_request"][part] for run in runs)
+                for part in ("gateway", "mlserver", "load generator")}
         lines.append(f"| {load} | {median['throughput']:,.0f} | {median['p50_ms']:.2f} | {median['p99_ms']:.2f} | "
-                     f"{sum(run[load]['errors'] for run in runs)} |")
+                     f"{sum(run[load]['errors'] for run in runs)} | {used['gateway']:.2f} | {used['mlserver']:.2f} | "
+                     f"{used['load generator']:.2f} |")
     lines += ["", "| ratio | median [range] | goal | met |", "|---|---|---|---|"]
     for name, ratio in results["ratios"].items():
         lines.append(f"| {name} | {ratio['median']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}] | "
                      f"{ratio['direction']} {ratio['goal']:g} | {'yes' if ratio['met'] else 'no'} |")
+    bounds = {load: statistics.median(free_gateway_bound(run, load) for run in runs) for load in ("mab", "ab-test")}
+    work = {load: statistics.median(run[load]["cpu_ms_per_request"]["mlserver"]
+                                    / run["direct"]["cpu_ms_per_request"]["mlserver"] for run in runs)
+            for load in ("mab", "ab-test")}
+    lines += ["", f"Why the throughput goals are out of reach here: MLServer itself spends {work['mab']:.1f}x a direct "
+              f"call's CPU on a `mab` request (the router, then the arm) and {work['ab-test']:.1f}x on an `ab-test` "
+              "request (the candidate, then the mirror), and on two busy cores throughput goes as 1 / CPU per "
+              f"request: with a gateway that cost nothing, the CPU figures above would allow {bounds['mab']:.2f} "
+              f"(`mab`) and {bounds['ab-test']:.2f} (`ab-test`) of direct."]
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from analysis import drift_report
 from analysis.router_evidence import load_results, render_markdown
 from detectors.settings import DriftSettings
-from loadtest import benchmark, drift_serving, fuzz
+from loadtest import benchmark, drift_serving, fuzz, gateway_serving
 from routers.settings import RegimeRouterSettings, RouterSettings
 from runtimes.lstm import LSTMSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
@@ -58,6 +58,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-drift-detector": lambda: markdown_table(DriftSettings),
         "drift-evidence": lambda: drift_report.render_markdown(_json(docs_dir / "drift-evidence.json")),
         "drift-serving": lambda: drift_serving.render_markdown(_json(docs_dir / "drift-serving.json")),
+        "gateway-serving": lambda: gateway_serving.render_markdown(_json(docs_dir / "gateway-serving.json")),
         "router-evidence": lambda: render_markdown(load_results(docs_dir / "router-evidence.json")),
         "benchmarks": lambda: benchmark.render_markdown(_json(docs_dir / "benchmarks.json")),
         "fuzz": lambda: fuzz.render_markdown(_json(docs_dir / "fuzz.json")),
