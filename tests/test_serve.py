@@ -225,13 +225,14 @@ def test_a_plain_model_passes_straight_through(door, serve, window):
 @pytest.mark.parametrize("pipeline, arms", [("mab", ("baseline", "enhanced", "lightweight")),
                                             ("contextual", ("robust", "aggressive", "conservative", "baseline"))])
 def test_a_router_pipeline_runs_one_arm_and_answers_with_it(door, serve, window, pipeline, arms):
-    status, outputs, headers, _ = door.infer(f"{pipeline}.pipeline", {"ohlcv": window}, f"{pipeline}-{door.transport}")
+    rid = f"{pipeline}-{door.transport}-arm"
+    status, outputs, headers, _ = door.infer(f"{pipeline}.pipeline", {"ohlcv": window}, rid)
     assert status == 200, outputs
     assert set(outputs) == {"probability", "direction", "model"}  # the arm's answer only
     arm = outputs["model"][0].split(":")[0]
     assert arm in arms
     assert outputs["probability"] == pytest.approx(direct(serve, arm, {"ohlcv": window})["probability"])
-    assert headers["x-request-id"] == f"{pipeline}-{door.transport}"
+    assert headers["x-request-id"] == rid
 
 
 # routing by tensors, joins, tensorMap, triggers -------------------------------------------------------------------
@@ -430,7 +431,8 @@ def test_the_readmes_calling_example_runs_as_written(serve):
     example = example.replace("http://127.0.0.1:9000", serve.http_url).replace("127.0.0.1:9001", serve.grpc_address)
     scope: dict = {}
     exec(compile(example, "README.md", "exec"), scope)  # noqa: S102 - our own README's example
-    assert scope["answer"]["model"][0].split(":")[0] in ("baseline", "enhanced", "lightweight")
+    assert scope["by_rest"]["model"][0].split(":")[0] in ("baseline", "enhanced", "lightweight")  # ab-test, last
+    assert scope["feedback"]["status"] == ["applied", "applied"]
 
 
 # start and stop ---------------------------------------------------------------------------------------------------
