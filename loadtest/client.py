@@ -1,10 +1,20 @@
-"""A small Open Inference Protocol client over gRPC and REST, built on MLServer's own types."""
+"""A small Open Inference Protocol client over gRPC and REST, built on MLServer's own types.
+
+``InferenceClient.infer(target, inputs)`` is what an application calls through Seldon (or ``market-ab serve``): the
+target goes in the ``seldon-model`` header (gRPC: call metadata), every request carries an id (``x-request-id`` and
+the request's own id; a router's decision id), only UNAVAILABLE / 503 is retried (with the same id, which a router
+answers with the same decision), each attempt has a deadline, gRPC tensors travel as raw contents, and TLS is one
+argument. ``infer_grpc`` and ``infer_rest`` are the plain calls underneath.
+"""
 
 from __future__ import annotations
 
 import json
+import ssl
+import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 
 import grpc
@@ -15,6 +25,8 @@ from mlserver.grpc import dataplane_pb2_grpc
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
 
 from seldon_market_ab.mlserver_compat import datatype_of, response_from_grpc
+
+ROUTE_HEADER = "x-seldon-route"
 
 
 def decode_outputs(response: InferenceResponse) -> dict[str, np.ndarray | list]:
@@ -74,11 +86,65 @@ class RestError(Exception):
     message: str
 
 
+@dataclass
+class Answer:
+    outputs: dict  # output name -> numpy array (numbers) or list of str (BYTES)
+    request_id: str
+    route: str | None  # x-seldon-route: send it back to stick to the same experiment candidate
+    attempts: int
+
+
 class InferenceClient:
-    def __init__(self, grpc_address: str | None = None, http_url: str | None = None):
+    def __init__(self, grpc_address: str | None = None, http_url: str | None = None, tls: bool = False,
+                 root_certificates: bytes | None = None, retries: int = 2, backoff_seconds: float = 0.05):
+        """``tls``: a TLS channel (gRPC) / https (REST), trusting ``root_certificates`` (PEM) or the system's.
+        ``retries``: further attempts after UNAVAILABLE (gRPC) or 503 (REST), ``backoff_seconds`` doubling."""
         self.http_url = http_url
-        self._channel = grpc.insecure_channel(grpc_address) if grpc_address else None
+        self.retries, self.backoff_seconds = retries, backoff_seconds
+        self.attempts = 0  # every attempt this client has made (retries included)
+        if grpc_address and tls:
+            self._channel = grpc.secure_channel(grpc_address, grpc.ssl_channel_credentials(root_certificates))
+        else:
+            self._channel = grpc.insecure_channel(grpc_address) if grpc_address else None
         self._stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(self._channel) if self._channel else None
+        self._ssl = ssl.create_default_context(cadata=root_certificates.decode() if root_certificates else None) \
+            if tls else None
+
+    def infer(self, target: str, inputs: dict[str, np.ndarray], protocol: str = "grpc", request_id: str | None = None,
+              route: str | None = None, timeout: float = 30.0) -> Answer:
+        """Ask ``target`` (``<model>``, ``<name>.pipeline`` or ``<name>.experiment``) through Seldon's routing."""
+        request_id = request_id or uuid.uuid4().hex
+        headers = {"seldon-model": target, "x-request-id": request_id, **({ROUTE_HEADER: route} if route else {})}
+        name = target.rsplit(".", 1)[0] if target.endswith((".pipeline", ".experiment")) else target
+        for attempt in range(self.retries + 1):
+            self.attempts += 1
+            try:
+                if protocol == "grpc":
+                    response, call = self._stub.ModelInfer.with_call(
+                        build_grpc_request(name, inputs, request_id), metadata=tuple(headers.items()), timeout=timeout)
+                    received = dict(call.initial_metadata())
+                    return Answer(decode_outputs(response_from_grpc(response)), request_id,
+                                  received.get(ROUTE_HEADER), attempt + 1)
+                outputs, received = self._post(name, json_body(inputs, request_id), headers, timeout)
+                return Answer(outputs, request_id, received.get(ROUTE_HEADER), attempt + 1)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise
+            except RestError as error:
+                if error.status != 503 or attempt == self.retries:
+                    raise
+            time.sleep(self.backoff_seconds * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _post(self, model: str, body: bytes, headers: dict, timeout: float) -> tuple[dict, dict]:
+        request = urllib.request.Request(f"{self.http_url}/v2/models/{model}/infer", data=body,
+                                         headers={"Content-Type": "application/json", **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=self._ssl) as response:
+                answer = InferenceResponse.model_validate_json(response.read())
+                return decode_outputs(answer), {k.lower(): v for k, v in response.headers.items()}
+        except urllib.error.HTTPError as error:
+            raise RestError(error.code, error.read().decode(errors="replace")) from None
 
     def infer_grpc(self, model: str, inputs: dict[str, np.ndarray], request_id: str | None = None,
                    raw: bool = True, metadata: tuple = (), timeout: float = 30.0) -> dict:

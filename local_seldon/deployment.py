@@ -43,7 +43,7 @@ class Deployment:
 
     @classmethod
     def from_documents(cls, documents: list[tuple[str, dict]]) -> Deployment:
-        deployment, problems, sources = cls(), [], {}
+        deployment, problems, sources, seen = cls(), [], {}, {}
         for source, doc in documents:
             if not isinstance(doc, dict):
                 continue
@@ -55,15 +55,26 @@ class Deployment:
             if kind not in IMPLEMENTED:
                 problems.append(f"{label}: kind {kind} is not implemented by market-ab serve")
                 continue
-            found = unimplemented_fields(kind, doc.get("spec") or {})
-            found += [f"{where}: {message}" for where, message in
-                      {"Pipeline": pipeline_problems, "Experiment": experiment_problems}.get(kind, lambda _: [])(doc)]
+            if (kind, name) in seen:
+                problems.append(f"{label}: defined twice (also in {seen[kind, name]}); the second would replace the "
+                                "first")
+                continue
+            seen[kind, name] = source
+            try:
+                found = unimplemented_fields(kind, doc.get("spec") or {})
+                found += [f"{where}: {message}" for where, message in
+                          {"Pipeline": pipeline_problems, "Experiment": experiment_problems}.get(kind,
+                                                                                                lambda _: [])(doc)]
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                found = [f"malformed: {error!r}; run `market-ab manifests check` for the details"]
             if found:
                 problems += [f"{label}: {message}" for message in found]
                 continue
             try:
                 if kind == "Pipeline":
-                    deployment.plans[name] = Plan.from_manifest(doc)
+                    plan = Plan.from_manifest(doc)
+                    problems += [f"{label}: {message}" for message in _reads_side_steps(plan)]
+                    deployment.plans[name] = plan
                 elif kind == "Experiment":
                     deployment.experiments[name] = Experiment.from_manifest(doc)
                     sources[name] = source
@@ -88,6 +99,14 @@ class Deployment:
 
     def _dangling(self, sources: dict[str, str]) -> list[str]:
         problems = []
+        defaults: dict[str, str] = {}
+        for experiment in self.experiments.values():
+            if experiment.default and experiment.default in defaults:
+                problems.append(f"{sources[experiment.name]}: Experiment/{experiment.name}: its default "
+                                f"'{experiment.default}' is also Experiment/{defaults[experiment.default]}'s; requests "
+                                "for it could be split by only one of them")
+            elif experiment.default:
+                defaults[experiment.default] = experiment.name
         for experiment in self.experiments.values():
             if experiment.resource_type != "pipeline":
                 continue
@@ -96,6 +115,17 @@ class Deployment:
                     problems.append(f"{sources[experiment.name]}: Experiment/{experiment.name}: names pipeline "
                                     f"'{name}', which these manifests do not define")
         return problems
+
+
+def _reads_side_steps(plan: Plan) -> list[str]:
+    """A batched step answers off the response path, so nothing on that path can take its outputs."""
+    side = {step.name for step in plan.side_steps}
+    problems = [f"step '{step.name}' reads the batched step '{reference.source}', whose answers market-ab serve "
+                "does not pass on (batched steps are side steps here)"
+                for step in plan.steps for reference in step.inputs + step.triggers if reference.source in side]
+    problems += [f"output reads the batched step '{reference.source}', whose answers market-ab serve does not "
+                 "pass on (batched steps are side steps here)" for reference in plan.output if reference.source in side]
+    return problems
 
 
 def unimplemented_fields(kind: str, spec: dict) -> list[str]:

@@ -104,13 +104,18 @@ class Gateway:
 
     # routing ---------------------------------------------------------------------------------------------------
 
-    def route(self, seldon_model: str | None, route_header: str | None = None) -> Route:
-        """Where a request with this ``seldon-model`` header goes; GatewayError 404 when nowhere."""
+    def route(self, seldon_model: str | None, route_header: str | None = None, draw: bool = True) -> Route:
+        """Where a request with this ``seldon-model`` header goes; GatewayError 404 when nowhere. ``draw=False``
+        (readiness, metadata) answers for an experiment's default, or first, candidate without a random draw, so
+        that such calls leave a seeded split as it was."""
         if not seldon_model:
             raise GatewayError(404, f"no '{SELDON_MODEL}' header: Seldon routes by it; send '{SELDON_MODEL}: "
                                     f"<model>', '<name>.pipeline' or '<name>.experiment'")
         for experiment in self.deployment.experiments.values():
             if experiment.handles(seldon_model):
+                if not draw:
+                    return Route(experiment.resource_type, experiment.default or experiment.candidates[0][0],
+                                 f"{experiment.name}.experiment", experiment)
                 chosen = experiment.choose(self._rng, route_header)
                 mirror = experiment.mirror if experiment.mirrored(self._rng) else None
                 return Route(experiment.resource_type, chosen, f"{experiment.name}.experiment", experiment,
@@ -196,6 +201,9 @@ class Gateway:
             except GatewayError as error:
                 log.warning("side step failed: %s", error.message)
                 self._side.labels(pipeline, step, "failed").inc()
+            except Exception:  # noqa: BLE001 - the worker must outlive any one batch
+                log.exception("pipeline %s, side step %s: batch failed", pipeline, step)
+                self._side.labels(pipeline, step, "failed").inc()
 
     # mirrors -----------------------------------------------------------------------------------------------------
 
@@ -205,8 +213,9 @@ class Gateway:
             self._mirror_count.labels(experiment.name, "dropped").inc()
             return
 
+        self._mirrors += 1  # counted before the task starts, so that a burst cannot pass the limit
+
         async def run() -> None:
-            self._mirrors += 1
             try:
                 await send()
                 self._mirror_count.labels(experiment.name, "answered").inc()

@@ -35,14 +35,14 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
         return await self._or_abort(context, self._backend(self.gateway.stub.ServerMetadata, request))
 
     async def ModelReady(self, request, context):
-        route = await self._route(context)
+        route = await self._route(context, draw=False)
         if route.kind == "pipeline":
             return pb.ModelReadyResponse(ready=not await self.gateway.not_ready(route.name))
         return await self._or_abort(context, self._backend(self.gateway.stub.ModelReady,
                                                            pb.ModelReadyRequest(name=route.name)))
 
     async def ModelMetadata(self, request, context):
-        route = await self._route(context)
+        route = await self._route(context, draw=False)
         if route.kind == "pipeline":
             return pb.ModelMetadataResponse(name=route.name, platform="seldon-pipeline")
         return await self._or_abort(context, self._backend(self.gateway.stub.ModelMetadata,
@@ -61,7 +61,8 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
             self.gateway.mirror(route.experiment, lambda: self._send_copy(route, request, rid, outgoing))
         try:
             if route.kind == "model":
-                answer = await self._backend(self.gateway.stub.ModelInfer, _for_model(request, route.name), outgoing)
+                answer = await self._backend(self.gateway.stub.ModelInfer, _for_model(request, route.name, rid),
+                                             outgoing)
             else:
                 answer = await self._run_pipeline(route.name, request, rid)
         except GatewayError as error:
@@ -83,13 +84,13 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
         if route.experiment.resource_type == "pipeline":
             await self._run_pipeline(route.mirror, request, rid)
         else:
-            await self.gateway.stub.ModelInfer(_for_model(request, route.mirror), metadata=metadata,
+            await self.gateway.stub.ModelInfer(_for_model(request, route.mirror, rid), metadata=metadata,
                                                timeout=self.gateway.step_timeout)
 
-    async def _route(self, context, metadata: dict | None = None) -> Route:
+    async def _route(self, context, metadata: dict | None = None, draw: bool = True) -> Route:
         metadata = metadata if metadata is not None else dict(context.invocation_metadata())
         try:
-            return self.gateway.route(metadata.get(SELDON_MODEL), metadata.get(ROUTE_HEADER))
+            return self.gateway.route(metadata.get(SELDON_MODEL), metadata.get(ROUTE_HEADER), draw)
         except GatewayError as error:
             self.gateway.observe("unknown", error.status, 0.0)
             await context.abort(error.code, error.message)
@@ -109,10 +110,11 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
             await context.abort(error.code, error.message)
 
 
-def _for_model(request: pb.ModelInferRequest, model: str) -> pb.ModelInferRequest:
-    if request.model_name == model and not request.model_version:
+def _for_model(request: pb.ModelInferRequest, model: str, rid: str) -> pb.ModelInferRequest:
+    """The request for ``model``, its id the request id every step sees (as for pipelines)."""
+    if request.model_name == model and not request.model_version and request.id == rid:
         return request
     copy = pb.ModelInferRequest()
     copy.CopyFrom(request)
-    copy.model_name, copy.model_version = model, ""
+    copy.model_name, copy.model_version, copy.id = model, "", rid
     return copy

@@ -183,15 +183,19 @@ class RowBatcher:
                              f"{ {n: list(a.shape) for n, a in arrays.items()} }")
         if self._parts:
             first = self._parts[0]
-            if set(arrays) != set(first) or any(arrays[n].shape[1:] != first[n].shape[1:] for n in first):
-                raise ValueError(f"tensors { {n: list(a.shape) for n, a in arrays.items()} } do not stack with the "
-                                 f"batch's { {n: list(a.shape) for n, a in first.items()} }")
+            if set(arrays) != set(first) or any(arrays[n].shape[1:] != first[n].shape[1:]
+                                                or arrays[n].dtype != first[n].dtype for n in first):
+                raise ValueError(f"tensors {_described(arrays)} do not stack with the batch's {_described(first)}")
         self._parts.append(arrays)
         self._rows += len(next(iter(arrays.values())))
         if self._rows < self.size:
             return None
         parts, self._parts, self._rows = self._parts, [], 0
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _described(arrays: dict) -> dict[str, str]:
+    return {name: f"{array.dtype}{list(array.shape)}" for name, array in arrays.items()}
 
 
 def _reads(step: Step) -> set[str]:

@@ -1,5 +1,7 @@
 """The model repository ``market-ab serve`` hands to MLServer: the models folder as it is, with each Model's
-``spec.parameters`` written into ``parameters.extra`` of its ``model-settings.json``, as Seldon's agent does.
+``spec.parameters`` written into ``parameters.extra`` of its ``model-settings.json``, and the fields Seldon's agent
+drops when it rewrites that file (``max_batch_size``, ``max_batch_time``, the tensors' ``content_type``) dropped
+too, so that a model behaves here as it will on the cluster.
 
 The original folder is never written to (on a cluster it is a downloaded artifact): the prepared repository is a
 folder of symbolic links, apart from the ``model-settings.json`` files it rewrites.
@@ -22,6 +24,25 @@ def model_folders(models_dir: Path) -> dict[str, Path]:
     return folders
 
 
+AGENT_DROPS = ("max_batch_size", "max_batch_time")
+
+
+def as_seldon_agent_writes(settings: dict) -> dict:
+    """``model-settings.json`` as Seldon's agent leaves it: no adaptive batching fields, no tensor content types
+    (read tuning from ``parameters.extra`` instead).
+
+    >>> as_seldon_agent_writes({"name": "m", "max_batch_size": 8, "inputs": [{"name": "x", "parameters":
+    ...                         {"content_type": "np"}}]})
+    {'name': 'm', 'inputs': [{'name': 'x', 'parameters': {}}]}
+    """
+    settings = {k: v for k, v in settings.items() if k not in AGENT_DROPS}
+    for key in ("inputs", "outputs"):
+        for tensor in settings.get(key) or []:
+            if isinstance(tensor.get("parameters"), dict):
+                tensor["parameters"].pop("content_type", None)
+    return settings
+
+
 def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, str]], target: Path) -> Path:
     """Link ``models_dir`` into ``target`` and apply ``model_parameters`` (Model name -> parameters). Raises
     ValueError naming the Models that have no folder."""
@@ -42,7 +63,7 @@ def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, s
         for entry in folder.iterdir():
             if entry.name != SETTINGS_FILE:
                 (copy / entry.name).symlink_to(entry)
-        settings = json.loads((folder / SETTINGS_FILE).read_text())
+        settings = as_seldon_agent_writes(json.loads((folder / SETTINGS_FILE).read_text()))
         if model_parameters.get(name):
             parameters = settings.setdefault("parameters", {})
             parameters["extra"] = {**(parameters.get("extra") or {}), **model_parameters[name]}

@@ -70,7 +70,7 @@ class RestDoor:
 
     async def model_ready(self, request: web.Request) -> web.Response:
         try:
-            route = self.gateway.route(request.headers.get(SELDON_MODEL))
+            route = self.gateway.route(request.headers.get(SELDON_MODEL), draw=False)
         except GatewayError as error:
             return error_response(error.status, error.message)
         if route.kind == "pipeline":
@@ -81,7 +81,7 @@ class RestDoor:
 
     async def model_metadata(self, request: web.Request) -> web.Response:
         try:
-            route = self.gateway.route(request.headers.get(SELDON_MODEL))
+            route = self.gateway.route(request.headers.get(SELDON_MODEL), draw=False)
         except GatewayError as error:
             return error_response(error.status, error.message)
         if route.kind == "pipeline":
@@ -98,6 +98,8 @@ class RestDoor:
         except GatewayError as error:
             self.gateway.observe("unknown", error.status, time.perf_counter() - started)
             return error_response(error.status, error.message, rid)
+        if route.kind == "model":
+            body, rid = _with_request_id(body, rid)
         response = await self._infer(route, request, body, rid)
         if route.route_value:
             response.headers[ROUTE_HEADER] = route.route_value
@@ -109,7 +111,6 @@ class RestDoor:
 
     async def _infer(self, route: Route, request: web.Request, body: bytes, rid: str | None) -> web.Response:
         if route.kind == "model":
-            rid = rid or request_id(None, _body_id(body))
             response = await self._forward(request, "POST", f"/v2/models/{route.name}/infer", body, rid)
             response.headers[REQUEST_ID] = rid
             return response
@@ -153,14 +154,22 @@ class RestDoor:
             return error_response(503, f"MLServer did not answer: {error or type(error).__name__}", rid)
 
 
-def _body_id(body: bytes) -> str | None:
-    """The request's Open Inference Protocol id, read without decoding its tensors into types."""
+def _with_request_id(body: bytes, header: str | None) -> tuple[bytes, str]:
+    """The body with its Open Inference Protocol id set to the request id (the ``x-request-id`` header, else the
+    body's id, else a new one), as for pipelines: the model (a router's decision id) and the response header then
+    agree. A body that is not a JSON object goes on as it is, for MLServer to refuse."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None  # MLServer answers the malformed body
-    rid = payload.get("id") if isinstance(payload, dict) else None
-    return rid if isinstance(rid, str) and rid else None
+        return body, header or request_id(None, None)
+    if not isinstance(payload, dict):
+        return body, header or request_id(None, None)
+    body_id = payload.get("id") if isinstance(payload.get("id"), str) and payload.get("id") else None
+    rid = request_id(header, body_id)
+    if body_id == rid:
+        return body, rid
+    payload["id"] = rid
+    return orjson.dumps(payload), rid
 
 
 def _first_error(error: pydantic.ValidationError) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import tempfile
 from dataclasses import dataclass
@@ -62,13 +63,22 @@ def serve(options: ServeOptions) -> int:
     print(f"market-ab serve: starting MLServer on {repository} (log: {mlserver.log_path})", flush=True)
     if deployment.not_applied:
         print(f"market-ab serve: left to the cluster: {', '.join(deployment.not_applied)}", flush=True)
-    mlserver.start()
-    print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, pid {mlserver.pid}", flush=True)
+    # until the gateway's loop takes them over, SIGTERM and SIGINT unwind through the `finally` that stops MLServer
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _exit_on_signal)
     try:
+        mlserver.start()
+        print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, pid {mlserver.pid}",
+              flush=True)
         return _run(_gateway(options, deployment, mlserver))
     finally:
         mlserver.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         print("market-ab serve: stopped", flush=True)
+
+
+def _exit_on_signal(number, _frame) -> None:
+    raise SystemExit(128 + number)
 
 
 def _run(coroutine) -> int:
@@ -113,7 +123,7 @@ async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLSe
     loop.remove_reader(pidfd)
     os.close(pidfd)
     await server.stop(grace=5)
+    await gateway.close()  # before the REST door's HTTP session, which its mirrors use
     await runner.cleanup()
-    await gateway.close()
     stopped.cancel()
     return 1 if failed else 0

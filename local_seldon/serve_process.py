@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import selectors
 import signal
 import subprocess
 import sys
@@ -55,32 +55,33 @@ class ServeProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self._process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                          start_new_session=True, env=env)
-        deadline = time.monotonic() + self.ready_timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._process.stdout, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    self.stop(signal.SIGKILL)
-                    raise TimeoutError(f"market-ab serve not ready after {self.ready_timeout} s:\n{self.output()}")
-                line = self._process.stdout.readline()
-                if not line:  # the command ended
-                    self._process.wait()
-                    raise RuntimeError(f"market-ab serve exited with {self._process.returncode}:\n{self.output()}")
-                self.lines.append(line.rstrip("\n"))
-                if line.startswith(MLSERVER_LINE):
-                    found = re.search(r"REST (\S+), gRPC (\S+), pid (\d+)", line)
-                    self.mlserver_http_url, self.mlserver_grpc_address = found[1], found[2]
-                    self.mlserver_pid = int(found[3])
-                if line.startswith(READY_LINE):
-                    break
-        self._reader = threading.Thread(target=self._read_rest, daemon=True)
+        lines: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
         self._reader.start()
-        return self
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                self.stop(signal.SIGKILL)
+                raise TimeoutError(f"market-ab serve not ready after {self.ready_timeout} s:\n{self.output()}") \
+                    from None
+            if line is None:  # the command ended
+                self._process.wait()
+                raise RuntimeError(f"market-ab serve exited with {self._process.returncode}:\n{self.output()}")
+            if line.startswith(MLSERVER_LINE):
+                found = re.search(r"REST (\S+), gRPC (\S+), pid (\d+)", line)
+                self.mlserver_http_url, self.mlserver_grpc_address = found[1], found[2]
+                self.mlserver_pid = int(found[3])
+            if line.startswith(READY_LINE):
+                return self
 
-    def _read_rest(self) -> None:
+    def _read(self, lines: queue.Queue) -> None:
+        """Every line the command prints, into ``self.lines`` and ``lines``; None once it ends."""
         for line in self._process.stdout:
             self.lines.append(line.rstrip("\n"))
+            lines.put(self.lines[-1])
+        lines.put(None)
 
     def output(self, lines: int = 80) -> str:
         return "\n".join(self.lines[-lines:])
@@ -89,6 +90,7 @@ class ServeProcess:
         """Signal the command (it stops its gateway and MLServer) and return its exit code."""
         if not self._process:
             return None
+        killed = sig == signal.SIGKILL
         if self._process.poll() is None:
             self._process.send_signal(sig)
             try:
@@ -96,6 +98,12 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
+                killed = True
+        if killed and self.mlserver_pid:  # MLServer has its own process group; nothing stopped it
+            try:
+                os.killpg(self.mlserver_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if getattr(self, "_reader", None):
             self._reader.join(timeout=5)
         if self.log_path:

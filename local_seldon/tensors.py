@@ -77,7 +77,10 @@ class Tensor:
             if tensor.datatype == "BYTES":
                 raw = _pack_bytes(list(typed))
             else:
-                raw = np.asarray(typed, dtype=DTYPES[tensor.datatype]).tobytes()
+                try:
+                    raw = _numbers(list(typed), tensor.datatype).tobytes()
+                except (ValueError, OverflowError) as error:
+                    raise TensorError(f"tensor '{tensor.name}': {error}") from None
         _check_size(tensor.name, tensor.datatype, shape, raw)
         return cls(tensor.datatype, shape, bytes(raw), parameters)
 
@@ -110,13 +113,15 @@ class Tensor:
         if datatype != "BYTES" and datatype not in DTYPES:
             raise TensorError(f"input '{request_input.name}': datatype '{datatype}' is not one of "
                               f"{', '.join([*DTYPES, 'BYTES'])}")
+        if any(d < 0 for d in shape):
+            raise TensorError(f"input '{request_input.name}': shape {list(shape)} has a negative dimension")
         try:
             if datatype == "BYTES":
                 flat = np.asarray(data, dtype=object).ravel()
                 array = np.array([v.encode() if isinstance(v, str) else v for v in flat], dtype=object)
                 return cls.from_array(array.reshape(shape), "BYTES", parameters)
-            array = np.asarray(data, dtype=DTYPES[datatype]).reshape(shape)
-        except (ValueError, TypeError) as error:
+            array = _numbers(data, datatype).reshape(shape)
+        except (ValueError, TypeError, OverflowError) as error:
             raise TensorError(f"input '{request_input.name}': its data do not make a {datatype} tensor of shape "
                               f"{list(shape)}: {error}") from None
         return cls.from_array(array, datatype, parameters)
@@ -159,14 +164,31 @@ def infer_request(model: str, tensors: Tensors, request_id: str) -> pb.ModelInfe
 
 def infer_response(tensors: Tensors, request_id: str, raw: bool, model_name: str = "") -> pb.ModelInferResponse:
     response = pb.ModelInferResponse(model_name=model_name, id=request_id)
+    raw = raw or any(t.datatype == "FP16" for t in tensors.values())  # FP16 has no typed contents; raw is all or none
     for name, tensor in tensors.items():
         output = response.outputs.add()
         tensor.fill_pb(output, name)
-        if raw or tensor.datatype == "FP16":
+        if raw:
             response.raw_output_contents.append(tensor.raw)
         else:
             tensor.fill_typed_contents(output)
     return response
+
+
+def _numbers(values, datatype: str) -> np.ndarray:
+    """``values`` as ``datatype``, refusing integers out of its range (numpy would wrap them round)."""
+    dtype = np.dtype(DTYPES[datatype])
+    if dtype.kind in "iu":
+        exact = np.asarray(values)
+        if exact.dtype.kind == "f":
+            if not np.all(np.isfinite(exact)) or np.any(exact != np.round(exact)):
+                raise ValueError(f"{datatype} takes whole numbers")
+        elif exact.dtype.kind not in "iub":
+            raise ValueError(f"{datatype} takes whole numbers")
+        limits = np.iinfo(dtype)
+        if exact.size and (exact.min() < limits.min or exact.max() > limits.max):
+            raise ValueError(f"a value is outside {datatype}'s range {limits.min} to {limits.max}")
+    return np.asarray(values, dtype=dtype)
 
 
 def _check_size(name: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> None:

@@ -64,3 +64,36 @@ def test_model_parameters_are_written_into_parameters_extra_of_a_linked_copy(tmp
     assert json.loads((models / "m" / "model-settings.json").read_text()) == original  # never written to
     with pytest.raises(ValueError, match="no model folder for absent"):
         prepare_repository(models, {"absent": {}}, tmp_path / "again")
+
+
+def test_a_pipeline_reading_a_batched_step_is_refused():
+    """Seldon's own sample takes its batched drift step into the output; here batched steps are side steps."""
+    sample = REPO.parent / "shared/reference/seldon-samples/pipelines/iris-async-drift.yaml"
+    with pytest.raises(DeploymentError, match="output reads the batched step 'iris-drift-detect'"):
+        Deployment.from_documents(load_documents([sample]))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("kind: Pipeline\nmetadata: {name: p}\nspec: {steps: [{name: a}], output: {steps: [a]}}\n---\n"
+     "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec: {steps: [{name: b}]}",
+     "defined twice"),
+    ("kind: Experiment\nmetadata: {name: e1}\nspec: {default: a, candidates: [{name: a, weight: 1}]}\n---\n"
+     "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: e2}\n"
+     "spec: {default: a, candidates: [{name: a, weight: 1}]}", "is also Experiment/e1's"),
+    ("kind: Experiment\nmetadata: {name: e}\nspec: {candidates: [{name: a, weight: ten}]}", "malformed"),
+])
+def test_what_would_be_ambiguous_or_lost_is_refused(text, expected):
+    with pytest.raises(DeploymentError) as caught:
+        Deployment.from_documents(_documents("apiVersion: mlops.seldon.io/v1alpha1\n" + text))
+    assert expected in str(caught.value)
+
+
+def test_the_fields_seldons_agent_drops_are_dropped(tmp_path):
+    models = tmp_path / "models"
+    (models / "m").mkdir(parents=True)
+    (models / "m" / "model-settings.json").write_text(json.dumps({
+        "name": "m", "implementation": "x.Y", "max_batch_size": 16, "max_batch_time": 0.01,
+        "inputs": [{"name": "ohlcv", "datatype": "FP32", "parameters": {"content_type": "np"}}]}))
+    settings = json.loads((prepare_repository(models, {}, tmp_path / "p") / "m" / "model-settings.json").read_text())
+    assert "max_batch_size" not in settings and "max_batch_time" not in settings
+    assert settings["inputs"] == [{"name": "ohlcv", "datatype": "FP32", "parameters": {}}]

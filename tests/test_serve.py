@@ -301,11 +301,31 @@ def test_the_request_id_is_the_routers_decision_id_and_feedback_finds_it(door, w
     assert status == 200 and outputs["status"] == ["applied", "applied", "unknown"]
 
 
+def test_the_request_id_header_wins_for_plain_models_too(door, window):
+    """A plain model sees the same id as a pipeline step would: the header's, over the body's."""
+    rid = f"plain-{door.transport}"
+    status, outputs, headers, _ = door.infer("thompson-router", {"ohlcv": window}, request_id="body-id",
+                                             headers={"x-request-id": rid})
+    assert status == 200 and outputs["decision_id"] == [rid] and headers["x-request-id"] == rid
+
+
+def test_integers_out_of_range_are_client_errors(serve):
+    body = json.dumps({"inputs": [{"name": "left", "datatype": "INT64", "shape": [1],
+                                   "data": [9223372036854775808]}]}).encode()
+    status, _, _, message = rest_post(f"{serve.http_url}/v2/pipelines/first/infer", body,
+                                      {"seldon-model": "first.pipeline"})
+    assert status == 400 and "range" in message
+
+
 # experiments ------------------------------------------------------------------------------------------------------
 
 def test_the_experiment_splits_by_weight_and_says_where_it_went(serve, window):
     door = Door(serve, "rest")
-    routes = [door.infer("ab-test.experiment", {"ohlcv": window})[2]["x-seldon-route"] for _ in range(300)]
+    answers = [door.infer("ab-test.experiment", {"ohlcv": window}) for _ in range(300)]
+    routes = [headers["x-seldon-route"] for _, _, headers, _ in answers]
+    # the header names the candidate that answered
+    assert all(f":{outputs['model'][0].split(':')[0]}_1:" == route
+               for (_, outputs, _, _), route in zip(answers, routes, strict=True))
     enhanced = routes.count(":enhanced_1:")
     assert set(routes) == {":baseline_1:", ":enhanced_1:"}
     low, high = stats.binom.interval(0.999, len(routes), 0.3)  # 30 of 70 + 30
@@ -313,8 +333,10 @@ def test_the_experiment_splits_by_weight_and_says_where_it_went(serve, window):
 
 
 def test_the_default_model_is_split_too(door, window):
-    routes = {door.infer("baseline", {"ohlcv": window})[2].get("x-seldon-route") for _ in range(30)}
-    assert routes == {":baseline_1:", ":enhanced_1:"}
+    answers = [door.infer("baseline", {"ohlcv": window}) for _ in range(30)]
+    assert {headers.get("x-seldon-route") for _, _, headers, _ in answers} == {":baseline_1:", ":enhanced_1:"}
+    assert all(headers["x-seldon-route"] == f":{outputs['model'][0].split(':')[0]}_1:"
+               for _, outputs, headers, _ in answers)
 
 
 def test_a_client_that_sends_the_route_back_sticks_to_its_candidate(door, window):
