@@ -56,15 +56,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+class StartInterrupted(RuntimeError):
+    """Asked to stop before every model was ready."""
+
+
 class MLServerProcess:
     """``with MLServerProcess("models/", parallel_workers=0) as server: server.http_url ...``"""
 
     def __init__(self, repository: str | Path, parallel_workers: int | None = 0, ready_timeout: float = 180.0,
                  log_path: str | Path | None = None, env: dict | None = None, state_dir: str | Path | None = None,
-                 executable: str | Path | None = None):
+                 executable: str | Path | None = None, interrupted=None):
         """``state_dir``: where routers keep their SQLite state (``MARKET_AB_STATE_DIR``); default: a new
         temporary directory, so every server starts with fresh routers unless it is given one to share.
         ``executable``: the ``mlserver`` command (default: the one beside this Python).
+        ``interrupted``: a callable checked while waiting for the models; when it returns true the server is
+        stopped and ``StartInterrupted`` raised (a supervisor's SIGTERM during the load).
         ``parallel_workers``: ``None`` leaves it to the repository's ``settings.json``; a number is passed as
         ``MLSERVER_PARALLEL_WORKERS``, which MLServer ignores when ``settings.json`` sets it, so a number that
         contradicts that file is refused."""
@@ -82,6 +88,7 @@ class MLServerProcess:
         self.log_path = Path(log_path) if log_path else self._workdir / "mlserver.log"
         self._extra_env = env or {}
         self.executable = str(executable) if executable else _mlserver_executable()
+        self.interrupted = interrupted
         self._process: subprocess.Popen | None = None
 
     @property
@@ -122,6 +129,9 @@ class MLServerProcess:
     def wait_until_ready(self, models: list[str] | None = None) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
+            if self.interrupted is not None and self.interrupted():
+                self.stop()
+                raise StartInterrupted("stopped while the models were loading")
             if self._process.poll() is not None:
                 raise RuntimeError(f"mlserver exited with {self._process.returncode}; log:\n{self.log_tail()}")
             try:

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from .deployment import Deployment
 from .gateway import Gateway
 from .grpc_server import GrpcDoor
 from .manifests import load_documents
-from .mlserver_process import MLServerProcess
+from .mlserver_process import MLServerProcess, StartInterrupted
 from .repository import model_folders, prepare_repository
 from .rest import RestDoor
 
@@ -59,15 +60,20 @@ def serve(options: ServeOptions) -> int:
     deployment = plan_deployment(options)
     workdir = Path(tempfile.mkdtemp(prefix="market-ab-serve-"))
     repository = prepare_repository(options.models_dir, deployment.model_parameters, workdir / "models")
-    mlserver = MLServerProcess(repository, parallel_workers=None, state_dir=options.state_dir)
+    mlserver = MLServerProcess(repository, parallel_workers=None, state_dir=options.state_dir,
+                               interrupted=_STOP_REQUESTED.is_set)
+    # until the gateway's loop takes them over, SIGTERM and SIGINT are remembered, and the wait for MLServer's
+    # models checks for them (raising from the handler could leave MLServer started but not yet known)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _remember_signal)
     print(f"market-ab serve: starting MLServer on {repository} (log: {mlserver.log_path})", flush=True)
     if deployment.not_applied:
         print(f"market-ab serve: left to the cluster: {', '.join(deployment.not_applied)}", flush=True)
-    # until the gateway's loop takes them over, SIGTERM and SIGINT unwind through the `finally` that stops MLServer
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, _exit_on_signal)
     try:
-        mlserver.start()
+        try:
+            mlserver.start()
+        except StartInterrupted:
+            return 128 + _STOP_REQUESTED.number
         print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, pid {mlserver.pid}",
               flush=True)
         return _run(_gateway(options, deployment, mlserver))
@@ -77,8 +83,16 @@ def serve(options: ServeOptions) -> int:
         print("market-ab serve: stopped", flush=True)
 
 
-def _exit_on_signal(number, _frame) -> None:
-    raise SystemExit(128 + number)
+class _StopRequest(threading.Event):
+    number = 0
+
+
+_STOP_REQUESTED = _StopRequest()
+
+
+def _remember_signal(number, _frame) -> None:
+    _STOP_REQUESTED.number = number
+    _STOP_REQUESTED.set()  # read by the wait for MLServer, then by the gateway's loop once it handles signals
 
 
 def _run(coroutine) -> int:
@@ -90,6 +104,12 @@ def _run(coroutine) -> int:
 
 
 async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLServerProcess) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    if _STOP_REQUESTED.is_set():
+        stop.set()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     gateway = Gateway(deployment, mlserver.grpc_address, set(model_folders(mlserver.repository)), seed=options.seed)
     await gateway.start()
@@ -102,10 +122,6 @@ async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLSe
     server.add_insecure_port(f"{options.host}:{options.grpc_port}")
     await server.start()
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(number, stop.set)
     mlserver_exit = loop.create_future()
     # the MLServer process's end, as an event (a pidfd is readable once the process has exited)
     pidfd = os.pidfd_open(mlserver.pid)

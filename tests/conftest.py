@@ -30,6 +30,14 @@ def copy_repository(destination: Path, names=LSTM_NAMES) -> Path:
     return destination
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (nothing in a container need reap an orphan that has exited)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def rest_body(inputs: dict[str, np.ndarray]) -> bytes:
     """Standard JSON, which has neither NaN nor Inf: MLServer's own codec writes NaN as null, and a value
     beyond FP32's range (1e39) is how an Inf reaches an FP32 tensor over REST."""

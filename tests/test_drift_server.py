@@ -24,7 +24,7 @@ from seldon_market_ab.features import FEATURE_NAMES, WARMUP
 from training.data import load_instrument
 from training.dataset import ohlcv_windows
 
-from .conftest import MODELS, rest_body
+from .conftest import MODELS, rest_body, running
 from .test_metrics import scrape, value
 
 DETECTOR = "drift-detector"
@@ -310,14 +310,6 @@ def test_metrics_appear_in_both_worker_modes(request, mode):
     assert features == set(FEATURE_NAMES)  # a fixed set from the artifact, never from requests
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (nothing in a container need reap an orphan that has exited)."""
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def test_tests_run_in_a_lower_priority_process_that_leaves_with_its_server(tmp_path):
     repository = tmp_path / "models"
     shutil.copytree(MODELS / DETECTOR, repository / DETECTOR)
@@ -333,7 +325,7 @@ def test_tests_run_in_a_lower_priority_process_that_leaves_with_its_server(tmp_p
         os.kill(server.pid, signal.SIGKILL)  # the server alone: nothing can stop its children for it
         readable, _, _ = select.select([exited], [], [], 30)
         os.close(exited)
-        assert readable and not _running(testers[0]), "the test process outlived its server"
+        assert readable and not running(testers[0]), "the test process outlived its server"
     finally:
         server.stop()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,10 +25,11 @@ from mlserver.grpc import dataplane_pb2_grpc
 from scipy import stats
 
 from loadtest.client import build_grpc_request, decode_outputs, json_body
+from local_seldon.mlserver_process import process_tree
 from local_seldon.serve_process import ServeProcess
 from seldon_market_ab.mlserver_compat import response_from_grpc
 
-from .conftest import MODELS, REPO
+from .conftest import MODELS, REPO, running
 
 ECHOS = ("echo-a", "echo-b", "echo-c", "echo-d", "echo-e", "echo-f")
 TEST_MANIFESTS = """
@@ -476,8 +479,32 @@ def test_sigterm_stops_the_gateway_and_mlserver(tmp_path):
     assert status == 200 and set(outputs) == {"x"}
     assert process.stop() == 0
     assert process.lines[-1] == "market-ab serve: stopped"
-    with pytest.raises(ProcessLookupError):
-        os.kill(process.mlserver_pid, 0)
+    assert not running(process.mlserver_pid)
+
+
+def test_sigterm_while_models_load_stops_mlserver_too(tmp_path):
+    """MLServer runs in a process group of its own; a SIGTERM before the gateway is up must still stop it."""
+    models = _echo_repository(tmp_path / "models")
+    (models / "slow").mkdir()
+    (models / "slow" / "model-settings.json").write_text(json.dumps({
+        "name": "slow", "implementation": "tests.slow_runtime.SlowRuntime",
+        "parameters": {"extra": {"gate": str(tmp_path / "never")}}}))  # loads only once a file that never comes exists
+    manifest = tmp_path / "p.yaml"
+    manifest.write_text("apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
+                        "spec: {steps: [{name: echo-a}]}\n")
+    process = ServeProcess(models, [manifest], env={"PYTHONPATH": str(REPO)})
+    command = subprocess.Popen(process.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    first = command.stdout.readline()
+    assert first.startswith("market-ab serve: starting MLServer"), first
+    mlserver = [pid for pid in process_tree(command.pid) if pid != command.pid]
+    while not mlserver:  # MLServer is started right after that line
+        mlserver = [pid for pid in process_tree(command.pid) if pid != command.pid]
+    command.send_signal(signal.SIGTERM)  # the slow model holds MLServer's start-up for a minute
+    assert command.wait(timeout=60) == 128 + signal.SIGTERM
+    rest = command.stdout.read()
+    assert "MLServer ready" not in rest and "market-ab serve: stopped" in rest
+    assert not [pid for pid in mlserver if running(pid)]
 
 
 @pytest.mark.parametrize("manifest, expected", [
