@@ -133,6 +133,9 @@ class InferenceClient:
             except RestError as error:
                 if error.status != 503 or attempt == self.retries:
                     raise
+            except urllib.error.URLError:  # no connection: REST's UNAVAILABLE
+                if attempt == self.retries:
+                    raise
             time.sleep(self.backoff_seconds * 2**attempt)
         raise AssertionError("unreachable")
 

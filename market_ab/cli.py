@@ -113,6 +113,62 @@ def cmd_serve(args) -> int:
         return 2
 
 
+def cmd_infer(args) -> int:
+    import json
+    import uuid
+
+    import grpc
+    import numpy as np
+
+    from loadtest.client import InferenceClient, RestError
+    from runtimes.artifact import LSTMArtifact
+
+    from .demo import heldout_windows
+
+    root = args.ca_cert.read_bytes() if args.ca_cert else None
+    client = InferenceClient(None if args.rest else args.grpc, args.rest, tls=args.tls, root_certificates=root,
+                             retries=args.retries)
+    protocol = "rest" if args.rest else "grpc"
+    if args.feedback:
+        pairs = [item.rsplit("=", 1) for item in args.feedback]
+        requests = [("feedback", {"decision_id": np.array([p[0] for p in pairs], dtype=object),
+                                  "reward": np.array([float(p[1]) for p in pairs])})]
+    else:
+        rows = LSTMArtifact.load(args.models_dir / "baseline").min_window
+        dates, ohlcv, _ = heldout_windows(args.instrument, args.windows, rows)
+        requests = [(date, {"ohlcv": window[None].astype(np.float32)}) for date, window in zip(dates, ohlcv,
+                                                                                                strict=True)]
+    route = args.route
+    for label, inputs in requests:
+        request_id = args.request_id if args.request_id and len(requests) == 1 else uuid.uuid4().hex
+        try:
+            answer = client.infer(args.target, inputs, protocol, request_id, route, args.timeout)
+        except grpc.RpcError as error:
+            print(f"market-ab infer: {args.target}: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+        except RestError as error:
+            print(f"market-ab infer: {args.target}: HTTP {error.status}: {error.message}", file=sys.stderr)
+            return 1
+        if args.sticky and answer.route:
+            route = answer.route
+        outputs = {name: value.tolist() if hasattr(value, "tolist") else value for name, value in
+                   answer.outputs.items()}
+        if args.json:
+            print(json.dumps({"input": label, "request_id": answer.request_id, "route": answer.route,
+                              "attempts": answer.attempts, "outputs": outputs}))
+        else:
+            shown = "  ".join(f"{name}={_short(value)}" for name, value in outputs.items())
+            print(f"{label}  id={answer.request_id}  route={answer.route or '-'}  {shown}")
+    client.close()
+    return 0
+
+
+def _short(value) -> str:
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="market-ab", description=__doc__)
     parser.add_argument("--models-dir", type=Path, default=Path("models"), help="model repository (default: models)")
@@ -170,6 +226,27 @@ def main(argv=None) -> int:
     serve.add_argument("--state-dir", type=Path, help="where the routers keep their state between runs "
                                                       "(default: a new temporary folder, so routers start fresh)")
     serve.set_defaults(func=cmd_serve)
+
+    infer = commands.add_parser(
+        "infer", help="send held-out market windows (or router feedback) to a model, pipeline or experiment through "
+                      "market-ab serve or Seldon, over gRPC or REST")
+    infer.add_argument("target", help="the seldon-model header: <model>, <name>.pipeline or <name>.experiment")
+    infer.add_argument("--grpc", default="127.0.0.1:9001", metavar="HOST:PORT",
+                       help="gRPC address (default: 127.0.0.1:9001, market-ab serve's)")
+    infer.add_argument("--rest", metavar="URL", help="use REST at this address instead, e.g. http://127.0.0.1:9000")
+    infer.add_argument("--instrument", default="sp500", choices=("sp500", "nasdaq"))
+    infer.add_argument("--windows", type=int, default=1, help="the last N held-out windows, one request each")
+    infer.add_argument("--feedback", nargs="+", metavar="ID=REWARD",
+                       help="send router feedback instead: decision (request) ids and their rewards")
+    infer.add_argument("--request-id", help="the request id (one request only; default: a new one per request)")
+    infer.add_argument("--route", help="x-seldon-route to send (stick to an experiment candidate)")
+    infer.add_argument("--sticky", action="store_true", help="send each answer's x-seldon-route with the next request")
+    infer.add_argument("--timeout", type=float, default=30.0, help="deadline per attempt, seconds (default 30)")
+    infer.add_argument("--retries", type=int, default=2, help="retries after UNAVAILABLE / 503 only (default 2)")
+    infer.add_argument("--tls", action="store_true", help="TLS (gRPC) / https (REST)")
+    infer.add_argument("--ca-cert", type=Path, metavar="PEM", help="trust this CA (default: the system's)")
+    infer.add_argument("--json", action="store_true", help="one JSON object per answer")
+    infer.set_defaults(func=cmd_infer)
 
     args = parser.parse_args(argv)
     return args.func(args)

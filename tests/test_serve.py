@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,8 +25,8 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 from scipy import stats
 
-from loadtest.client import build_grpc_request, decode_outputs, json_body
-from local_seldon.mlserver_process import process_tree
+from loadtest.client import InferenceClient, RestError, build_grpc_request, decode_outputs, json_body
+from local_seldon.mlserver_process import free_port, process_tree
 from local_seldon.serve_process import ServeProcess
 from seldon_market_ab.mlserver_compat import response_from_grpc
 
@@ -458,6 +459,57 @@ def test_the_readmes_calling_example_runs_as_written(serve):
     exec(compile(example, "README.md", "exec"), scope)  # noqa: S102 - our own README's example
     assert scope["by_rest"]["model"][0].split(":")[0] in ("baseline", "enhanced", "lightweight")  # ab-test, last
     assert scope["feedback"]["status"] == ["applied", "applied"]
+
+
+# the client and `market-ab infer` -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_the_client_calls_through_seldons_routing(serve, window, protocol):
+    client = InferenceClient(serve.grpc_address, serve.http_url)
+    answer = client.infer("mab.pipeline", {"ohlcv": window}, protocol, request_id=f"client-{protocol}")
+    assert answer.request_id == f"client-{protocol}" and answer.attempts == 1 and answer.route is None
+    assert answer.outputs["model"][0].split(":")[0] in ("baseline", "enhanced", "lightweight")
+    first = client.infer("ab-test.experiment", {"ohlcv": window}, protocol)
+    assert first.route in (":baseline_1:", ":enhanced_1:")
+    for _ in range(5):  # sending the route back sticks
+        again = client.infer("ab-test.experiment", {"ohlcv": window}, protocol, route=first.route)
+        assert again.route == first.route and again.outputs["model"][0] == first.route.strip(":").replace("_", ":")
+    client.close()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_the_client_retries_unavailable_and_nothing_else(serve, window, protocol):
+    closed = f"127.0.0.1:{free_port()}"
+    client = InferenceClient(closed, f"http://{closed}", retries=2, backoff_seconds=0.001)
+    with pytest.raises((grpc.RpcError, urllib.error.URLError)) as caught:
+        client.infer("mab.pipeline", {"ohlcv": window}, protocol)
+    assert client.attempts == 3
+    if protocol == "grpc":
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    client = InferenceClient(serve.grpc_address, serve.http_url, retries=2)
+    with pytest.raises((grpc.RpcError, RestError)):
+        client.infer("mab.pipeline", {"ohlcv": window[:, :5]}, protocol)  # a client error: not retried
+    assert client.attempts == 1
+
+
+def test_market_ab_infer_sends_windows_and_feedback(serve):
+    def infer(*args):
+        return subprocess.run([sys.executable, "-m", "market_ab.cli", "--models-dir", str(MODELS), "infer", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    done = infer("mab.pipeline", "--grpc", serve.grpc_address, "--windows", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(answers) == 2 and all(a["outputs"]["model"][0].split(":")[0] in ("baseline", "enhanced", "lightweight")
+                                     for a in answers)
+    done = infer("thompson-router", "--rest", serve.http_url, "--feedback",
+                 *(f"{a['request_id']}=1" for a in answers), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outputs"]["status"] == ["applied", "applied"]
+    done = infer("ab-test.experiment", "--rest", serve.http_url, "--windows", "3", "--sticky")
+    assert done.returncode == 0 and len({line.split("route=")[1].split()[0] for line in done.stdout.splitlines()}) == 1
+    done = infer("nope.pipeline", "--grpc", serve.grpc_address)
+    assert done.returncode == 1 and "NOT_FOUND" in done.stderr and "not deployed" in done.stderr
 
 
 # start and stop ---------------------------------------------------------------------------------------------------
