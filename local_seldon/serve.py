@@ -74,8 +74,8 @@ def serve(options: ServeOptions) -> int:
             mlserver.start()
         except StartInterrupted:
             return 128 + _STOP_REQUESTED.number
-        print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, pid {mlserver.pid}",
-              flush=True)
+        print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, metrics "
+              f"{mlserver.metrics_url}, pid {mlserver.pid}", flush=True)
         return _run(_gateway(options, deployment, mlserver))
     finally:
         mlserver.stop()

@@ -28,7 +28,7 @@ class ServeProcess:
         self.log_path = Path(log_path) if log_path else None
         self.env = env or {}
         self.lines: list[str] = []  # everything the command printed
-        self.mlserver_http_url = self.mlserver_grpc_address = self.mlserver_pid = None
+        self.mlserver_http_url = self.mlserver_grpc_address = self.mlserver_metrics_url = self.mlserver_pid = None
         self._process: subprocess.Popen | None = None
 
     @property
@@ -70,9 +70,9 @@ class ServeProcess:
                 self._process.wait()
                 raise RuntimeError(f"market-ab serve exited with {self._process.returncode}:\n{self.output()}")
             if line.startswith(MLSERVER_LINE):
-                found = re.search(r"REST (\S+), gRPC (\S+), pid (\d+)", line)
+                found = re.search(r"REST (\S+), gRPC (\S+), metrics (\S+), pid (\d+)", line)
                 self.mlserver_http_url, self.mlserver_grpc_address = found[1], found[2]
-                self.mlserver_pid = int(found[3])
+                self.mlserver_metrics_url, self.mlserver_pid = found[3], int(found[4])
             if line.startswith(READY_LINE):
                 return self
 

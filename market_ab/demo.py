@@ -13,8 +13,7 @@ import numpy as np
 from loadtest.client import InferenceClient
 from local_seldon.serve_process import ServeProcess
 from runtimes.artifact import LSTMArtifact
-from training.data import load_instrument
-from training.dataset import ohlcv_windows
+from training.dataset import heldout_days
 from training.report import load_metadata, text_table
 from training.train import train_models
 from training.variants import VARIANTS
@@ -24,11 +23,8 @@ DEMO_INSTRUMENTS = ("sp500", "nasdaq")
 
 def heldout_windows(instrument: str, count: int, rows: int):
     """The last ``count`` test-period windows of ``instrument``: dates, OHLCV, realised next-day move up."""
-    frame = load_instrument(instrument)
-    ends = np.arange(len(frame) - 1 - count, len(frame) - 1)
-    close = frame["close"].to_numpy()
-    dates = [str(day)[:10] for day in frame.index[ends]]
-    return dates, ohlcv_windows(instrument, ends, rows), close[ends + 1] > close[ends]
+    days = heldout_days((instrument,), count, rows)
+    return [d.date for d in days], np.stack([d.ohlcv for d in days]), np.array([d.next_return > 0 for d in days])
 
 
 def run_demo(models_dir: Path, windows: int = 5, manifests: list[Path] | None = None) -> int:

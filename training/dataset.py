@@ -108,3 +108,27 @@ def ohlcv_windows(instrument: str, ends: np.ndarray, rows: int) -> np.ndarray:
     if (ends < rows - 1).any():
         raise ValueError(f"windows of {rows} rows need end rows >= {rows - 1}")
     return np.stack([values[end - rows + 1:end + 1] for end in ends]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MarketDay:
+    """One instrument-day to predict: the window of OHLCV up to it, and what happened next."""
+
+    date: str
+    instrument: str
+    ohlcv: np.ndarray  # [rows, 5], raw prices, the last row the day itself
+    next_return: float  # close to next close
+
+
+def heldout_days(instruments: tuple[str, ...], count: int, rows: int) -> list[MarketDay]:
+    """The last ``count`` days of each instrument that have a next day, in date order across instruments (one
+    sequence of trading days, as traffic would arrive), each with its ``rows``-row window."""
+    days = []
+    for instrument in instruments:
+        frame = load_instrument(instrument)
+        ends = np.arange(len(frame) - 1 - count, len(frame) - 1)
+        close = frame["close"].to_numpy()
+        windows = ohlcv_windows(instrument, ends, rows)
+        days += [MarketDay(str(frame.index[end])[:10], instrument, window, float(close[end + 1] / close[end] - 1))
+                 for end, window in zip(ends, windows, strict=True)]
+    return sorted(days, key=lambda day: (day.date, day.instrument))

@@ -1,0 +1,163 @@
+"""Locust traffic through Seldon's routing (``market-ab serve`` or a cluster): held-out market days in date order
+across instruments, each answer rewarded by its realised next-day move after a delay, sent to the router that
+decided it by request id.
+
+    MARKET_AB_TARGET=mab.pipeline MARKET_AB_ROUTER=thompson-router MARKET_AB_GRPC=127.0.0.1:9001 \\
+        locust -f loadtest/locustfile.py --headless -u 8 -r 8 -t 60s --stop-timeout 30 --host http://127.0.0.1:9000
+
+Settings (environment): ``MARKET_AB_TARGET`` (the ``seldon-model`` header; default ``mab.pipeline``),
+``MARKET_AB_ROUTER`` (where feedback goes; empty for none, e.g. an experiment), ``MARKET_AB_GRPC`` (the gRPC
+address for ``GrpcUser``), ``MARKET_AB_FEEDBACK_DELAY`` (seconds; default 1), ``MARKET_AB_DAYS`` (held-out days
+per instrument; default 250), ``MARKET_AB_LOG`` (a JSON-lines file: one line per request and one per feedback,
+which the report joins). ``RestUser`` uses Locust's ``--host``. Both users share one sequence of days.
+``--stop-timeout`` lets each user finish the request it is making when the run ends, so that every decision a router
+made is in the log; rewards still waiting for their delay are delivered before the run ends.
+"""
+
+from __future__ import annotations
+
+import grpc.experimental.gevent as grpc_gevent
+
+grpc_gevent.init_gevent()  # before any channel: gRPC cooperates with gevent's loop
+
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from itertools import count  # noqa: E402
+
+import gevent  # noqa: E402
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+from locust import HttpUser, User, constant, events, task  # noqa: E402
+from mlserver.types import InferenceResponse  # noqa: E402
+
+from loadtest.client import InferenceClient, decode_outputs, json_body  # noqa: E402
+from runtimes.artifact import LSTMArtifact  # noqa: E402
+from training.dataset import heldout_days  # noqa: E402
+
+TARGET = os.environ.get("MARKET_AB_TARGET", "mab.pipeline")
+ROUTER = os.environ.get("MARKET_AB_ROUTER", "thompson-router")
+GRPC_ADDRESS = os.environ.get("MARKET_AB_GRPC", "127.0.0.1:9001")
+FEEDBACK_DELAY = float(os.environ.get("MARKET_AB_FEEDBACK_DELAY", "1"))
+DAYS = int(os.environ.get("MARKET_AB_DAYS", "250"))
+LOG_PATH = os.environ.get("MARKET_AB_LOG")
+INSTRUMENTS = ("sp500", "nasdaq")
+
+_days = None
+_sequence = count()
+_pending: dict[str, tuple] = {}  # request id -> (user, reward, greenlet) of rewards waiting for their delay
+_log = open(LOG_PATH, "a", buffering=1) if LOG_PATH else None  # noqa: SIM115 - open for the whole run
+
+
+def next_day():
+    """The next held-out day, shared by every user, cycling through the sequence."""
+    global _days
+    if _days is None:
+        rows = LSTMArtifact.load(os.environ.get("MARKET_AB_MODELS", "models") + "/baseline").min_window
+        _days = heldout_days(INSTRUMENTS, DAYS, rows)
+    index = next(_sequence)
+    return index, _days[index % len(_days)]
+
+
+def record(entry: dict) -> None:
+    if _log:
+        _log.write(json.dumps(entry) + "\n")
+
+
+def served_by(outputs: dict) -> str | None:
+    model = outputs.get("model")
+    return str(model[0]).split(":")[0] if model is not None and len(model) else None
+
+
+class MarketTraffic:
+    """What both users do: send a day, record the answer, reward it later."""
+
+    protocol = "grpc"
+
+    def send_day(self) -> None:
+        t, day = next_day()
+        request_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        entry = {"kind": "request", "t": t, "protocol": self.protocol, "target": TARGET, "request_id": request_id,
+                 "date": day.date, "instrument": day.instrument, "next_return": day.next_return}
+        try:
+            outputs, route = self.call(TARGET, {"ohlcv": day.ohlcv[None]}, request_id)
+        except Exception as error:  # noqa: BLE001 - a failed request is data for the report
+            record({**entry, "error": f"{type(error).__name__}: {error}"[:300],
+                    "latency_ms": 1000 * (time.perf_counter() - started)})
+            return
+        latency_ms = 1000 * (time.perf_counter() - started)
+        direction = int(np.asarray(outputs["direction"]).ravel()[0])
+        correct = (direction == 1) == (day.next_return > 0)
+        record({**entry, "latency_ms": latency_ms, "arm": served_by(outputs), "route": route,
+                "probability": float(np.asarray(outputs["probability"]).ravel()[0]), "direction": direction,
+                "correct": bool(correct), "strategy_return": day.next_return if direction == 1 else -day.next_return})
+        if ROUTER:
+            _pending[request_id] = (self, float(correct),
+                                    gevent.spawn_later(FEEDBACK_DELAY, self.feedback, request_id, float(correct)))
+
+    def feedback(self, request_id: str, reward: float) -> None:
+        try:
+            outputs, _ = self.call(ROUTER, {"decision_id": np.array([request_id], dtype=object),
+                                            "reward": np.array([reward])}, uuid.uuid4().hex)
+            status = str(outputs["status"][0])
+        except Exception as error:  # noqa: BLE001
+            status = f"error: {type(error).__name__}: {error}"[:300]
+        record({"kind": "feedback", "request_id": request_id, "reward": reward, "status": status})
+        _pending.pop(request_id, None)
+
+
+class GrpcUser(MarketTraffic, User):
+    """Locust's custom-client pattern: the calls fire Locust's request events themselves."""
+
+    wait_time = constant(0)
+    protocol = "grpc"
+
+    def on_start(self) -> None:
+        self.client = InferenceClient(GRPC_ADDRESS, retries=0)
+
+    def call(self, target: str, inputs: dict, request_id: str):
+        started = time.perf_counter()
+        exception = None
+        try:
+            answer = self.client.infer(target, inputs, "grpc", request_id)
+            return answer.outputs, answer.route
+        except grpc.RpcError as error:
+            exception = error
+            raise
+        finally:
+            self.environment.events.request.fire(request_type="grpc", name=target, exception=exception,
+                                                 response_time=1000 * (time.perf_counter() - started),
+                                                 response_length=0, context={})
+
+    @task
+    def day(self) -> None:
+        self.send_day()
+
+
+class RestUser(MarketTraffic, HttpUser):
+    wait_time = constant(0)
+    protocol = "rest"
+
+    def call(self, target: str, inputs: dict, request_id: str):
+        name = target.rsplit(".", 1)[0]
+        with self.client.post(f"/v2/models/{name}/infer", data=json_body(inputs, request_id), name=target,
+                              headers={"Content-Type": "application/json", "seldon-model": target,
+                                       "x-request-id": request_id}, catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"{response.status_code}: {response.text[:200]}")
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            outputs = decode_outputs(InferenceResponse.model_validate_json(response.content))
+            return outputs, response.headers.get("x-seldon-route")
+
+    @task
+    def day(self) -> None:
+        self.send_day()
+
+
+@events.test_stop.add_listener
+def deliver_pending_feedback(environment, **_kwargs) -> None:
+    """Rewards still waiting for their delay, or on their way, when the run ends are delivered before it ends, so
+    that every answer is joined to its outcome."""
+    gevent.joinall([greenlet for _, _, greenlet in list(_pending.values())], timeout=FEEDBACK_DELAY + 60)
