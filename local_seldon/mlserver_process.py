@@ -139,6 +139,9 @@ class MLServerProcess:
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
+            except RuntimeError:  # a model failed to load: the server is of no use, and must not outlive this
+                self.stop()
+                raise
             time.sleep(0.25)
         self.stop()
         raise TimeoutError(f"mlserver not ready after {self.ready_timeout}s; log:\n{self.log_tail()}")

@@ -15,6 +15,7 @@ from analysis.router_evidence import load_results, render_markdown
 from detectors.settings import DriftSettings
 from loadtest import benchmark, drift_serving, fuzz, gateway_serving
 from routers.settings import RegimeRouterSettings, RouterSettings
+from runtimes.faults import FaultyLSTMSettings
 from runtimes.lstm import LSTMSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
 from seldon_market_ab.settings import markdown_table
@@ -53,6 +54,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "features": features_summary,
         "evaluation": lambda: evaluation_table(load_metadata(models_dir), "test"),
         "settings-lstm": lambda: markdown_table(LSTMSettings),
+        "settings-faulty-lstm": lambda: markdown_table(FaultyLSTMSettings, FaultyLSTMSettings.__annotations__),
         "settings-thompson-router": lambda: markdown_table(RouterSettings),
         "settings-regime-router": regime_router_settings_table,
         "settings-drift-detector": lambda: markdown_table(DriftSettings),

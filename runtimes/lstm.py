@@ -67,8 +67,10 @@ class LSTMSettings(ExtraSettings):
 
 
 class LSTMRuntime(MLModel):
+    settings_class = LSTMSettings  # what parameters.extra may hold
+
     async def load(self) -> bool:
-        self.config = LSTMSettings.from_extra(extra_of(self._settings), self.name)
+        self.config = self.settings_class.from_extra(extra_of(self._settings), self.name)
         if self._settings.max_batch_size > 1:
             # MLServer merges raw requests under the first one's shape: windows of other lengths would be mixed up.
             raise ValueError(f"{self.name}: MLServer's adaptive batching (max_batch_size "
