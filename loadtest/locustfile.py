@@ -8,7 +8,8 @@ decided it by request id.
 Settings (environment): ``MARKET_AB_TARGET`` (the ``seldon-model`` header; default ``mab.pipeline``),
 ``MARKET_AB_ROUTER`` (where feedback goes; empty for none, e.g. an experiment), ``MARKET_AB_GRPC`` (the gRPC
 address for ``GrpcUser``), ``MARKET_AB_FEEDBACK_DELAY`` (seconds; default 1), ``MARKET_AB_DAYS`` (held-out days
-per instrument; default 250), ``MARKET_AB_LOG`` (a JSON-lines file: one line per request and one per feedback,
+per instrument; default 250; each is sent once and the run ends when they are all sent, unless
+``MARKET_AB_CYCLE=1``), ``MARKET_AB_LOG`` (a JSON-lines file: one line per request and one per feedback,
 which the report joins). ``RestUser`` uses Locust's ``--host``. Both users share one sequence of days.
 ``--stop-timeout`` lets each user finish the request it is making when the run ends, so that every decision a router
 made is in the log; rewards still waiting for their delay are delivered before the run ends.
@@ -30,6 +31,7 @@ import gevent  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from locust import HttpUser, User, constant, events, task  # noqa: E402
+from locust.exception import StopUser  # noqa: E402
 from mlserver.types import InferenceResponse  # noqa: E402
 
 from loadtest.client import InferenceClient, decode_outputs, json_body  # noqa: E402
@@ -42,6 +44,7 @@ GRPC_ADDRESS = os.environ.get("MARKET_AB_GRPC", "127.0.0.1:9001")
 FEEDBACK_DELAY = float(os.environ.get("MARKET_AB_FEEDBACK_DELAY", "1"))
 DAYS = int(os.environ.get("MARKET_AB_DAYS", "250"))
 LOG_PATH = os.environ.get("MARKET_AB_LOG")
+CYCLE = os.environ.get("MARKET_AB_CYCLE") == "1"
 INSTRUMENTS = ("sp500", "nasdaq")
 
 _days = None
@@ -51,18 +54,35 @@ _log = open(LOG_PATH, "a", buffering=1) if LOG_PATH else None  # noqa: SIM115 - 
 
 
 def next_day():
-    """The next held-out day, shared by every user, cycling through the sequence."""
+    """The next held-out day, shared by every user; None once every day was sent (unless ``MARKET_AB_CYCLE=1``:
+    then the sequence starts again, for load rather than for statistics, since a repeated day is not new evidence)."""
     global _days
     if _days is None:
         rows = LSTMArtifact.load(os.environ.get("MARKET_AB_MODELS", "models") + "/baseline").min_window
         _days = heldout_days(INSTRUMENTS, DAYS, rows)
     index = next(_sequence)
+    if index >= len(_days) and not CYCLE:
+        return None
     return index, _days[index % len(_days)]
 
 
 def record(entry: dict) -> None:
     if _log:
         _log.write(json.dumps(entry) + "\n")
+
+
+class CallFailed(Exception):
+    def __init__(self, message: str, route: str | None):
+        super().__init__(message)
+        self.route = route
+
+
+def arm_of_route(route: str | None) -> str | None:
+    """``:faulty_1:`` -> ``faulty`` (the candidate an experiment chose, also when it failed)."""
+    if not route:
+        return None
+    last = route.strip(":").split(":")[-1]
+    return last.rsplit(".pipeline", 1)[0] if last.endswith(".pipeline") else last.rsplit("_", 1)[0]
 
 
 def served_by(outputs: dict) -> str | None:
@@ -76,7 +96,11 @@ class MarketTraffic:
     protocol = "grpc"
 
     def send_day(self) -> None:
-        t, day = next_day()
+        taken = next_day()
+        if taken is None:  # every day was sent once: the run is over
+            gevent.spawn(self.environment.runner.quit)
+            raise StopUser()
+        t, day = taken
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
         entry = {"kind": "request", "t": t, "protocol": self.protocol, "target": TARGET, "request_id": request_id,
@@ -84,13 +108,15 @@ class MarketTraffic:
         try:
             outputs, route = self.call(TARGET, {"ohlcv": day.ohlcv[None]}, request_id)
         except Exception as error:  # noqa: BLE001 - a failed request is data for the report
-            record({**entry, "error": f"{type(error).__name__}: {error}"[:300],
-                    "latency_ms": 1000 * (time.perf_counter() - started)})
+            route = getattr(error, "route", None)  # an experiment says which candidate failed
+            record({**entry, "error": f"{type(error).__name__}: {error}"[:300], "route": route,
+                    "arm": arm_of_route(route), "latency_ms": 1000 * (time.perf_counter() - started)})
             return
         latency_ms = 1000 * (time.perf_counter() - started)
         direction = int(np.asarray(outputs["direction"]).ravel()[0])
         correct = (direction == 1) == (day.next_return > 0)
-        record({**entry, "latency_ms": latency_ms, "arm": served_by(outputs), "route": route,
+        # an experiment's candidate is its route (an A/A copy answers with the same model name); a pipeline's, the model
+        record({**entry, "latency_ms": latency_ms, "arm": arm_of_route(route) or served_by(outputs), "route": route,
                 "probability": float(np.asarray(outputs["probability"]).ravel()[0]), "direction": direction,
                 "correct": bool(correct), "strategy_return": day.next_return if direction == 1 else -day.next_return})
         if ROUTER:
@@ -125,7 +151,8 @@ class GrpcUser(MarketTraffic, User):
             return answer.outputs, answer.route
         except grpc.RpcError as error:
             exception = error
-            raise
+            route = dict(error.initial_metadata() or ()).get("x-seldon-route")
+            raise CallFailed(f"{error.code().name}: {error.details()}", route) from None
         finally:
             self.environment.events.request.fire(request_type="grpc", name=target, exception=exception,
                                                  response_time=1000 * (time.perf_counter() - started),
@@ -147,7 +174,8 @@ class RestUser(MarketTraffic, HttpUser):
                                        "x-request-id": request_id}, catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"{response.status_code}: {response.text[:200]}")
-                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+                raise CallFailed(f"HTTP {response.status_code}: {response.text[:200]}",
+                                 response.headers.get("x-seldon-route"))
             outputs = decode_outputs(InferenceResponse.model_validate_json(response.content))
             return outputs, response.headers.get("x-seldon-route")
 

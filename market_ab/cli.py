@@ -63,7 +63,8 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.models_dir, windows=args.windows, manifests=args.manifests)
+    return run_demo(args.models_dir, scenarios=args.scenarios, workers=args.workers, manifests=args.manifests,
+                    reports_dir=args.reports_dir, seed=args.seed)
 
 
 def cmd_readme(args) -> int:
@@ -122,8 +123,7 @@ def cmd_infer(args) -> int:
 
     from loadtest.client import InferenceClient, RestError
     from runtimes.artifact import LSTMArtifact
-
-    from .demo import heldout_windows
+    from training.dataset import heldout_days
 
     root = args.ca_cert.read_bytes() if args.ca_cert else None
     client = InferenceClient(None if args.rest else args.grpc, args.rest, tls=args.tls, root_certificates=root,
@@ -135,9 +135,8 @@ def cmd_infer(args) -> int:
                                   "reward": np.array([float(p[1]) for p in pairs])})]
     else:
         rows = LSTMArtifact.load(args.models_dir / "baseline").min_window
-        dates, ohlcv, _ = heldout_windows(args.instrument, args.windows, rows)
-        requests = [(date, {"ohlcv": window[None].astype(np.float32)}) for date, window in zip(dates, ohlcv,
-                                                                                                strict=True)]
+        requests = [(day.date, {"ohlcv": day.ohlcv[None]}) for day in heldout_days((args.instrument,), args.windows,
+                                                                                    rows)]
     route = args.route
     for label, inputs in requests:
         request_id = args.request_id if args.request_id and len(requests) == 1 else uuid.uuid4().hex
@@ -191,9 +190,13 @@ def main(argv=None) -> int:
     evaluate.add_argument("--plot", type=Path, metavar="PNG", help="also draw accuracy and AUC with intervals")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    demo = commands.add_parser("demo", help="run market-ab serve and send held-out windows through its pipelines and "
-                                            "experiment over gRPC, with feedback to the routers")
-    demo.add_argument("--windows", type=int, default=5, help="held-out windows per instrument")
+    demo = commands.add_parser("demo", help="run market-ab serve, drive an A/A, the A/B experiment, both router "
+                                            "pipelines and a faulty candidate with Locust, and write reports/<run>/")
+    demo.add_argument("--scenarios", type=int, default=250,
+                      help="held-out market days per instrument sent through each experiment, once each (default 250)")
+    demo.add_argument("--workers", type=int, default=4, help="concurrent Locust users, REST and gRPC (default 4)")
+    demo.add_argument("--reports-dir", type=Path, default=Path("reports"), help="where reports/<run>/ goes")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the split and of the injected fault")
     demo.add_argument("--manifests", type=Path, action="append", metavar="PATH",
                       help="manifests to serve; repeatable (default: manifests/overlays/dev)")
     demo.set_defaults(func=cmd_demo)

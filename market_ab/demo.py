@@ -1,99 +1,150 @@
-"""The demo: ``market-ab serve`` on the dev overlay, real held-out windows sent through its pipelines and its
-experiment over gRPC, and the realised moves fed back to the routers."""
+"""The main job (``market-ab demo``, what ``make demo`` runs): ``market-ab serve`` with the demo's experiments beside
+the manifests, Locust traffic through each, and a report built from that run only (``reports/<run>/``).
+
+Experiments, in order:
+
+- ``aa-test`` (A/A): baseline against ``baseline-copy``, the same artifact under another name, 50/50: any "win" is
+  a false positive.
+- ``ab-test`` (A/B): the manifests' experiment, baseline 70 / enhanced 30, mirrored to lightweight.
+- ``mab`` and ``contextual`` (A/B by a router): the pipelines; the routers' logged propensities give off-policy
+  estimates.
+- ``fault-test`` (faulty): baseline against ``faulty``, the baseline artifact served by
+  ``runtimes.faults.FaultyLSTMRuntime`` with ``FAULT`` injected, 50/50: the guardrails must roll it back.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
-import uuid
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
+import yaml
+from tqdm import tqdm
 
-from loadtest.client import InferenceClient
+from analysis.ab_analysis import BusinessModel, DecisionPolicy
+from analysis.ab_report import ExperimentRun, analyse, read_log, write_report
+from local_seldon.deployment import Deployment
+from local_seldon.manifests import load_documents
+from local_seldon.repository import SETTINGS_FILE
 from local_seldon.serve_process import ServeProcess
-from runtimes.artifact import LSTMArtifact
-from training.dataset import heldout_days
-from training.report import load_metadata, text_table
-from training.train import train_models
-from training.variants import VARIANTS
+from routers.stores import open_store
 
-DEMO_INSTRUMENTS = ("sp500", "nasdaq")
+FAULT = {"added_latency_ms": 30.0, "failure_rate": 0.1}  # the faulty candidate's injected fault
+DEMO_EXPERIMENTS = [
+    {"apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Experiment", "metadata": {"name": "aa-test"},
+     "spec": {"candidates": [{"name": "baseline", "weight": 50}, {"name": "baseline-copy", "weight": 50}]}},
+    {"apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Experiment", "metadata": {"name": "fault-test"},
+     "spec": {"candidates": [{"name": "baseline", "weight": 50}, {"name": "faulty", "weight": 50}]}},
+]
+RUNS = [("aa-test", "aa", "aa-test.experiment", None), ("ab-test", "ab", "ab-test.experiment", None),
+        ("mab", "ab", "mab.pipeline", "thompson-router"), ("contextual", "ab", "contextual.pipeline", "regime-router"),
+        ("fault-test", "faulty", "fault-test.experiment", None)]
 
 
-def heldout_windows(instrument: str, count: int, rows: int):
-    """The last ``count`` test-period windows of ``instrument``: dates, OHLCV, realised next-day move up."""
-    days = heldout_days((instrument,), count, rows)
-    return [d.date for d in days], np.stack([d.ohlcv for d in days]), np.array([d.next_return > 0 for d in days])
+def demo_repository(models_dir: Path, folder: Path, seed: int) -> Path:
+    """``models_dir`` linked into ``folder``, with ``baseline-copy`` and ``faulty`` beside it."""
+    models_dir = Path(models_dir).resolve()
+    folder.mkdir(parents=True)
+    for entry in models_dir.iterdir():
+        (folder / entry.name).symlink_to(entry)
+    settings = json.loads((models_dir / "baseline" / SETTINGS_FILE).read_text())
+    for name, changes in (("baseline-copy", {}),
+                          ("faulty", {"implementation": "runtimes.faults.FaultyLSTMRuntime"})):
+        (folder / name).mkdir()
+        for entry in (models_dir / "baseline").iterdir():
+            if entry.name != SETTINGS_FILE:
+                (folder / name / entry.name).symlink_to(entry)
+        copy = {**settings, "name": name, **changes}
+        if name == "faulty":
+            copy["parameters"] = {**settings["parameters"], "extra": {**settings["parameters"].get("extra", {}),
+                                                                      **FAULT, "fault_seed": seed}}
+        (folder / name / SETTINGS_FILE).write_text(json.dumps(copy, indent=2))
+    return folder
 
 
-def run_demo(models_dir: Path, windows: int = 5, manifests: list[Path] | None = None) -> int:
-    missing = [n for n in VARIANTS if not (models_dir / n / "model.pt").exists()]
+def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, days: int = 120, workers: int = 4,
+                    seconds: float = 20.0, seed: int = 0, feedback_delay: float = 0.5) -> Path:
+    run = time.strftime("%Y%m%d-%H%M%S")
+    workdir = Path(tempfile.mkdtemp(prefix="market-ab-demo-"))
+    repository = demo_repository(models_dir, workdir / "models", seed)
+    extra = workdir / "demo-experiments.yaml"
+    extra.write_text(yaml.safe_dump_all(DEMO_EXPERIMENTS))
+    deployment = Deployment.from_documents(load_documents([*manifests, extra]))
+    state_dir = workdir / "state"
+    out = reports_dir / run
+    (out / "logs").mkdir(parents=True)  # the raw request logs stay beside the report they produced
+    experiments = []
+    with ServeProcess(repository, [*manifests, extra], seed=seed, log_path=workdir / "serve.log",
+                      extra_args=["--state-dir", str(state_dir)]) as serve:
+        for name, kind, target, router in tqdm(RUNS, desc="experiments", unit="experiment"):
+            log = out / "logs" / f"{name}.jsonl"
+            drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
+            weights = None
+            if name in deployment.experiments:
+                weights = dict(deployment.experiments[name].candidates)
+            experiment = ExperimentRun(name, kind, target, "baseline", weights, log, router)
+            propensities = logged_propensities(state_dir, router, log) if router else None
+            experiments.append(analyse(experiment, propensities, DecisionPolicy(), BusinessModel()))
+    report = {"run": run, "settings": f"{days} held-out days per instrument, {workers} Locust users, {seconds:g} s "
+                                      f"per experiment, feedback after {feedback_delay:g} s, seed {seed}",
+              "fault": FAULT, "policy": DecisionPolicy().__dict__, "business_model": BusinessModel().__dict__,
+              "experiments": experiments}
+    write_report(out, report)
+    return out
+
+
+def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests: list[Path] | None = None,
+             reports_dir: Path = Path("reports"), seed: int = 0) -> int:
+    from training.report import load_metadata, text_table
+    from training.train import train_models
+    from training.variants import VARIANTS
+
+    missing = [n for n in VARIANTS if not (Path(models_dir) / n / "model.pt").exists()]
     if missing:
         print(f"training {', '.join(missing)} into {models_dir}/ (a few minutes on 2 cores)")
         train_models(missing, models_dir)
-    print("\nTest-period evaluation stored with each model (market-ab evaluate):")
+    print("Test-period evaluation stored with each model (market-ab evaluate):")
     print(text_table(load_metadata(models_dir), "test"))
-
-    rows = LSTMArtifact.load(models_dir / "baseline").min_window
     manifests = manifests or [Path(__file__).resolve().parents[1] / "manifests" / "overlays" / "dev"]
-    started = time.perf_counter()
-    # each demo starts with fresh routers: market-ab serve keeps their state in a new temporary folder
-    with ServeProcess(models_dir, manifests, seed=0) as serve:
-        print(f"\nmarket-ab serve ({', '.join(map(str, manifests))}) ready in {time.perf_counter() - started:.1f}s: "
-              f"gateway REST {serve.http_url}, gRPC {serve.grpc_address}; MLServer gRPC {serve.mlserver_grpc_address}")
-        direct = InferenceClient(serve.mlserver_grpc_address)
-        for instrument in DEMO_INSTRUMENTS:
-            dates, ohlcv, went_up = heldout_windows(instrument, windows, rows)
-            print(f"\n{instrument}: {windows} held-out windows of {rows} daily rows, one gRPC request per model, "
-                  "each model called directly on MLServer")
-            print(f"{'model':<13}" + "".join(f"{d:>12}" for d in dates) + "   correct")
-            for name in VARIANTS:
-                answer = direct.infer_grpc(name, {"ohlcv": ohlcv})
-                cells = "".join(f"{p:>10.3f}{'↑' if d else '↓':>2}" for p, d in zip(answer["probability"],
-                                                                                   answer["direction"], strict=True))
-                correct = int((answer["direction"].astype(bool) == went_up).sum())
-                print(f"{name:<13}{cells}   {correct}/{windows}")
-            print(f"{'realised':<13}" + "".join(f"{'↑' if up else '↓':>12}" for up in went_up))
-        direct.close()
-        gateway = InferenceClient(serve.grpc_address)
-        route_with_feedback(gateway, windows, rows)
-        split_by_experiment(gateway, windows, rows)
-        gateway.close()
+    print(f"\nmarket-ab serve on {', '.join(map(str, manifests))} and the demo's experiments; {scenarios} held-out "
+          f"days per instrument through each, {workers} Locust users (REST and gRPC)")
+    out = run_experiments(models_dir, manifests, reports_dir, days=scenarios, workers=workers, seed=seed)
+    report = json.loads((out / "report.json").read_text())
+    print(f"\n{'experiment':<12}{'kind':<8}{'sent':>6}{'failed':>8}{'rewards':>9}  recommendation")
+    for experiment in report["experiments"]:
+        counts = experiment["counts"]
+        print(f"{experiment['name']:<12}{experiment['kind']:<8}{counts['sent']:>6}{counts['failed']:>8}"
+              f"{counts['feedback_applied']:>9}  {experiment['recommendation']['decision']}: "
+              f"{experiment['recommendation']['reasons'][0]}")
+    print(f"\nreport: {out / 'report.html'} (also report.md, report.json and the plots)")
     return 0
 
 
-ROUTED = (("mab.pipeline", "thompson-router"), ("contextual.pipeline", "regime-router"))
+def drive(serve: ServeProcess, target: str, router: str | None, log: Path, days: int, workers: int,
+          seconds: float, feedback_delay: float, models_dir: Path) -> None:
+    """Headless Locust, REST and gRPC users, through the gateway."""
+    env = {**os.environ, "MARKET_AB_TARGET": target, "MARKET_AB_ROUTER": router or "",
+           "MARKET_AB_GRPC": serve.grpc_address, "MARKET_AB_LOG": str(log), "MARKET_AB_DAYS": str(days),
+           "MARKET_AB_FEEDBACK_DELAY": str(feedback_delay), "MARKET_AB_MODELS": str(models_dir)}
+    locustfile = Path(__file__).resolve().parents[1] / "loadtest" / "locustfile.py"
+    done = subprocess.run([sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(workers),
+                           "-r", str(workers), "-t", f"{seconds:g}s", "--stop-timeout", "30", "--host", serve.http_url,
+                           "--only-summary", "--loglevel", "WARNING"], capture_output=True, text=True, env=env,
+                          timeout=seconds + 300)
+    if done.returncode not in (0, 1):  # 1: some requests failed, which the faulty candidate is there to do
+        raise RuntimeError(f"locust for {target} exited with {done.returncode}:\n{done.stderr[-3000:]}")
 
 
-def route_with_feedback(client: InferenceClient, windows: int, rows: int) -> None:
-    """What a trading loop does: ask a pipeline (its router picks the arm that answers), and reward that router by
-    the request id once the move is known."""
-    print("\nPipelines through the gateway: the router picks an arm, only that arm answers, and the realised move "
-          "goes back to the router as feedback by request id (reward 1 if the direction was right)")
-    print(f"{'pipeline':<21}{'date':<12}{'instrument':<11}{'arm':<14}{'p(up)':>8}{'moved':>7}{'reward':>8}  feedback")
-    for pipeline, router in ROUTED:
-        for instrument in DEMO_INSTRUMENTS:
-            dates, ohlcv, went_up = heldout_windows(instrument, windows, rows)
-            for date, window, up in zip(dates, ohlcv, went_up, strict=True):
-                request_id = str(uuid.uuid4())
-                answer = client.infer_grpc(pipeline.split(".")[0], {"ohlcv": window[None]}, request_id=request_id,
-                                           metadata=(("seldon-model", pipeline),))
-                reward = float(bool(answer["direction"][0]) == bool(up))
-                status = client.infer_grpc(router, {"decision_id": np.array([request_id], dtype=object),
-                                                    "reward": np.array([reward])},
-                                           metadata=(("seldon-model", router),))["status"][0]
-                print(f"{pipeline:<21}{date:<12}{instrument:<11}{answer['model'][0]:<14}"
-                      f"{answer['probability'][0]:>8.3f}{'↑' if up else '↓':>7}{reward:>8.0f}  {status}")
-
-
-def split_by_experiment(client: InferenceClient, windows: int, rows: int) -> None:
-    served = Counter()
-    for instrument in DEMO_INSTRUMENTS:
-        _, ohlcv, _ = heldout_windows(instrument, windows, rows)
-        for window in ohlcv:
-            answer = client.infer_grpc("ab-test", {"ohlcv": window[None]},
-                                       metadata=(("seldon-model", "ab-test.experiment"),))
-            served[answer["model"][0]] += 1
-    print(f"\nExperiment ab-test (baseline 70 / enhanced 30, mirrored to lightweight): {sum(served.values())} "
-          f"requests served by " + ", ".join(f"{model} {count}" for model, count in sorted(served.items())))
+def logged_propensities(state_dir: Path, router: str, log: Path) -> dict[str, float]:
+    """What the router logged for each decision: the probability with which it chose the arm it chose."""
+    requests, _ = read_log(log)
+    store = open_store(f"sqlite:///{router}.db", router, state_dir)
+    try:
+        decisions = {r["request_id"]: store.decision(r["request_id"]) for r in requests}
+    finally:
+        store.close()
+    return {rid: decision.propensity for rid, decision in decisions.items() if decision is not None}

@@ -1,11 +1,15 @@
 """The market-ab console script, as installed by `make`."""
 
-import re
+import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-from .conftest import MODELS
+from analysis.ab_report import ExperimentRun, analyse
+from market_ab.demo import FAULT
+
+from .conftest import MODELS, REPO
 
 
 def market_ab(*args, cwd=None):
@@ -36,24 +40,41 @@ def test_train_if_missing_trains_only_what_is_missing(tmp_path):
 
 
 def test_demo_end_to_end(tmp_path):
-    """`market-ab demo` on a copy of the repository: market-ab serve starts, the models answer, both pipelines route
-    each window to one arm and their routers take the feedback, the experiment splits, and no router state lands in
-    the model folders."""
+    """`market-ab demo` on a copy of the repository, as `make demo` runs it but smaller: every experiment's counts add
+    up, the A/A split is consistent with its configuration (and an unfair configuration is a sample ratio mismatch),
+    the faulty candidate is rolled back, the report opens as HTML with its plots, and no router state lands in the
+    model folders."""
     repository = tmp_path / "models"
     shutil.copytree(MODELS, repository)
     before = sorted(p.relative_to(repository) for p in repository.rglob("*"))
-    result = market_ab("--models-dir", str(repository), "demo", "--windows", "2", cwd=tmp_path)
+    result = market_ab("--models-dir", str(repository), "demo", "--scenarios", "120", "--workers", "2",
+                       "--reports-dir", str(tmp_path / "reports"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    assert "market-ab serve" in out and "ready in" in out and "realised" in out
-    for name in ("baseline", "conservative"):
-        assert re.search(rf"^{name} .* [0-2]/2$", out, flags=re.MULTILINE), out
-    routed = [line.split() for line in out.splitlines() if line.startswith(("mab.pipeline", "contextual.pipeline"))]
-    assert len(routed) == 2 * 2 * 2  # two pipelines, two instruments, two windows
-    assert all(line[-1] == "applied" for line in routed), routed
-    arms = {"mab.pipeline": {"baseline", "enhanced", "lightweight"},
-            "contextual.pipeline": {"robust", "aggressive", "conservative", "baseline"}}
-    assert all(line[3].split(":")[0] in arms[line[0]] for line in routed), routed
-    split = re.search(r"Experiment ab-test .*: (\d+) requests served by (.*)", out)
-    assert split and int(split[1]) == 4 and set(re.findall(r"(\w+):1", split[2])) <= {"baseline", "enhanced"}
+    (folder,) = (tmp_path / "reports").iterdir()
+    report = json.loads((folder / "report.json").read_text())
+    experiments = {e["name"]: e for e in report["experiments"]}
+    assert [(e["name"], e["kind"]) for e in report["experiments"]] == [
+        ("aa-test", "aa"), ("ab-test", "ab"), ("mab", "ab"), ("contextual", "ab"), ("fault-test", "faulty")]
+    for experiment in report["experiments"]:
+        counts = experiment["counts"]
+        assert counts["sent"] == 2 * 120 == counts["answered"] + counts["failed"]  # every day once, two instruments
+        assert sum(arm["n"] for arm in experiment["arms"].values()) == counts["sent"]
+        assert experiment["recommendation"]["decision"] in ("promote", "keep_baseline", "continue", "roll_back")
+    for name in ("mab", "contextual"):  # every answer's reward reached the router that decided it
+        assert experiments[name]["counts"]["feedback_applied"] == experiments[name]["counts"]["answered"]
+        assert set(experiments[name]["off_policy"]) == set(experiments[name]["arms"])
+    assert not experiments["aa-test"]["srm"]["mismatch"] and not experiments["ab-test"]["srm"]["mismatch"]
+    unfair = analyse(ExperimentRun("aa-test", "aa", "aa-test.experiment", "baseline",
+                                   {"baseline": 80, "baseline-copy": 20}, Path(folder) / "logs" / "aa-test.jsonl"))
+    assert unfair["srm"]["mismatch"] and unfair["recommendation"]["decision"] == "keep_baseline"
+    assert experiments["fault-test"]["recommendation"]["decision"] == "roll_back"
+    assert experiments["fault-test"]["counts"]["failed"] > 0
+    assert experiments["aa-test"]["recommendation"]["decision"] != "promote"
+    html = (folder / "report.html").read_text()
+    assert all(f'src="{png.name}"' in html for png in folder.glob("*.png")) and len(list(folder.glob("*.png"))) == 4
+    assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
+    readme = (REPO / "README.md").read_text()  # the README describes the fault that was injected
+    described = f"{FAULT['added_latency_ms']:g} ms of added latency, {FAULT['failure_rate']:.0%} of requests failed"
+    assert described in readme
+    assert report["fault"] == FAULT

@@ -1,0 +1,285 @@
+"""The report of a demo run: the request logs of each experiment (``loadtest/locustfile.py``) joined with their
+feedback and, for a bandit, the propensities its router logged, analysed by ``analysis.ab_analysis`` and written as
+``report.json`` (for tools and pipelines), ``report.md``, ``report.html`` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .ab_analysis import (
+    ArmLog,
+    BusinessModel,
+    DecisionPolicy,
+    business_impact,
+    off_policy,
+    recommend,
+    summarise_arm,
+)
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    name: str
+    kind: str  # "aa", "ab" or "faulty"
+    target: str  # the seldon-model header the traffic used
+    baseline: str
+    weights: dict[str, float] | None  # configured split (experiments); None for a bandit or a router
+    log: Path  # JSON lines from the locustfile
+    router: str | None = None
+
+
+def read_log(path: Path) -> tuple[list[dict], dict[str, dict]]:
+    entries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    requests = sorted((e for e in entries if e["kind"] == "request"), key=lambda e: e["t"])
+    feedback = {e["request_id"]: e for e in entries if e["kind"] == "feedback"}
+    return requests, feedback
+
+
+def arm_logs(requests: list[dict], propensities: dict[str, float] | None = None) -> dict[str, ArmLog]:
+    """One ``ArmLog`` per arm, requests in arrival order; a failed request counts against the arm that failed."""
+    by_arm: dict[str, list[dict]] = {}
+    for entry in requests:
+        by_arm.setdefault(entry.get("arm") or "unknown", []).append(entry)
+    logs = {}
+    for arm, entries in sorted(by_arm.items()):
+        error = np.array(["error" in e for e in entries])
+        logs[arm] = ArmLog(
+            arm, np.array([e["t"] for e in entries]), np.array([bool(e.get("correct")) for e in entries]),
+            np.array([e.get("strategy_return", 0.0) for e in entries], float),
+            np.array([e["latency_ms"] for e in entries], float), error,
+            np.array([propensities.get(e["request_id"], math.nan) for e in entries]) if propensities else None)
+    return logs
+
+
+def analyse(run: ExperimentRun, propensities: dict[str, float] | None = None,
+            policy: DecisionPolicy = DecisionPolicy(), business: BusinessModel = BusinessModel()) -> dict:
+    requests, feedback = read_log(run.log)
+    logs = arm_logs(requests, propensities)
+    baseline = logs.get(run.baseline)
+    candidates = [log for name, log in logs.items() if name != run.baseline]
+    summaries = {name: summarise_arm(log) for name, log in logs.items()}
+    answered = [r for r in requests if "error" not in r]
+    report = {
+        "name": run.name, "kind": run.kind, "target": run.target, "baseline": run.baseline,
+        "configured_split": run.weights,
+        "counts": {"sent": len(requests), "answered": len(answered), "failed": len(requests) - len(answered),
+                   "feedback_sent": len(feedback),
+                   "feedback_applied": sum(1 for f in feedback.values() if f["status"] == "applied")},
+        "arms": summaries,
+    }
+    if baseline is None or not candidates:
+        report["recommendation"] = {"decision": "continue",
+                                    "reasons": [f"the baseline {run.baseline} and a candidate must both be served; "
+                                                f"arms seen: {', '.join(logs) or 'none'}"]}
+        return report
+    recommendation, figures = recommend(baseline, candidates, run.weights, policy)
+    report["comparisons"] = figures["comparisons"]
+    report["srm"] = figures["srm"]
+    report["business_impact"] = {name: business_impact(summaries[run.baseline], summaries[name],
+                                                       figures["comparisons"][name], business)
+                                 for name in figures["comparisons"]}
+    if propensities and all(not np.isnan(log.propensity).any() for log in logs.values()):
+        report["off_policy"] = off_policy(list(logs.values()))
+    report["recommendation"] = {"decision": recommendation.decision, "reasons": recommendation.reasons}
+    report["timeline"] = timeline(requests)
+    return report
+
+
+def timeline(requests: list[dict], buckets: int = 20) -> dict:
+    """Traffic share and cumulative accuracy per arm over the run, in ``buckets`` slices of arrival order."""
+    arms = sorted({r.get("arm") or "unknown" for r in requests})
+    edges = np.linspace(0, len(requests), buckets + 1).astype(int)
+    share = {arm: [] for arm in arms}
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        part = requests[low:high]
+        for arm in arms:
+            share[arm].append(sum((r.get("arm") or "unknown") == arm for r in part) / max(len(part), 1))
+    return {"buckets": buckets, "share": share}
+
+
+# writing ---------------------------------------------------------------------------------------------------
+
+def write_report(folder: Path, report: dict) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=1, default=_json_default))
+    plots = draw(report, folder)
+    (folder / "report.md").write_text(render_markdown(report))
+    (folder / "report.html").write_text(render_html(report, plots))
+    return {"json": folder / "report.json", "md": folder / "report.md", "html": folder / "report.html", **plots}
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+def _pct(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1%}"
+
+
+def _ci(pair, fmt="{:.1%}") -> str:
+    return "-" if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in pair) else \
+        f"[{fmt.format(pair[0])}, {fmt.format(pair[1])}]"
+
+
+def experiment_markdown(experiment: dict) -> list[str]:
+    counts = experiment["counts"]
+    lines = [f"## {experiment['name']} ({experiment['kind']}): **{experiment['recommendation']['decision']}**", ""]
+    lines += [f"- {reason}" for reason in experiment["recommendation"]["reasons"]]
+    lines += ["", f"Target `{experiment['target']}`; {counts['sent']:,} requests sent, {counts['answered']:,} "
+                  f"answered, {counts['failed']:,} failed; {counts['feedback_applied']:,} of "
+                  f"{counts['feedback_sent']:,} rewards applied by the router.", ""]
+    lines += ["| arm | n | accuracy [95% CI] | mean return (bp) | Sharpe [95% CI] | max drawdown | p50 / p95 / p99 ms "
+              "| error rate |", "|---|---|---|---|---|---|---|---|"]
+    for name, arm in experiment["arms"].items():
+        latency = arm["latency_ms"]
+        sharpe = arm["sharpe"]
+        lines.append(f"| {name}{' (baseline)' if name == experiment['baseline'] else ''} | {arm['n']:,} | "
+                     f"{_pct(arm['accuracy'])} {_ci(arm['accuracy_ci'])} | {1e4 * arm['mean_return']:.1f} | "
+                     f"{'-' if math.isnan(sharpe) else f'{sharpe:.2f}'} {_ci(arm['sharpe_ci'], '{:.2f}')} | "
+                     f"{arm['max_drawdown']:.3f} | {latency['p50']:.1f} / {latency['p95']:.1f} / "
+                     f"{latency['p99']:.1f} | {_pct(arm['error_rate'])} |")
+    if experiment.get("comparisons"):
+        lines += ["", "| candidate vs baseline | accuracy difference [95% CI] | P(beats baseline) | always-valid p | "
+                      "latency guardrail | error guardrail | impact over trades [95% CI] |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, c in experiment["comparisons"].items():
+            impact = experiment["business_impact"][name]
+            lines.append(f"| {name} | {c['accuracy_difference']:+.1%} {_ci(c['accuracy_difference_ci'])} | "
+                         f"{c['probability_to_beat']:.2f} | {c['always_valid_p']:.3g} | "
+                         f"{'breached' if c['latency_guardrail']['breached'] else 'ok'} | "
+                         f"{'breached' if c['error_guardrail']['breached'] else 'ok'} | "
+                         f"{impact['total']:+,.0f} {_ci(impact['total_ci'], '{:+,.0f}')} |")
+    if experiment.get("srm"):
+        srm = experiment["srm"]
+        lines += ["", f"Sample ratio: observed {srm['observed_share']}, configured {srm['expected_share']}, "
+                      f"p = {srm['p_value']:.3g} ({'mismatch' if srm['mismatch'] else 'consistent'})."]
+    if experiment.get("off_policy"):
+        lines += ["", "| arm (always chosen) | IPS [95% CI] | SNIPS | DR [95% CI] | chosen |", "|---|---|---|---|---|"]
+        for name, e in experiment["off_policy"].items():
+            lines.append(f"| {name} | {e['ips']['value']:.3f} {_ci(e['ips']['ci'], '{:.3f}')} | {e['snips']:.3f} | "
+                         f"{e['dr']['value']:.3f} {_ci(e['dr']['ci'], '{:.3f}')} | {e['chosen']:,} |")
+    return lines
+
+
+def render_markdown(report: dict) -> str:
+    business = report["business_model"]
+    lines = [f"# A/B report {report['run']}", "",
+             f"Generated by `market-ab demo` ({report['settings']}). Business model: {business['trades']:,} trades of "
+             f"{business['notional']:,.0f} notional, {business['cost_per_ms']:g} per trade per millisecond of latency.",
+             ""]
+    lines += ["| experiment | kind | recommendation |", "|---|---|---|"]
+    lines += [f"| {e['name']} | {e['kind']} | {e['recommendation']['decision']} |" for e in report["experiments"]]
+    for experiment in report["experiments"]:
+        lines += ["", *experiment_markdown(experiment)]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(report: dict, plots: dict[str, Path]) -> str:
+    """The markdown's content as a page with the plots (no external assets: it opens from its folder)."""
+    parts, table = [], []
+    for line in render_markdown(report).splitlines() + [""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                tag = "th" if not table else "td"
+                cells = [html.escape(cell.strip()).replace("**", "") for cell in line.strip("|").split("|")]
+                table.append("<tr>" + "".join(f"<{tag}>{cell}</{tag}>" for cell in cells) + "</tr>")
+            continue
+        if table:
+            parts.append("<table>" + "".join(table) + "</table>")
+            table = []
+        parts.append(_line_html(line))
+    images = "\n".join(f'<figure><img src="{path.name}" alt="{html.escape(name)}"><figcaption>'
+                       f"{html.escape(name)}</figcaption></figure>" for name, path in plots.items())
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>A/B report {html.escape(report['run'])}"
+            "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:"
+            "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style></head>"
+            f"<body>{''.join(parts)}<h2>Plots</h2>{images}</body></html>\n")
+
+
+def _line_html(line: str) -> str:
+    if line.startswith("# "):
+        return f"<h1>{html.escape(line[2:])}</h1>"
+    if line.startswith("## "):
+        return f"<h2>{html.escape(line[3:]).replace('**', '')}</h2>"
+    if line.startswith("- "):
+        return f"<p>&bull; {html.escape(line[2:])}</p>"
+    return f"<p>{html.escape(line)}</p>" if line else ""
+
+
+def draw(report: dict, folder: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    experiments = report["experiments"]
+    plots = {}
+    figure, axes = plt.subplots(1, len(experiments), figsize=(3.2 * len(experiments), 3.2), squeeze=False)
+    for axis, experiment in zip(axes[0], experiments, strict=True):
+        share = (experiment.get("timeline") or {}).get("share", {})
+        for arm, values in share.items():
+            axis.plot(np.arange(1, len(values) + 1), 100 * np.array(values), label=arm)
+        axis.set_title(experiment["name"], fontsize=9)
+        axis.set_xlabel("twentieths of the run", fontsize=8)
+        axis.set_ylim(-2, 102)
+        axis.legend(fontsize=6)
+    axes[0][0].set_ylabel("traffic share (%)")
+    plots["traffic share over time per arm"] = _save(figure, folder / "traffic-share.png", plt)
+
+    figure, axes = plt.subplots(1, len(experiments), figsize=(3.2 * len(experiments), 3.2), squeeze=False)
+    for axis, experiment in zip(axes[0], experiments, strict=True):
+        names = list(experiment["arms"])
+        accuracy = np.array([experiment["arms"][n]["accuracy"] for n in names])
+        ci = np.array([experiment["arms"][n]["accuracy_ci"] for n in names])
+        axis.errorbar(range(len(names)), 100 * accuracy, yerr=100 * np.abs(ci.T - accuracy), fmt="o", capsize=3)
+        axis.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
+        axis.axhline(50, color="grey", linewidth=0.8, linestyle="--")
+        axis.set_title(experiment["name"], fontsize=9)
+    axes[0][0].set_ylabel("accuracy (%), 95% CI")
+    plots["accuracy per arm with intervals"] = _save(figure, folder / "accuracy.png", plt)
+
+    figure, axes = plt.subplots(1, len(experiments), figsize=(3.2 * len(experiments), 3.2), squeeze=False)
+    for axis, experiment in zip(axes[0], experiments, strict=True):
+        names = list(experiment["arms"])
+        for i, q in enumerate(("p50", "p95", "p99")):
+            axis.bar(np.arange(len(names)) + (i - 1) * 0.27, [experiment["arms"][n]["latency_ms"][q] for n in names],
+                     width=0.27, label=q)
+        axis.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
+        axis.set_title(experiment["name"], fontsize=9)
+        axis.legend(fontsize=6)
+    axes[0][0].set_ylabel("latency (ms)")
+    plots["latency percentiles per arm"] = _save(figure, folder / "latency.png", plt)
+
+    figure, axis = plt.subplots(figsize=(7, 3.4))
+    labels, totals, lows, highs = [], [], [], []
+    for experiment in experiments:
+        for name, impact in (experiment.get("business_impact") or {}).items():
+            labels.append(f"{experiment['name']}: {name}")
+            totals.append(impact["total"])
+            lows.append(impact["total"] - impact["total_ci"][0])
+            highs.append(impact["total_ci"][1] - impact["total"])
+    if labels:
+        axis.barh(range(len(labels)), totals, xerr=[lows, highs], capsize=3)
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+    axis.axvline(0, color="grey", linewidth=0.8)
+    axis.set_xlabel(f"impact of switching over {report['business_model']['trades']:,} trades (95% CI)")
+    plots["business impact"] = _save(figure, folder / "business-impact.png", plt)
+    return plots
+
+
+def _save(figure, path: Path, plt) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
