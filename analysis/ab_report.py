@@ -8,6 +8,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,14 +164,19 @@ def experiment_markdown(experiment: dict) -> list[str]:
                          f"{impact['total']:+,.0f} {_ci(impact['total_ci'], '{:+,.0f}')} |")
     if experiment.get("srm"):
         srm = experiment["srm"]
-        lines += ["", f"Sample ratio: observed {srm['observed_share']}, configured {srm['expected_share']}, "
-                      f"p = {srm['p_value']:.3g} ({'mismatch' if srm['mismatch'] else 'consistent'})."]
+        lines += ["", f"Sample ratio: observed {_shares(srm['observed_share'])}, configured "
+                      f"{_shares(srm['expected_share'])}: chi-square p = {srm['p_value']:.3g} "
+                      f"({'a mismatch' if srm['mismatch'] else 'consistent'}; a mismatch below {srm['threshold']:g})."]
     if experiment.get("off_policy"):
         lines += ["", "| arm (always chosen) | IPS [95% CI] | SNIPS | DR [95% CI] | chosen |", "|---|---|---|---|---|"]
         for name, e in experiment["off_policy"].items():
             lines.append(f"| {name} | {e['ips']['value']:.3f} {_ci(e['ips']['ci'], '{:.3f}')} | {e['snips']:.3f} | "
                          f"{e['dr']['value']:.3f} {_ci(e['dr']['ci'], '{:.3f}')} | {e['chosen']:,} |")
     return lines
+
+
+def _shares(shares: dict[str, float]) -> str:
+    return " / ".join(f"{name} {share:.1%}" for name, share in shares.items())
 
 
 def render_markdown(report: dict) -> str:
@@ -192,7 +199,7 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
         if line.startswith("|"):
             if not line.startswith("|---"):
                 tag = "th" if not table else "td"
-                cells = [html.escape(cell.strip()).replace("**", "") for cell in line.strip("|").split("|")]
+                cells = [_inline(cell.strip()) for cell in line.strip("|").split("|")]
                 table.append("<tr>" + "".join(f"<{tag}>{cell}</{tag}>" for cell in cells) + "</tr>")
             continue
         if table:
@@ -201,20 +208,44 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
         parts.append(_line_html(line))
     images = "\n".join(f'<figure><img src="{path.name}" alt="{html.escape(name)}"><figcaption>'
                        f"{html.escape(name)}</figcaption></figure>" for name, path in plots.items())
+    # once the page has loaded, it says how many of its plots did (what `look_at` reads in headless Chromium)
+    script = ("<script>window.addEventListener('load', () => { const images = [...document.images]; "
+              "document.body.setAttribute('data-images-loaded', images.filter(i => i.complete && i.naturalWidth > 0)"
+              ".length + '/' + images.length); });</script>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>A/B report {html.escape(report['run'])}"
             "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:"
-            "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style></head>"
-            f"<body>{''.join(parts)}<h2>Plots</h2>{images}</body></html>\n")
+            "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style>"
+            f"{script}</head><body>{''.join(parts)}<h2>Plots</h2>{images}</body></html>\n")
+
+
+def look_at(report_html: Path, screenshot: Path | None = None, browser: str = "chromium") -> dict:
+    """Open the report in headless Chromium as a person would: how many of its plots loaded, and a screenshot of the
+    page (``screenshot``, default ``report-screenshot.png`` beside it)."""
+    report_html = Path(report_html).resolve()
+    screenshot = screenshot or report_html.with_name("report-screenshot.png")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", report_html.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom.stdout)
+    subprocess.run([*flags, "--window-size=1280,2400", f"--screenshot={screenshot}", report_html.as_uri()],
+                   capture_output=True, timeout=120)
+    return {"images_loaded": int(found[1]) if found else 0, "images": int(found[2]) if found else -1,
+            "screenshot": str(screenshot) if screenshot.exists() else None}
 
 
 def _line_html(line: str) -> str:
     if line.startswith("# "):
-        return f"<h1>{html.escape(line[2:])}</h1>"
+        return f"<h1>{_inline(line[2:])}</h1>"
     if line.startswith("## "):
-        return f"<h2>{html.escape(line[3:]).replace('**', '')}</h2>"
+        return f"<h2>{_inline(line[3:])}</h2>"
     if line.startswith("- "):
-        return f"<p>&bull; {html.escape(line[2:])}</p>"
-    return f"<p>{html.escape(line)}</p>" if line else ""
+        return f"<p>&bull; {_inline(line[2:])}</p>"
+    return f"<p>{_inline(line)}</p>" if line else ""
+
+
+def _inline(text: str) -> str:
+    """Markdown's `code` and **bold**, the only inline marks the report uses."""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
 
 
 def draw(report: dict, folder: Path) -> dict[str, Path]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ import yaml
 from tqdm import tqdm
 
 from analysis.ab_analysis import BusinessModel, DecisionPolicy
-from analysis.ab_report import ExperimentRun, analyse, read_log, write_report
+from analysis.ab_report import ExperimentRun, analyse, look_at, read_log, write_report
 from local_seldon.deployment import Deployment
 from local_seldon.manifests import load_documents
 from local_seldon.repository import SETTINGS_FILE
@@ -89,8 +90,9 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
             experiment = ExperimentRun(name, kind, target, "baseline", weights, log, router)
             propensities = logged_propensities(state_dir, router, log) if router else None
             experiments.append(analyse(experiment, propensities, DecisionPolicy(), BusinessModel()))
-    report = {"run": run, "settings": f"{days} held-out days per instrument, {workers} Locust users, {seconds:g} s "
-                                      f"per experiment, feedback after {feedback_delay:g} s, seed {seed}",
+    report = {"run": run, "settings": f"{days} held-out days per instrument, each sent once (at most {seconds:g} s per "
+                                      f"experiment), {workers} Locust users, feedback after {feedback_delay:g} s, "
+                                      f"seed {seed}",
               "fault": FAULT, "policy": DecisionPolicy().__dict__, "business_model": BusinessModel().__dict__,
               "experiments": experiments}
     write_report(out, report)
@@ -121,6 +123,10 @@ def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests
               f"{counts['feedback_applied']:>9}  {experiment['recommendation']['decision']}: "
               f"{experiment['recommendation']['reasons'][0]}")
     print(f"\nreport: {out / 'report.html'} (also report.md, report.json and the plots)")
+    if shutil.which("chromium"):
+        seen = look_at(out / "report.html")
+        print(f"opened in headless Chromium: {seen['images_loaded']} of {seen['images']} plots loaded; screenshot "
+              f"{seen['screenshot']}")
     return 0
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from analysis.ab_report import ExperimentRun, analyse
+from analysis.ab_report import ExperimentRun, analyse, look_at
 from market_ab.demo import FAULT
 
 from .conftest import MODELS, REPO
@@ -70,8 +70,14 @@ def test_demo_end_to_end(tmp_path):
     assert experiments["fault-test"]["recommendation"]["decision"] == "roll_back"
     assert experiments["fault-test"]["counts"]["failed"] > 0
     assert experiments["aa-test"]["recommendation"]["decision"] != "promote"
+    plots = [png for png in folder.glob("*.png") if png.name != "report-screenshot.png"]
     html = (folder / "report.html").read_text()
-    assert all(f'src="{png.name}"' in html for png in folder.glob("*.png")) and len(list(folder.glob("*.png"))) == 4
+    assert len(plots) == 4 and all(f'src="{png.name}"' in html for png in plots)
+    # the demo opened the report in headless Chromium and kept a screenshot; every plot loads, and a missing one shows
+    assert (folder / "report-screenshot.png").stat().st_size > 50_000
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 4
+    plots[0].unlink()
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 3
     assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
     readme = (REPO / "README.md").read_text()  # the README describes the fault that was injected
