@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from .ab_analysis import (
     ArmLog,
@@ -91,19 +92,48 @@ def analyse(run: ExperimentRun, propensities: dict[str, float] | None = None,
         report["off_policy"] = off_policy(list(logs.values()))
     report["recommendation"] = {"decision": recommendation.decision, "reasons": recommendation.reasons}
     report["timeline"] = timeline(requests)
+    report["regimes"] = per_regime(requests)
     return report
 
 
 def timeline(requests: list[dict], buckets: int = 20) -> dict:
-    """Traffic share and cumulative accuracy per arm over the run, in ``buckets`` slices of arrival order."""
+    """Over the run, in ``buckets`` slices of arrival order: each arm's traffic share; each arm's accuracy so far as a
+    Beta(1, 1) posterior (mean and 95% interval); and the cumulative (pseudo-)regret of the routing: for every request,
+    the accuracy of the arm that proved best over the whole run less that of the arm that served it (both estimated
+    from the whole run), summed. Day-to-day luck, which every arm shares, cancels out of it."""
     arms = sorted({r.get("arm") or "unknown" for r in requests})
-    edges = np.linspace(0, len(requests), buckets + 1).astype(int)
+    arm_of = np.array([r.get("arm") or "unknown" for r in requests])
+    correct = np.array([bool(r.get("correct")) for r in requests], float)
+    edges = np.linspace(0, len(requests), buckets + 1).astype(int)[1:]
     share = {arm: [] for arm in arms}
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
-        part = requests[low:high]
+    posterior = {arm: [] for arm in arms}
+    accuracy = {arm: float(correct[arm_of == arm].mean()) for arm in arms}
+    best = max(accuracy.values(), default=0.0)
+    regret = np.cumsum([best - accuracy[arm] for arm in arm_of])
+    start = 0
+    for end in edges:
+        part = arm_of[start:end]
         for arm in arms:
-            share[arm].append(sum((r.get("arm") or "unknown") == arm for r in part) / max(len(part), 1))
-    return {"buckets": buckets, "share": share}
+            share[arm].append(float((part == arm).mean()) if len(part) else 0.0)
+            k, n = correct[:end][arm_of[:end] == arm].sum(), (arm_of[:end] == arm).sum()
+            low, high = stats.beta.ppf([0.025, 0.975], 1 + k, 1 + n - k)
+            posterior[arm].append([float((1 + k) / (2 + n)), float(low), float(high)])
+        start = end
+    return {"buckets": buckets, "requests": edges.tolist(), "share": share, "posterior": posterior,
+            "cumulative_regret": [float(regret[end - 1]) if end else 0.0 for end in edges],
+            "regret_reference_accuracy": float(best)}
+
+
+def per_regime(requests: list[dict]) -> dict:
+    """Per market regime of the day: how many requests each arm served, and how often it was right."""
+    out: dict = {}
+    for r in requests:
+        cell = out.setdefault(r.get("regime", "unknown"), {}).setdefault(r.get("arm") or "unknown",
+                                                                          {"n": 0, "correct": 0})
+        cell["n"] += 1
+        cell["correct"] += int(bool(r.get("correct")))
+    return {regime: {arm: {**c, "accuracy": c["correct"] / c["n"]} for arm, c in sorted(arms.items())}
+            for regime, arms in sorted(out.items())}
 
 
 # writing ---------------------------------------------------------------------------------------------------
@@ -167,6 +197,13 @@ def experiment_markdown(experiment: dict) -> list[str]:
         lines += ["", f"Sample ratio: observed {_shares(srm['observed_share'])}, configured "
                       f"{_shares(srm['expected_share'])}: chi-square p = {srm['p_value']:.3g} "
                       f"({'a mismatch' if srm['mismatch'] else 'consistent'}; a mismatch below {srm['threshold']:g})."]
+    if experiment.get("regimes"):
+        arms = list(experiment["arms"])
+        lines += ["", "| regime of the day | " + " | ".join(f"{arm}: n (accuracy)" for arm in arms) + " |",
+                  "|---|" + "---|" * len(arms)]
+        for regime, cells in experiment["regimes"].items():
+            lines.append(f"| {regime} | " + " | ".join(
+                f"{cells[arm]['n']} ({cells[arm]['accuracy']:.0%})" if arm in cells else "0" for arm in arms) + " |")
     if experiment.get("off_policy"):
         lines += ["", "| arm (always chosen) | IPS [95% CI] | SNIPS | DR [95% CI] | chosen |", "|---|---|---|---|---|"]
         for name, e in experiment["off_policy"].items():
@@ -291,6 +328,42 @@ def draw(report: dict, folder: Path) -> dict[str, Path]:
         axis.legend(fontsize=6)
     axes[0][0].set_ylabel("latency (ms)")
     plots["latency percentiles per arm"] = _save(figure, folder / "latency.png", plt)
+
+    figure, axes = plt.subplots(2, len(experiments), figsize=(3.2 * len(experiments), 5.6), squeeze=False)
+    for column, experiment in enumerate(experiments):
+        line = experiment.get("timeline") or {}
+        for arm, points in (line.get("posterior") or {}).items():
+            points = np.array(points)
+            axes[0][column].plot(line["requests"], 100 * points[:, 0], label=arm)
+            axes[0][column].fill_between(line["requests"], 100 * points[:, 1], 100 * points[:, 2], alpha=0.15)
+        axes[0][column].set_title(experiment["name"], fontsize=9)
+        axes[0][column].legend(fontsize=6)
+        if line.get("cumulative_regret"):
+            axes[1][column].plot(line["requests"], line["cumulative_regret"])
+        axes[1][column].set_xlabel("requests", fontsize=8)
+    axes[0][0].set_ylabel("accuracy posterior (%), 95%")
+    axes[1][0].set_ylabel("cumulative regret, in correct\nanswers (vs the run's best arm)")
+    plots["posterior accuracy per arm and cumulative regret"] = _save(figure, folder / "posterior-regret.png", plt)
+
+    routed = [e for e in experiments if e.get("regimes") and len(e["arms"]) > 2]  # the router pipelines
+    if routed:
+        figure, axes = plt.subplots(1, len(routed), figsize=(4.6 * len(routed), 3.4), squeeze=False)
+        for axis, experiment in zip(axes[0], routed, strict=True):
+            regimes, arms = list(experiment["regimes"]), list(experiment["arms"])
+            bottom = np.zeros(len(regimes))
+            for arm in arms:
+                counts = np.array([experiment["regimes"][g].get(arm, {}).get("n", 0) for g in regimes], float)
+                totals = np.array([sum(c["n"] for c in experiment["regimes"][g].values()) for g in regimes], float)
+                axis.bar(range(len(regimes)), 100 * counts / totals, bottom=bottom, label=arm)
+                bottom += 100 * counts / totals
+            accuracy = [100 * sum(c["correct"] for c in experiment["regimes"][g].values())
+                        / sum(c["n"] for c in experiment["regimes"][g].values()) for g in regimes]
+            axis.plot(range(len(regimes)), accuracy, "ko--", label="accuracy")
+            axis.set_xticks(range(len(regimes)), regimes, fontsize=7)
+            axis.set_title(f"{experiment['name']}: routing and accuracy per regime", fontsize=9)
+            axis.legend(fontsize=6)
+        axes[0][0].set_ylabel("share of requests / accuracy (%)")
+        plots["routing and accuracy per regime"] = _save(figure, folder / "regimes.png", plt)
 
     figure, axis = plt.subplots(figsize=(7, 3.4))
     labels, totals, lows, highs = [], [], [], []

@@ -104,7 +104,7 @@ class MarketTraffic:
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
         entry = {"kind": "request", "t": t, "protocol": self.protocol, "target": TARGET, "request_id": request_id,
-                 "date": day.date, "instrument": day.instrument, "next_return": day.next_return}
+                 "date": day.date, "instrument": day.instrument, "regime": day.regime, "next_return": day.next_return}
         try:
             outputs, route = self.call(TARGET, {"ohlcv": day.ohlcv[None]}, request_id)
         except Exception as error:  # noqa: BLE001 - a failed request is data for the report

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from analysis.ab_report import ExperimentRun, analyse, look_at
 from market_ab.demo import FAULT
+from routers.settings import RegimeRouterSettings
+from seldon_market_ab.regimes import REGIMES
 
 from .conftest import MODELS, REPO
 
@@ -63,6 +65,13 @@ def test_demo_end_to_end(tmp_path):
     for name in ("mab", "contextual"):  # every answer's reward reached the router that decided it
         assert experiments[name]["counts"]["feedback_applied"] == experiments[name]["counts"]["answered"]
         assert set(experiments[name]["off_policy"]) == set(experiments[name]["arms"])
+    # the regime of each day, computed from prices by the report, is the one the regime router routed by
+    settings = json.loads((MODELS / "regime-router" / "model-settings.json").read_text())
+    router = RegimeRouterSettings.from_extra(settings["parameters"].get("extra", {}), "regime-router")
+    assert router.mode == "rules"
+    specialist = {regime: getattr(router, f"route_{regime}") for regime in REGIMES}
+    assert {regime: set(cells) for regime, cells in experiments["contextual"]["regimes"].items()} == \
+        {regime: {specialist[regime]} for regime in experiments["contextual"]["regimes"]}
     assert not experiments["aa-test"]["srm"]["mismatch"] and not experiments["ab-test"]["srm"]["mismatch"]
     unfair = analyse(ExperimentRun("aa-test", "aa", "aa-test.experiment", "baseline",
                                    {"baseline": 80, "baseline-copy": 20}, Path(folder) / "logs" / "aa-test.jsonl"))
@@ -72,12 +81,12 @@ def test_demo_end_to_end(tmp_path):
     assert experiments["aa-test"]["recommendation"]["decision"] != "promote"
     plots = [png for png in folder.glob("*.png") if png.name != "report-screenshot.png"]
     html = (folder / "report.html").read_text()
-    assert len(plots) == 4 and all(f'src="{png.name}"' in html for png in plots)
+    assert len(plots) == 6 and all(f'src="{png.name}"' in html for png in plots)
     # the demo opened the report in headless Chromium and kept a screenshot; every plot loads, and a missing one shows
     assert (folder / "report-screenshot.png").stat().st_size > 50_000
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 4
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 6
     plots[0].unlink()
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 3
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 5
     assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
     readme = (REPO / "README.md").read_text()  # the README describes the fault that was injected

@@ -15,7 +15,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from seldon_market_ab.features import WARMUP, compute_features
-from seldon_market_ab.regimes import regime_series
+from seldon_market_ab.regimes import REGIMES, regime_series
 
 from .data import INSTRUMENTS, load_instrument
 
@@ -118,6 +118,7 @@ class MarketDay:
     instrument: str
     ohlcv: np.ndarray  # [rows, 5], raw prices, the last row the day itself
     next_return: float  # close to next close
+    regime: str  # the day's market regime (``seldon_market_ab.regimes``), from prices up to it
 
 
 def heldout_days(instruments: tuple[str, ...], count: int, rows: int) -> list[MarketDay]:
@@ -129,6 +130,7 @@ def heldout_days(instruments: tuple[str, ...], count: int, rows: int) -> list[Ma
         ends = np.arange(len(frame) - 1 - count, len(frame) - 1)
         close = frame["close"].to_numpy()
         windows = ohlcv_windows(instrument, ends, rows)
-        days += [MarketDay(str(frame.index[end])[:10], instrument, window, float(close[end + 1] / close[end] - 1))
-                 for end, window in zip(ends, windows, strict=True)]
+        regimes = regime_series(close)
+        days += [MarketDay(str(frame.index[end])[:10], instrument, window, float(close[end + 1] / close[end] - 1),
+                           REGIMES[regimes[end]]) for end, window in zip(ends, windows, strict=True)]
     return sorted(days, key=lambda day: (day.date, day.instrument))
