@@ -226,6 +226,13 @@ def render_markdown(report: dict) -> str:
     lines += [f"| {e['name']} | {e['kind']} | {e['recommendation']['decision']} |" for e in report["experiments"]]
     for experiment in report["experiments"]:
         lines += ["", *experiment_markdown(experiment)]
+    if report.get("drift"):
+        drifted = [d for d in report["drift"] if d["is_drift"]]
+        lines += ["", "## Drift over the replayed period", "",
+                  f"The drift detector judged {len(report['drift'])} windows of 60 consecutive days (one instrument "
+                  f"each, every 20 days): {len(drifted)} drifted."
+                  + (" Drifted: " + "; ".join(f"{d['instrument']} {d['first_date']} to {d['last_date']}"
+                                              for d in drifted) + "." if drifted else "")]
     return "\n".join(lines) + "\n"
 
 
@@ -364,6 +371,20 @@ def draw(report: dict, folder: Path) -> dict[str, Path]:
             axis.legend(fontsize=6)
         axes[0][0].set_ylabel("share of requests / accuracy (%)")
         plots["routing and accuracy per regime"] = _save(figure, folder / "regimes.png", plt)
+
+    if report.get("drift"):
+        figure, axis = plt.subplots(figsize=(7, 2.4))
+        instruments = sorted({d["instrument"] for d in report["drift"]})
+        for d in report["drift"]:
+            y = instruments.index(d["instrument"])
+            start, end = np.datetime64(d["first_date"]), np.datetime64(d["last_date"])
+            axis.plot([start, end], [y + (0.15 if d["is_drift"] else -0.15)] * 2, linewidth=4,
+                      color="tab:red" if d["is_drift"] else "tab:green", alpha=0.7)
+        axis.set_yticks(range(len(instruments)), instruments)
+        axis.set_ylim(-0.6, len(instruments) - 0.4)
+        axis.set_title("drift detector's verdict per 60-day window (red: drift, green: none)", fontsize=9)
+        figure.autofmt_xdate()
+        plots["drift verdicts over the run"] = _save(figure, folder / "drift.png", plt)
 
     figure, axis = plt.subplots(figsize=(7, 3.4))
     labels, totals, lows, highs = [], [], [], []

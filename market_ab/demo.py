@@ -23,16 +23,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 from tqdm import tqdm
 
 from analysis.ab_analysis import BusinessModel, DecisionPolicy
 from analysis.ab_report import ExperimentRun, analyse, look_at, read_log, write_report
+from loadtest.client import InferenceClient
 from local_seldon.deployment import Deployment
 from local_seldon.manifests import load_documents
 from local_seldon.repository import SETTINGS_FILE
 from local_seldon.serve_process import ServeProcess
 from routers.stores import open_store
+from runtimes.artifact import LSTMArtifact
+from training.dataset import heldout_days
 
 FAULT = {"added_latency_ms": 30.0, "failure_rate": 0.1}  # the faulty candidate's injected fault
 DEMO_EXPERIMENTS = [
@@ -90,11 +94,11 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
             experiment = ExperimentRun(name, kind, target, "baseline", weights, log, router)
             propensities = logged_propensities(state_dir, router, log) if router else None
             experiments.append(analyse(experiment, propensities, DecisionPolicy(), BusinessModel()))
-    report = {"run": run, "settings": f"{days} held-out days per instrument, each sent once (at most {seconds:g} s per "
-                                      f"experiment), {workers} Locust users, feedback after {feedback_delay:g} s, "
-                                      f"seed {seed}",
-              "fault": FAULT, "policy": DecisionPolicy().__dict__, "business_model": BusinessModel().__dict__,
-              "experiments": experiments}
+        drift = drift_verdicts(serve, days, models_dir)
+    settings = (f"{days} held-out days per instrument, each sent once (at most {seconds:g} s per experiment), "
+                f"{workers} Locust users, feedback after {feedback_delay:g} s, seed {seed}")
+    report = {"run": run, "settings": settings, "fault": FAULT, "policy": DecisionPolicy().__dict__,
+              "business_model": BusinessModel().__dict__, "experiments": experiments, "drift": drift}
     write_report(out, report)
     return out
 
@@ -128,6 +132,25 @@ def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests
         print(f"opened in headless Chromium: {seen['images_loaded']} of {seen['images']} plots loaded; screenshot "
               f"{seen['screenshot']}")
     return 0
+
+
+def drift_verdicts(serve: ServeProcess, days: int, models_dir: Path, window: int = 60, stride: int = 20) -> list[dict]:
+    """The drift detector's verdict on the replayed period: windows of ``window`` consecutive days of one instrument,
+    every ``stride`` days, sent to it through the gateway as a plain model (what the pipelines' side step sends it)."""
+    rows = LSTMArtifact.load(Path(models_dir) / "baseline").min_window
+    client = InferenceClient(serve.grpc_address)
+    verdicts = []
+    for instrument in ("sp500", "nasdaq"):
+        replay = heldout_days((instrument,), days, rows)
+        for end in range(window, len(replay) + 1, stride):
+            part = replay[end - window:end]
+            answer = client.infer("drift-detector", {"ohlcv": np.stack([d.ohlcv for d in part]),
+                                                     "dates": np.array([d.date for d in part], dtype=object)})
+            verdicts.append({"instrument": instrument, "first_date": part[0].date, "last_date": part[-1].date,
+                             "is_drift": int(answer.outputs["is_drift"][0]),
+                             "tests_drifted": int(np.sum(answer.outputs.get("test_is_drift", [0])))})
+    client.close()
+    return verdicts
 
 
 def drive(serve: ServeProcess, target: str, router: str | None, log: Path, days: int, workers: int,

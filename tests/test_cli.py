@@ -77,16 +77,18 @@ def test_demo_end_to_end(tmp_path):
                                    {"baseline": 80, "baseline-copy": 20}, Path(folder) / "logs" / "aa-test.jsonl"))
     assert unfair["srm"]["mismatch"] and unfair["recommendation"]["decision"] == "keep_baseline"
     assert experiments["fault-test"]["recommendation"]["decision"] == "roll_back"
+    assert {d["instrument"] for d in report["drift"]} == {"sp500", "nasdaq"}  # the detector judged the replay
+    assert all(d["is_drift"] in (0, 1) and d["first_date"] < d["last_date"] for d in report["drift"])
     assert experiments["fault-test"]["counts"]["failed"] > 0
     assert experiments["aa-test"]["recommendation"]["decision"] != "promote"
     plots = [png for png in folder.glob("*.png") if png.name != "report-screenshot.png"]
     html = (folder / "report.html").read_text()
-    assert len(plots) == 6 and all(f'src="{png.name}"' in html for png in plots)
+    assert len(plots) == 7 and all(f'src="{png.name}"' in html for png in plots)
     # the demo opened the report in headless Chromium and kept a screenshot; every plot loads, and a missing one shows
     assert (folder / "report-screenshot.png").stat().st_size > 50_000
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 6
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 7
     plots[0].unlink()
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 5
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 6
     assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
     readme = (REPO / "README.md").read_text()  # the README describes the fault that was injected
