@@ -64,7 +64,7 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(args.models_dir, scenarios=args.scenarios, workers=args.workers, manifests=args.manifests,
-                    reports_dir=args.reports_dir, seed=args.seed)
+                    reports_dir=args.reports_dir, seed=args.seed, run=args.run_name, keep_logs=not args.no_logs)
 
 
 def cmd_readme(args) -> int:
@@ -197,6 +197,8 @@ def main(argv=None) -> int:
     demo.add_argument("--workers", type=int, default=4, help="concurrent Locust users, REST and gRPC (default 4)")
     demo.add_argument("--reports-dir", type=Path, default=Path("reports"), help="where reports/<run>/ goes")
     demo.add_argument("--seed", type=int, default=0, help="seed of the split and of the injected fault")
+    demo.add_argument("--run-name", help="the report folder's name (default: the date and time)")
+    demo.add_argument("--no-logs", action="store_true", help="leave the raw request logs out of the report folder")
     demo.add_argument("--manifests", type=Path, action="append", metavar="PATH",
                       help="manifests to serve; repeatable (default: manifests/overlays/dev)")
     demo.set_defaults(func=cmd_demo)

@@ -72,8 +72,9 @@ def demo_repository(models_dir: Path, folder: Path, seed: int) -> Path:
 
 
 def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, days: int = 120, workers: int = 4,
-                    seconds: float = 20.0, seed: int = 0, feedback_delay: float = 0.5) -> Path:
-    run = time.strftime("%Y%m%d-%H%M%S")
+                    seconds: float = 20.0, seed: int = 0, feedback_delay: float = 0.5, run: str | None = None,
+                    keep_logs: bool = True) -> Path:
+    run = run or time.strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="market-ab-demo-"))
     repository = demo_repository(models_dir, workdir / "models", seed)
     extra = workdir / "demo-experiments.yaml"
@@ -81,12 +82,13 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
     deployment = Deployment.from_documents(load_documents([*manifests, extra]))
     state_dir = workdir / "state"
     out = reports_dir / run
-    (out / "logs").mkdir(parents=True)  # the raw request logs stay beside the report they produced
+    logs = out / "logs" if keep_logs else workdir / "logs"  # by default the raw logs stay beside their report
+    logs.mkdir(parents=True)
     experiments = []
     with ServeProcess(repository, [*manifests, extra], seed=seed, log_path=workdir / "serve.log",
                       extra_args=["--state-dir", str(state_dir)]) as serve:
         for name, kind, target, router in tqdm(RUNS, desc="experiments", unit="experiment"):
-            log = out / "logs" / f"{name}.jsonl"
+            log = logs / f"{name}.jsonl"
             drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
             weights = None
             if name in deployment.experiments:
@@ -97,14 +99,15 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
         drift = drift_verdicts(serve, days, models_dir)
     settings = (f"{days} held-out days per instrument, each sent once (at most {seconds:g} s per experiment), "
                 f"{workers} Locust users, feedback after {feedback_delay:g} s, seed {seed}")
-    report = {"run": run, "settings": settings, "fault": FAULT, "policy": DecisionPolicy().__dict__,
+    report = {"run": run, "scenarios": days, "workers": workers, "seed": seed, "settings": settings, "fault": FAULT,
+              "policy": DecisionPolicy().__dict__,
               "business_model": BusinessModel().__dict__, "experiments": experiments, "drift": drift}
     write_report(out, report)
     return out
 
 
 def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests: list[Path] | None = None,
-             reports_dir: Path = Path("reports"), seed: int = 0) -> int:
+             reports_dir: Path = Path("reports"), seed: int = 0, run: str | None = None, keep_logs: bool = True) -> int:
     from training.report import load_metadata, text_table
     from training.train import train_models
     from training.variants import VARIANTS
@@ -118,7 +121,8 @@ def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests
     manifests = manifests or [Path(__file__).resolve().parents[1] / "manifests" / "overlays" / "dev"]
     print(f"\nmarket-ab serve on {', '.join(map(str, manifests))} and the demo's experiments; {scenarios} held-out "
           f"days per instrument through each, {workers} Locust users (REST and gRPC)")
-    out = run_experiments(models_dir, manifests, reports_dir, days=scenarios, workers=workers, seed=seed)
+    out = run_experiments(models_dir, manifests, reports_dir, days=scenarios, workers=workers, seed=seed, run=run,
+                          keep_logs=keep_logs)
     report = json.loads((out / "report.json").read_text())
     print(f"\n{'experiment':<12}{'kind':<8}{'sent':>6}{'failed':>8}{'rewards':>9}  recommendation")
     for experiment in report["experiments"]:

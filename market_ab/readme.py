@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from analysis import ab_calibration, drift_report
+from analysis import ab_calibration, ab_report, drift_report
 from analysis.router_evidence import load_results, render_markdown
 from detectors.settings import DriftSettings
 from loadtest import benchmark, drift_serving, fuzz, gateway_serving
@@ -60,6 +60,9 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-drift-detector": lambda: markdown_table(DriftSettings),
         "drift-evidence": lambda: drift_report.render_markdown(_json(docs_dir / "drift-evidence.json")),
         "drift-serving": lambda: drift_serving.render_markdown(_json(docs_dir / "drift-serving.json")),
+        # the README links the sample where it lives in the repository, whichever docs_dir was read
+        "demo-report": lambda: ab_report.readme_sample(_json(docs_dir / "demo-report" / "report.json"),
+                                                       "docs/demo-report"),
         "ab-calibration": lambda: ab_calibration.render_markdown(_json(docs_dir / "ab-calibration.json")),
         "gateway-serving": lambda: gateway_serving.render_markdown(_json(docs_dir / "gateway-serving.json")),
         "router-evidence": lambda: render_markdown(load_results(docs_dir / "router-evidence.json")),
