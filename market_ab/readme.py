@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from analysis import ab_calibration, ab_report, drift_report
+from analysis import ab_calibration, ab_report, drift_report, stale_features
 from analysis.router_evidence import load_results, render_markdown
 from detectors.settings import DriftSettings
 from loadtest import benchmark, drift_serving, fuzz, gateway_serving
@@ -63,6 +63,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         # the README links the sample where it lives in the repository, whichever docs_dir was read
         "demo-report": lambda: ab_report.readme_sample(_json(docs_dir / "demo-report" / "report.json"),
                                                        "docs/demo-report"),
+        "stale-features": lambda: stale_features.render_markdown(_json(docs_dir / "stale-features.json")),
         "ab-calibration": lambda: ab_calibration.render_markdown(_json(docs_dir / "ab-calibration.json")),
         "gateway-serving": lambda: gateway_serving.render_markdown(_json(docs_dir / "gateway-serving.json")),
         "router-evidence": lambda: render_markdown(load_results(docs_dir / "router-evidence.json")),
