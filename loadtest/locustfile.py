@@ -11,8 +11,9 @@ address for ``GrpcUser``), ``MARKET_AB_FEEDBACK_DELAY`` (seconds; default 1), ``
 per instrument; default 250; each is sent once and the run ends when they are all sent, unless
 ``MARKET_AB_CYCLE=1``), ``MARKET_AB_LOG`` (a JSON-lines file: one line per request and one per feedback,
 which the report joins). ``RestUser`` uses Locust's ``--host``. Both users share one sequence of days.
-``--stop-timeout`` lets each user finish the request it is making when the run ends, so that every decision a router
-made is in the log; rewards still waiting for their delay are delivered before the run ends.
+A run ends once every day was sent, every answer is in and every reward delivered (the last user waits for them),
+so that requests sent = decisions = rewards. A run cut short by ``-t`` keeps what ``--stop-timeout`` lets the users
+finish, and tries to deliver the rewards still waiting (Locust may exit before they all are).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ INSTRUMENTS = ("sp500", "nasdaq")
 
 _days = None
 _sequence = count()
+_quitting: list = []  # the one greenlet that ends the run
+_in_flight = [0]  # requests sent and not yet answered (and, for a router, not yet given their reward's timer)
 _pending: dict[str, tuple] = {}  # request id -> (user, reward, greenlet) of rewards waiting for their delay
 _log = open(LOG_PATH, "a", buffering=1) if LOG_PATH else None  # noqa: SIM115 - open for the whole run
 
@@ -97,10 +100,19 @@ class MarketTraffic:
 
     def send_day(self) -> None:
         taken = next_day()
-        if taken is None:  # every day was sent once: the run is over
-            gevent.spawn(self.environment.runner.quit)
+        if taken is None:  # every day was sent once: the run is over once every answer is in and every reward sent
+            while _in_flight[0] or _pending:
+                gevent.sleep(0.05)
+            if not _quitting:
+                _quitting.append(gevent.spawn(self.environment.runner.quit))
             raise StopUser()
-        t, day = taken
+        _in_flight[0] += 1
+        try:
+            self._send(*taken)
+        finally:
+            _in_flight[0] -= 1
+
+    def _send(self, t: int, day) -> None:
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
         entry = {"kind": "request", "t": t, "protocol": self.protocol, "target": TARGET, "request_id": request_id,
@@ -186,6 +198,5 @@ class RestUser(MarketTraffic, HttpUser):
 
 @events.test_stop.add_listener
 def deliver_pending_feedback(environment, **_kwargs) -> None:
-    """Rewards still waiting for their delay, or on their way, when the run ends are delivered before it ends, so
-    that every answer is joined to its outcome."""
+    """A run cut short (``-t``): try to deliver the rewards still waiting for their delay, or on their way."""
     gevent.joinall([greenlet for _, _, greenlet in list(_pending.values())], timeout=FEEDBACK_DELAY + 60)

@@ -72,7 +72,7 @@ def demo_repository(models_dir: Path, folder: Path, seed: int) -> Path:
 
 
 def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, days: int = 120, workers: int = 4,
-                    seconds: float = 20.0, seed: int = 0, feedback_delay: float = 0.5, run: str | None = None,
+                    seconds: float = 300.0, seed: int = 0, feedback_delay: float = 0.5, run: str | None = None,
                     keep_logs: bool = True) -> Path:
     run = run or time.strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="market-ab-demo-"))

@@ -40,7 +40,7 @@ def test_locust_traffic_is_answered_decided_and_rewarded(serve, tmp_path, target
            "MARKET_AB_LOG": str(log), "MARKET_AB_DAYS": "40", "MARKET_AB_FEEDBACK_DELAY": "0.5",
            "MARKET_AB_MODELS": str(MODELS)}
     done = subprocess.run([sys.executable, "-m", "locust", "-f", str(REPO / "loadtest/locustfile.py"), "--headless",
-                           "-u", "4", "-r", "4", "-t", "4s", "--stop-timeout", "30", "--host", serve.http_url,
+                           "-u", "4", "-r", "4", "-t", "120s", "--stop-timeout", "30", "--host", serve.http_url,
                            "--only-summary"],
                           capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
