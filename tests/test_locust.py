@@ -1,6 +1,7 @@
 """A short headless Locust run, REST and gRPC users together, through `market-ab serve` with the real models: every
-request is answered by an arm of the pipeline, the router records a decision for each, and each answer's reward
-reaches that router by request id and is applied (requests sent = decisions = outcomes joined)."""
+request is answered by an arm of the pipeline, the router records a decision for each, each answer's reward reaches
+that router by request id and is applied, and the report built from the run counts the same (requests sent =
+decisions = outcomes joined)."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import urllib.request
 
 import pytest
 
+from analysis.ab_report import ExperimentRun, analyse
 from local_seldon.serve_process import ServeProcess
 
 from .conftest import MODELS, REPO
@@ -55,6 +57,10 @@ def test_locust_traffic_is_answered_decided_and_rewarded(serve, tmp_path, target
     assert set(feedback) == {r["request_id"] for r in requests}
     assert {e["status"] for e in feedback.values()} == {"applied"}
     assert all(e["reward"] == float(r["correct"]) for r in requests for e in [feedback[r["request_id"]]])
+    # the report built from this log counts the same: requests sent = router decisions = outcomes joined
+    report = analyse(ExperimentRun(target, "ab", target, "baseline", None, log, router))
+    assert report["counts"]["sent"] == len(requests) == report["counts"]["feedback_applied"]
+    assert sum(arm["n"] for arm in report["arms"].values()) == len(requests)
     by_t = sorted(requests, key=lambda r: r["t"])  # the shared sequence replays days in date order
     dates = [r["date"] for r in by_t]
     assert dates == sorted(dates) or dates.index(min(dates), 1) > 0  # in order, or wrapped round once
