@@ -103,8 +103,9 @@ class MLServerProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self, wait_for: list[str] | None = None) -> MLServerProcess:
-        """Start the server and wait until every model (or only the models named in ``wait_for``) is ready."""
+    def start(self, wait_for: list[str] | None = None, launched=None) -> MLServerProcess:
+        """Start the server and wait until every model (or only the models named in ``wait_for``) is ready.
+        ``launched(pid)`` is called as soon as the process exists, before the wait."""
         env = {
             **os.environ,
             "MLSERVER_HOST": "127.0.0.1",
@@ -122,6 +123,8 @@ class MLServerProcess:
             [self.executable, "start", str(self.repository)],
             env=env, cwd=self._workdir, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        if launched is not None:
+            launched(self._process.pid)
         self.wait_until_ready(wait_for)
         self.ready_seconds = time.perf_counter() - started  # from the command to every model ready
         return self

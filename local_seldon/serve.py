@@ -30,6 +30,7 @@ from .repository import model_folders, prepare_repository
 from .rest import RestDoor
 
 READY_LINE = "market-ab serve: ready"  # what a supervising process waits for on stdout
+LAUNCHED_LINE = "market-ab serve: MLServer launched"  # its models are loading
 MLSERVER_LINE = "market-ab serve: MLServer ready"  # MLServer's own addresses, to call a model directly
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT = 9000, 9001
 
@@ -71,7 +72,7 @@ def serve(options: ServeOptions) -> int:
         print(f"market-ab serve: left to the cluster: {', '.join(deployment.not_applied)}", flush=True)
     try:
         try:
-            mlserver.start()
+            mlserver.start(launched=lambda pid: print(f"{LAUNCHED_LINE}, pid {pid}", flush=True))
         except StartInterrupted:
             return 128 + _STOP_REQUESTED.number
         print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, metrics "

@@ -27,6 +27,7 @@ from scipy import stats
 
 from loadtest.client import InferenceClient, RestError, build_grpc_request, decode_outputs, json_body
 from local_seldon.mlserver_process import free_port, process_tree
+from local_seldon.serve import LAUNCHED_LINE
 from local_seldon.serve_process import ServeProcess
 from seldon_market_ab.mlserver_compat import response_from_grpc
 
@@ -547,11 +548,11 @@ def test_sigterm_while_models_load_stops_mlserver_too(tmp_path):
     process = ServeProcess(models, [manifest], env={"PYTHONPATH": str(REPO)})
     command = subprocess.Popen(process.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONPATH": str(REPO)})
-    first = command.stdout.readline()
-    assert first.startswith("market-ab serve: starting MLServer"), first
+    lines = [command.stdout.readline() for _ in range(2)]
+    assert lines[0].startswith("market-ab serve: starting MLServer"), lines
+    assert lines[1].startswith(LAUNCHED_LINE), lines  # printed once the MLServer process exists
     mlserver = [pid for pid in process_tree(command.pid) if pid != command.pid]
-    while not mlserver:  # MLServer is started right after that line
-        mlserver = [pid for pid in process_tree(command.pid) if pid != command.pid]
+    assert int(lines[1].rsplit("pid ", 1)[1]) in mlserver
     command.send_signal(signal.SIGTERM)  # the slow model holds MLServer's start-up for a minute
     assert command.wait(timeout=60) == 128 + signal.SIGTERM
     rest = command.stdout.read()
