@@ -7,6 +7,7 @@ requests share forward passes (``batching.ForwardBatcher``).
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import numpy as np
 import torch
@@ -62,8 +63,12 @@ class LSTMSettings(ExtraSettings):
                                                     "`parallel_workers: 0` the last model loaded sets it for all)")
     batch_windows: int = Field(32, ge=1, description="the most windows one forward pass takes from concurrent "
                                                      "requests (1: no batching)")
-    batch_wait_seconds: float = Field(0.0, ge=0, description="how long a forward pass waits for more requests; "
-                                      "0: only those served in the same turn of the event loop, adding no delay")
+    batch_wait_seconds: float = Field(0.002, ge=0, description="the longest a forward pass waits for more "
+                                      "requests (0: only those served in the same turn of the event loop)")
+    batch_wait_policy: Literal["adaptive", "fixed"] = Field(
+        "adaptive", description="`adaptive`: wait only while recent passes were shared, and run as soon as the "
+                                "expected requests are in, so a lone caller never waits; `fixed`: every pass waits "
+                                "`batch_wait_seconds` unless it fills")
 
 
 class LSTMRuntime(MLModel):
@@ -75,15 +80,20 @@ class LSTMRuntime(MLModel):
             # MLServer merges raw requests under the first one's shape: windows of other lengths would be mixed up.
             raise ValueError(f"{self.name}: MLServer's adaptive batching (max_batch_size "
                              f"{self._settings.max_batch_size}) is not supported; the runtime batches forward passes "
-                             "itself (parameters.extra batch_windows, batch_wait_seconds)")
+                             "itself (parameters.extra batch_windows, batch_wait_seconds, batch_wait_policy)")
         self._artifact = LSTMArtifact.load(await get_model_uri(self._settings))
         torch.set_num_threads(self.config.torch_threads)
         self._model_label = f"{self._artifact.name}:{self._artifact.version}"
         self._metrics = _lstm_metrics()
+        # label children looked up once: a lookup costs microseconds on every request
+        self._compute, self._request_windows, self._probability = (
+            self._metrics[kind].labels(self.name) for kind in ("compute", "windows", "probability"))
+        self._ups, self._downs = (self._metrics["predictions"].labels(self.name, d) for d in ("up", "down"))
         self._warm_up()
         self._forward = ForwardBatcher(self._artifact.predict_features, self.config.batch_windows,
                                        self.config.batch_wait_seconds,
-                                       self._metrics["forward"].labels(self.name).observe)
+                                       self._metrics["forward"].labels(self.name).observe,
+                                       self.config.batch_wait_policy)
         return True
 
     def _warm_up(self) -> None:
@@ -103,7 +113,7 @@ class LSTMRuntime(MLModel):
             self._metrics["rejected"].labels(self.name, error.reason).inc()
             raise
         probability = await self._forward(features)
-        self._metrics["compute"].labels(self.name).observe(time.perf_counter() - started)
+        self._compute.observe(time.perf_counter() - started)
         return self._respond(payload, probability)
 
     def _decode(self, payload: InferenceRequest) -> np.ndarray:
@@ -124,14 +134,14 @@ class LSTMRuntime(MLModel):
     def _respond(self, payload: InferenceRequest, probability: np.ndarray) -> InferenceResponse:
         direction = (probability > 0.5).astype(np.int32)
         batch = len(probability)
-        self._metrics["windows"].labels(self.name).observe(batch)
-        for value in probability:
-            self._metrics["probability"].labels(self.name).observe(float(value))
+        self._request_windows.observe(batch)
+        for value in probability.tolist():
+            self._probability.observe(value)
         ups = int(direction.sum())
         if ups:
-            self._metrics["predictions"].labels(self.name, "up").inc(ups)
+            self._ups.inc(ups)
         if batch - ups:
-            self._metrics["predictions"].labels(self.name, "down").inc(batch - ups)
+            self._downs.inc(batch - ups)
         return InferenceResponse(
             id=payload.id,
             model_name=self.name,

@@ -54,7 +54,8 @@ def test_mixed_requests_share_forward_passes_and_get_their_own_answers(tmp_path,
     """Windows of two lengths and the `features` input, in one batch: each request gets exactly its answer.
     (With two workers each worker batches what it receives.)"""
     # Seldon writes Model spec.parameters into extra as strings.
-    repository = repository_with(tmp_path, {"batch_windows": str(BATCH), "batch_wait_seconds": "5"})
+    repository = repository_with(tmp_path, {"batch_windows": str(BATCH), "batch_wait_seconds": "5",
+                                            "batch_wait_policy": "fixed"})
     windows, index = heldout["nasdaq"]
     windows = windows[:BATCH]
     longer = ohlcv_windows("nasdaq", dataset["test"].ohlcv_end[index][:BATCH], MIN_WINDOW + 17)

@@ -5,7 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from runtimes.batching import ForwardBatcher
+from runtimes.batching import PROBE_EVERY, ForwardBatcher
 
 
 def run(coroutine):
@@ -70,3 +70,94 @@ def test_a_lone_request_is_answered(wait):
         return await ForwardBatcher(lambda x: x + 1, max_windows=8, wait=wait)(np.zeros((1, 2)))
 
     assert run(main()).tolist() == [[1.0, 1.0]]
+
+
+def test_an_unknown_policy_is_refused():
+    with pytest.raises(ValueError, match="expected 'fixed' or 'adaptive'"):
+        ForwardBatcher(lambda x: x, max_windows=8, wait=0.0, policy="sometimes")
+
+
+async def one_per_turn(batcher, count: int) -> list:
+    """``count`` requests that reach the batcher one turn of the event loop apart, as MLServer's gRPC server
+    delivers concurrent calls."""
+    calls = []
+    for _ in range(count):
+        calls.append(asyncio.ensure_future(batcher(np.ones((1, 1)))))
+        await asyncio.sleep(0)
+    return await asyncio.gather(*calls)
+
+
+def test_adaptive_a_lone_caller_never_waits():
+    """A minute's wait is configured, yet requests sent one after another are answered at once (wait_for would
+    give up after 5 s), each in its own pass."""
+    passes = []
+
+    async def main():
+        batcher = ForwardBatcher(lambda x: passes.append(len(x)) or x, max_windows=32, wait=60.0, policy="adaptive")
+        for _ in range(5):
+            await asyncio.wait_for(batcher(np.ones((1, 1))), 5)
+        return batcher.expected_requests
+
+    assert run(main()) == 1
+    assert passes == [1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("policy, wait, expected", [("adaptive", 60.0, [3, 3]), ("fixed", 0.0, [3, 1, 1, 1])])
+def test_adaptive_after_a_shared_pass_the_next_waits_for_the_expected_company(policy, wait, expected):
+    """Three requests in one turn share a pass; then three arriving a turn apart share one too (with `fixed` and
+    no wait, each of them runs alone)."""
+    passes = []
+
+    async def main():
+        batcher = ForwardBatcher(lambda x: passes.append(len(x)) or x, max_windows=32, wait=wait, policy=policy)
+        await asyncio.gather(*(batcher(np.ones((1, 1))) for _ in range(3)))
+        return await asyncio.wait_for(one_per_turn(batcher, 3), 5)
+
+    outputs = run(main())
+    assert passes == expected
+    assert [o.tolist() for o in outputs] == [[[1.0]]] * 3
+
+
+def test_adaptive_a_wait_that_runs_out_expects_as_many_as_came():
+    """After a shared pass the batcher expects company; when only one request comes before the wait runs out,
+    it expects one again, and the next lone request does not wait (a minute's wait is set by then)."""
+    passes = []
+
+    async def main():
+        batcher = ForwardBatcher(lambda x: passes.append(len(x)) or x, max_windows=32, wait=0.01, policy="adaptive")
+        await asyncio.gather(batcher(np.ones((1, 1))), batcher(np.ones((1, 1))))
+        assert batcher.expected_requests == 2
+        await batcher(np.ones((1, 1)))  # waits out 10 ms alone
+        assert batcher.expected_requests == 1
+        batcher.wait = 60.0
+        await asyncio.wait_for(batcher(np.ones((1, 1))), 5)
+
+    run(main())
+    assert passes == [2, 1, 1]
+
+
+def test_adaptive_every_fourth_pass_that_fills_early_expects_one_more():
+    passes = []
+
+    async def main():
+        batcher = ForwardBatcher(lambda x: passes.append(len(x)) or x, max_windows=32, wait=60.0, policy="adaptive")
+        await asyncio.gather(batcher(np.ones((1, 1))), batcher(np.ones((1, 1))))
+        seen = []
+        for _ in range(2 * PROBE_EVERY):
+            await asyncio.wait_for(one_per_turn(batcher, batcher.expected_requests), 5)
+            seen.append(batcher.expected_requests)
+        return seen
+
+    seen = run(main())
+    assert seen == [2, 2, 2, 3, 3, 3, 3, 4]
+    assert passes == [2, 2, 2, 2, 2, 3, 3, 3, 3]
+
+
+def test_adaptive_one_request_filling_a_pass_is_no_sign_of_company():
+    async def main():
+        batcher = ForwardBatcher(lambda x: x, max_windows=4, wait=60.0, policy="adaptive")
+        for _ in range(8):
+            await batcher(np.ones((4, 1)))
+        return batcher.expected_requests
+
+    assert run(main()) == 1
