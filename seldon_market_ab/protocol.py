@@ -8,6 +8,7 @@ rejection can be counted without ever using request content as a metric label.
 from __future__ import annotations
 
 import re
+import struct
 
 import numpy as np
 from mlserver.codecs import NumpyCodec, StringCodec
@@ -63,12 +64,34 @@ def decode_float_tensor(payload: InferenceRequest, names: tuple[str, ...], descr
             f"input '{request_input.name}' must be FP32 (or FP64), got {request_input.datatype}", "datatype")
     _check_dimensions(request_input)
     try:
-        array = NumpyCodec.decode_input(request_input)
+        array = _decode_flat_floats(request_input)
+        if array is None:
+            array = NumpyCodec.decode_input(request_input)
     except (ValueError, TypeError) as error:
         raise InvalidInput(
             f"input '{request_input.name}' has data that does not fit shape {list(request_input.shape)}: {error}",
             "shape") from None
     return request_input.name, array
+
+
+_STRUCT_FORMATS = {"FP32": "f", "FP64": "d"}
+
+
+def _decode_flat_floats(request_input) -> np.ndarray | None:
+    """A flat list of numbers (what MLServer makes of gRPC raw contents and typed contents) as an array, by packing
+    it into bytes: three times faster than ``np.array(list)``, which costs 300 µs for a 32-window request. None
+    when the data is anything else (nested JSON lists, nulls, a number beyond the datatype's range), which
+    ``NumpyCodec`` then decodes or rejects as before."""
+    data = getattr(request_input.data, "root", request_input.data)
+    if not isinstance(data, list):
+        return None
+    code = _STRUCT_FORMATS[request_input.datatype]
+    packed = bytearray(struct.calcsize(code) * len(data))  # writable, as NumpyCodec's arrays are
+    try:
+        struct.pack_into(f"<{len(data)}{code}", packed, 0, *data)
+    except (struct.error, OverflowError, TypeError):
+        return None
+    return np.frombuffer(packed, dtype=f"<{code}").reshape(request_input.shape)
 
 
 def decode_strings(payload: InferenceRequest, name: str, reason: str) -> list[str]:
