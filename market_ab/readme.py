@@ -13,7 +13,7 @@ from pathlib import Path
 from analysis import ab_calibration, ab_report, drift_report, stale_features
 from analysis.router_evidence import load_results, render_markdown
 from detectors.settings import DriftSettings
-from loadtest import benchmark, drift_serving, fuzz, gateway_serving
+from loadtest import benchmark, drift_serving, fuzz, gateway_serving, serving_profile
 from routers.settings import RegimeRouterSettings, RouterSettings
 from runtimes.faults import FaultyLSTMSettings
 from runtimes.lstm import LSTMSettings
@@ -68,6 +68,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "gateway-serving": lambda: gateway_serving.render_markdown(_json(docs_dir / "gateway-serving.json")),
         "router-evidence": lambda: render_markdown(load_results(docs_dir / "router-evidence.json")),
         "benchmarks": lambda: benchmark.render_markdown(_json(docs_dir / "benchmarks.json")),
+        "serving-profile": lambda: serving_profile.render_markdown(_json(docs_dir / "serving-profile.json")),
         "fuzz": lambda: fuzz.render_markdown(_json(docs_dir / "fuzz.json")),
     }
 
