@@ -277,7 +277,7 @@ class BanditRouter(MLModel):
     async def _commit(self, operations: list, what: str) -> list:
         """Apply writes and wait for their commit, within a deadline; a store outage is a retryable 503."""
         try:
-            results = await asyncio.wait_for(self.writer.apply(*operations), STORE_DEADLINE_SECONDS)
+            results = await asyncio.wait_for(self.writer.commit(*operations), STORE_DEADLINE_SECONDS)
         except (StoreUnavailable, TimeoutError) as error:
             logger.warning("%s: state store unavailable for %s (%s)", self.name, what, error)
             self._metrics["unavailable"].labels(self.name).inc()

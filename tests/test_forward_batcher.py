@@ -5,7 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from runtimes.batching import PROBE_EVERY, ForwardBatcher
+from runtimes.batching import ForwardBatcher
 
 
 def run(coroutine):
@@ -96,7 +96,7 @@ def test_adaptive_a_lone_caller_never_waits():
         batcher = ForwardBatcher(lambda x: passes.append(len(x)) or x, max_windows=32, wait=60.0, policy="adaptive")
         for _ in range(5):
             await asyncio.wait_for(batcher(np.ones((1, 1))), 5)
-        return batcher.expected_requests
+        return batcher.company.expected
 
     assert run(main()) == 1
     assert passes == [1, 1, 1, 1, 1]
@@ -126,9 +126,9 @@ def test_adaptive_a_wait_that_runs_out_expects_as_many_as_came():
     async def main():
         batcher = ForwardBatcher(lambda x: passes.append(len(x)) or x, max_windows=32, wait=0.01, policy="adaptive")
         await asyncio.gather(batcher(np.ones((1, 1))), batcher(np.ones((1, 1))))
-        assert batcher.expected_requests == 2
+        assert batcher.company.expected == 2
         await batcher(np.ones((1, 1)))  # waits out 10 ms alone
-        assert batcher.expected_requests == 1
+        assert batcher.company.expected == 1
         batcher.wait = 60.0
         await asyncio.wait_for(batcher(np.ones((1, 1))), 5)
 
@@ -143,9 +143,9 @@ def test_adaptive_every_fourth_pass_that_fills_early_expects_one_more():
         batcher = ForwardBatcher(lambda x: passes.append(len(x)) or x, max_windows=32, wait=60.0, policy="adaptive")
         await asyncio.gather(batcher(np.ones((1, 1))), batcher(np.ones((1, 1))))
         seen = []
-        for _ in range(2 * PROBE_EVERY):
-            await asyncio.wait_for(one_per_turn(batcher, batcher.expected_requests), 5)
-            seen.append(batcher.expected_requests)
+        for _ in range(2 * batcher.company.probe_every):
+            await asyncio.wait_for(one_per_turn(batcher, batcher.company.expected), 5)
+            seen.append(batcher.company.expected)
         return seen
 
     seen = run(main())
@@ -158,6 +158,6 @@ def test_adaptive_one_request_filling_a_pass_is_no_sign_of_company():
         batcher = ForwardBatcher(lambda x: x, max_windows=4, wait=60.0, policy="adaptive")
         for _ in range(8):
             await batcher(np.ones((4, 1)))
-        return batcher.expected_requests
+        return batcher.company.expected
 
     assert run(main()) == 1

@@ -129,3 +129,74 @@ def test_a_waiter_that_gave_up_does_not_stop_the_writer(store):
     writer.flush()  # the writer still works
     assert store.decision("d2") is not None
     writer.close()
+
+
+def feedback(i):
+    return ApplyFeedback(f"d{i}", 1.0, 2000.0 + i, 3600.0, update)
+
+
+def test_a_lone_urgent_write_never_waits_for_company(store):
+    """One feedback after another: each commits alone and at once, although a minute's wait is configured."""
+    counting = CountingStore(store)
+    writer = StoreWriter(counting, urgent_wait=60.0)
+    for i in range(5):
+        writer.submit(RecordDecision(decision(i)))
+        (outcome, _), = asyncio.run(asyncio.wait_for(writer.apply(feedback(i)), 10))
+        assert outcome is FeedbackOutcome.APPLIED
+    assert writer.company.expected == 1
+    writer.close()
+
+
+class HeldStore(CountingStore):
+    """Holds its first batch until released, so that writes queue up behind it."""
+
+    def __init__(self, store):
+        super().__init__(store)
+        self.release, self.holding = threading.Event(), threading.Event()
+
+    def apply_batch(self, operations, derive=None):
+        if not self.batches:
+            self.holding.set()
+            self.release.wait(10)
+        return super().apply_batch(operations, derive)
+
+
+def test_after_a_shared_commit_an_urgent_write_waits_for_company(store):
+    """Two feedbacks queued behind a commit share the next one; from then on the writer expects two, so a third
+    feedback waits (far longer than a commit takes) until a fourth comes, and both share a commit."""
+    for i in range(4):
+        store.record_decision(decision(i))
+    held = HeldStore(store)
+    writer = StoreWriter(held, urgent_wait=60.0)
+    first = writer.submit(feedback(0), urgent=True)
+    assert held.holding.wait(10)
+    queued = [writer.submit(feedback(i), urgent=True) for i in (1, 2)]
+    held.release.set()
+    wait([first, *queued], timeout=10)
+    assert held.batches == [1, 2] and writer.company.expected == 2
+    third = writer.submit(feedback(3), urgent=True)
+    with pytest.raises(TimeoutError):
+        third.result(timeout=0.5)  # waiting for company: a commit alone takes milliseconds
+    store.record_decision(decision(4))
+    fourth = writer.submit(feedback(4), urgent=True)
+    assert [third.result(10)[0], fourth.result(10)[0]] == [FeedbackOutcome.APPLIED] * 2
+    assert held.batches == [1, 2, 2]
+    writer.close()
+
+
+def test_commit_gives_the_results_in_order_or_the_first_error(store):
+    def broken(stored, decision):
+        raise RuntimeError("bad update")
+
+    writer = StoreWriter(store)
+    for i in range(4):
+        writer.submit(RecordDecision(decision(i)))
+
+    async def main():
+        results = await writer.commit(feedback(0), feedback(1))
+        with pytest.raises(RuntimeError, match="bad update"):
+            await writer.commit(feedback(2), ApplyFeedback("d3", 1.0, 3000.0, 3600.0, broken))
+        return results
+
+    assert [outcome for outcome, _ in asyncio.run(main())] == [FeedbackOutcome.APPLIED] * 2
+    writer.close()

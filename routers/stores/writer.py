@@ -6,8 +6,12 @@ requests therefore share a commit, and the event loop never waits on the disk: a
 needs its write durable awaits its future, one that does not (a decision) just queues it.
 
 A batch of writes nobody waits for lingers up to ``linger`` seconds to gather more, so that a
-stream of decisions costs one commit per ``linger``, not one per decision; a write somebody
-waits for (feedback, a health message) commits at once, together with whatever is queued.
+stream of decisions costs one commit per ``linger``, not one per decision. A write somebody waits
+for (feedback, a health message) commits at once, together with whatever is queued, unless recent
+commits held several such writes: then it waits up to ``urgent_wait`` seconds for as many as
+``ExpectedCompany`` expects, because concurrent requests reach the event loop one turn apart and would
+otherwise each pay a commit (an fsync, and the derivation of the new propensities). Writes awaited from
+an event loop are resolved there in one callback per commit.
 """
 
 from __future__ import annotations
@@ -16,23 +20,59 @@ import asyncio
 import logging
 import queue
 import threading
+import time
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
+
+from seldon_market_ab.company import ExpectedCompany
 
 from .base import Derive, Operation, StateStore
 
 logger = logging.getLogger(__name__)
 DEFAULT_LINGER_SECONDS = 0.01  # how long a batch nobody waits for gathers more writes
+DEFAULT_URGENT_WAIT_SECONDS = 0.002  # the longest a write somebody waits for waits for company
 _STOP = object()
 _FLUSH = object()  # an entry that only waits for everything queued before it
+
+
+class _Waiter:
+    """The writes of one ``commit`` call, resolved together on its event loop."""
+
+    __slots__ = ("loop", "future", "results", "remaining")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int):
+        self.loop, self.future = loop, loop.create_future()
+        self.results: list = [None] * count
+        self.remaining = count
+
+    def deliver(self) -> None:  # on the event loop
+        if self.future.done():  # its waiter gave up (a deadline): the writes are applied all the same
+            return
+        error = next((r for r in self.results if isinstance(r, BaseException)), None)
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(self.results)
+
+
+def _deliver(waiters: list[_Waiter]) -> None:
+    for waiter in waiters:
+        waiter.deliver()
+
+
+def _urgent_writes(batch: list) -> int:
+    return sum(1 for entry in batch if entry is not _STOP and entry[2] and entry[0] is not _FLUSH)
 
 
 class StoreWriter:
     def __init__(self, store: StateStore, derive: Derive | None = None,
                  after_commit: Callable[[], None] | None = None, max_batch: int = 512,
-                 linger: float = DEFAULT_LINGER_SECONDS, name: str = "store-writer"):
+                 linger: float = DEFAULT_LINGER_SECONDS, urgent_wait: float = DEFAULT_URGENT_WAIT_SECONDS,
+                 name: str = "store-writer"):
         self.store, self.derive, self.after_commit = store, derive, after_commit
-        self.max_batch, self.linger = max_batch, linger
+        self.max_batch, self.linger, self.urgent_wait = max_batch, linger, urgent_wait
+        self.company = ExpectedCompany(max_batch)  # how many urgent writes the next commit waits for
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._urgent = threading.Event()  # cuts a lingering batch short
         self.commits = 0  # batches committed so far
@@ -48,10 +88,18 @@ class StoreWriter:
             self._urgent.set()
         return future
 
+    def commit(self, *operations: Operation) -> asyncio.Future:
+        """Queue writes somebody waits for; a future of the running event loop that holds their results, in
+        order, once they are committed (or the first write's error)."""
+        waiter = _Waiter(asyncio.get_running_loop(), len(operations))
+        for index, operation in enumerate(operations):
+            self._queue.put((operation, (waiter, index), True))
+        self._urgent.set()
+        return waiter.future
+
     async def apply(self, *operations: Operation) -> list:
         """Queue writes and wait until they are committed; their results, in order."""
-        futures = [self.submit(operation, urgent=True) for operation in operations]
-        return [await asyncio.wrap_future(future) for future in futures]
+        return await self.commit(*operations)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Block until everything queued so far is committed."""
@@ -74,11 +122,15 @@ class StoreWriter:
                 # event loop. An urgent write ends the wait.
                 self._urgent.wait(self.linger)
             self._urgent.clear()
-            while len(batch) < self.max_batch and batch[-1] is not _STOP:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            self._take_queued(batch)
+            urgent, filled = _urgent_writes(batch), len(batch) >= self.max_batch
+            if urgent and self.company.waits and not filled and batch[-1] is not _STOP:
+                filled = self._wait_for_company(batch, urgent)
+                self._take_queued(batch)
+                self._urgent.clear()
+                urgent = _urgent_writes(batch)
+            if urgent:
+                self.company.learn(urgent, filled or len(batch) >= self.max_batch)
             stop = batch[-1] is _STOP
             if stop:
                 batch.pop()
@@ -89,6 +141,31 @@ class StoreWriter:
                     logger.exception("store writer: a batch of %d writes failed", len(batch))
             if stop:
                 return
+
+    def _take_queued(self, batch: list) -> None:
+        while len(batch) < self.max_batch and batch[-1] is not _STOP:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                return
+
+    def _wait_for_company(self, batch: list, urgent: int) -> bool:
+        """Take writes as they come until the expected number of urgent ones is in (True) or ``urgent_wait``
+        has passed (False)."""
+        deadline = time.monotonic() + self.urgent_wait
+        while not self.company.filled(urgent):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or len(batch) >= self.max_batch:
+                return len(batch) >= self.max_batch
+            try:
+                entry = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return False
+            batch.append(entry)
+            if entry is _STOP:
+                return False
+            urgent += _urgent_writes([entry])
+        return True
 
     def _commit(self, batch: list) -> None:
         flushes = [future for operation, future, _ in batch if operation is _FLUSH]
@@ -104,11 +181,24 @@ class StoreWriter:
                 self.after_commit()
             except Exception:
                 logger.exception("after-commit hook failed")
+        resolved: dict[asyncio.AbstractEventLoop, list[_Waiter]] = defaultdict(list)
         for future, result in [(future, None) for future in flushes] + \
                 [(future, result) for (_, future), result in zip(batch, results, strict=True)]:
+            if isinstance(future, tuple):  # a write awaited on an event loop
+                waiter, index = future
+                waiter.results[index] = result
+                waiter.remaining -= 1
+                if waiter.remaining == 0:
+                    resolved[waiter.loop].append(waiter)
+                continue
             if future.cancelled():  # its waiter gave up (a deadline): the write is applied all the same
                 continue
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        for loop, waiters in resolved.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, waiters)
+            except RuntimeError:  # the loop has closed: nobody is waiting any more
+                pass
