@@ -70,8 +70,12 @@ ROWS = [
      "not wait (`batch_wait_seconds: 0`)", "lstm_raw_1", "lstm_no_wait_1", None),
     ("adaptive_vs_no_wait", "the same, 8 clients", "lstm_raw", "lstm_no_wait", None),
     ("adaptive_vs_no_wait_32_clients", "the same, 32 clients", "lstm_raw_32", "lstm_no_wait_32", None),
+    ("thread_vs_loop", "32-window requests: shipped (passes of 16 windows or more in a worker thread) ÷ every pass "
+     "on the event loop", "lstm_batch", "lstm_batch_on_loop", None),
 ]
 NO_WAIT = "baseline-no-wait"  # the baseline model with batch_wait_seconds 0: a pass runs at the end of the turn
+ON_LOOP = "baseline-on-loop"  # the baseline model with every forward pass on the event loop
+VARIANTS = {NO_WAIT: {"batch_wait_seconds": 0, "batch_wait_policy": "fixed"}, ON_LOOP: {"thread_windows": 100_000}}
 # Absolute figures timed in this process, with their goals (microseconds).
 IN_PROCESS_GOALS = {"features_served_one_window_us": 50.0, "decision_p99_us": 200.0,
                     "decision_after_feedback_p99_us": 200.0}
@@ -81,12 +85,13 @@ def prepare_repository(models_dir: Path, destination: Path, parallel_workers: in
     """The models measured, the echo runtime, and the shipped ``settings.json`` with ``parallel_workers``."""
     for name in ("baseline", ROUTER, "regime-router"):
         shutil.copytree(models_dir / name, destination / name)
-    shutil.copytree(models_dir / "baseline", destination / NO_WAIT)
-    settings_file = destination / NO_WAIT / "model-settings.json"
-    no_wait = json.loads(settings_file.read_text())
-    no_wait["name"] = NO_WAIT
-    no_wait["parameters"]["extra"].update(batch_wait_seconds=0, batch_wait_policy="fixed")
-    settings_file.write_text(json.dumps(no_wait))
+    for name, extra in VARIANTS.items():
+        shutil.copytree(models_dir / "baseline", destination / name)
+        settings_file = destination / name / "model-settings.json"
+        model_settings = json.loads(settings_file.read_text())
+        model_settings["name"] = name
+        model_settings["parameters"]["extra"].update(extra)
+        settings_file.write_text(json.dumps(model_settings))
     shipped = models_dir / "settings.json"
     settings = json.loads(shipped.read_text()) if shipped.exists() else {}
     (destination / "settings.json").write_text(json.dumps({**settings, "parallel_workers": parallel_workers}))
@@ -137,8 +142,10 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
         "lstm_no_wait_32": (server, workload.window_requests(NO_WAIT), MANY_CLIENTS, True),
         "lstm_raw_1": (server, workload.window_requests("baseline"), 1, True),
         "lstm_no_wait_1": (server, workload.window_requests(NO_WAIT), 1, True),
+        "lstm_batch_on_loop": (server, [build_grpc_request(ON_LOOP, {"ohlcv": workload.windows})], CLIENTS, True),
     }
-    models = {"lstm_no_wait": NO_WAIT, "lstm_no_wait_32": NO_WAIT, "lstm_no_wait_1": NO_WAIT}
+    models = {"lstm_no_wait": NO_WAIT, "lstm_no_wait_32": NO_WAIT, "lstm_no_wait_1": NO_WAIT,
+              "lstm_batch_on_loop": ON_LOOP}
     order = list(loads)
     rng.shuffle(order)
     order.insert(rng.randrange(len(order) + 1), "thompson")  # decisions, then feedback for them

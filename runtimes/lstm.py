@@ -65,6 +65,8 @@ class LSTMSettings(ExtraSettings):
                                                      "requests (1: no batching)")
     batch_wait_seconds: float = Field(0.002, ge=0, description="the longest a forward pass waits for more "
                                       "requests (0: only those served in the same turn of the event loop)")
+    thread_windows: int = Field(16, ge=1, description="a forward pass of at least this many windows runs in a "
+                                "worker thread, so the event loop serves other requests meanwhile")
     batch_wait_policy: Literal["adaptive", "fixed"] = Field(
         "adaptive", description="`adaptive`: wait only while recent passes were shared, and run as soon as the "
                                 "expected requests are in, so a lone caller never waits; `fixed`: every pass waits "
@@ -90,10 +92,9 @@ class LSTMRuntime(MLModel):
             self._metrics[kind].labels(self.name) for kind in ("compute", "windows", "probability"))
         self._ups, self._downs = (self._metrics["predictions"].labels(self.name, d) for d in ("up", "down"))
         self._warm_up()
-        self._forward = ForwardBatcher(self._artifact.predict_features, self.config.batch_windows,
-                                       self.config.batch_wait_seconds,
+        self._forward = ForwardBatcher(self._pass, self.config.batch_windows, self.config.batch_wait_seconds,
                                        self._metrics["forward"].labels(self.name).observe,
-                                       self.config.batch_wait_policy)
+                                       self.config.batch_wait_policy, self.config.thread_windows)
         return True
 
     def _warm_up(self) -> None:
@@ -108,28 +109,39 @@ class LSTMRuntime(MLModel):
         started = time.perf_counter()
         try:
             check_request_id(payload)
-            features = self._decode(payload)
+            request_input = self._decode(payload)
         except InvalidInput as error:
             self._metrics["rejected"].labels(self.name, error.reason).inc()
             raise
-        probability = await self._forward(features)
+        probability = await self._forward(request_input, len(request_input[1]))
         self._compute.observe(time.perf_counter() - started)
         return self._respond(payload, probability)
 
-    def _decode(self, payload: InferenceRequest) -> np.ndarray:
-        """Raw features ``[batch, sequence_length, n_features]`` from either accepted input."""
+    def _pass(self, inputs: list[tuple[str, np.ndarray]]) -> np.ndarray:
+        """One forward pass over the windows of several requests (``batching.ForwardBatcher``): the features of
+        each, then the model once."""
+        artifact = self._artifact
+        features = [artifact.features_from_ohlcv(array) if name == "ohlcv" else array for name, array in inputs]
+        return artifact.predict_features(features[0] if len(features) == 1 else np.concatenate(features))
+
+    async def unload(self) -> bool:
+        self._forward.close()
+        return True
+
+    def _decode(self, payload: InferenceRequest) -> tuple[str, np.ndarray]:
+        """The validated input, ``('ohlcv', [batch, rows, 5])`` or ``('features', [batch, sequence_length,
+        n_features])``; features are computed in the forward pass."""
         artifact = self._artifact
         name, array = decode_float_tensor(
             payload, ("ohlcv", "features"),
             f"'ohlcv' FP32 [batch, >={artifact.min_window}, 5] (open, high, low, close, volume) or "
             f"'features' FP32 [batch, >={artifact.sequence_length}, {artifact.n_features}]")
         if name == "ohlcv":
-            ohlcv = check_prices(check_windows(name, array, 5, artifact.min_window,
-                                               "open, high, low, close, volume"))
-            return artifact.features_from_ohlcv(ohlcv)
+            return name, check_prices(check_windows(name, array, 5, artifact.min_window,
+                                                    "open, high, low, close, volume"))
         order = "features in metadata.json order: " + ", ".join(FEATURE_NAMES[:3]) + ", ..."
         features = check_windows(name, array, artifact.n_features, artifact.sequence_length, order)
-        return features[:, -artifact.sequence_length:, :]  # the rows the model reads, whatever was sent
+        return name, features[:, -artifact.sequence_length:, :]  # the rows the model reads, whatever was sent
 
     def _respond(self, payload: InferenceRequest, probability: np.ndarray) -> InferenceResponse:
         direction = (probability > 0.5).astype(np.int32)

@@ -115,7 +115,7 @@ def _series_features(o, h, lo, c, v, out, first):
     out[:first, :] = np.nan
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)  # other threads run while it computes
 def _batch_features(ohlcv, out, first):
     for i in range(ohlcv.shape[0]):
         columns = [np.ascontiguousarray(ohlcv[i, :, k]) for k in range(5)]
