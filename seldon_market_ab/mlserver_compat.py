@@ -7,6 +7,7 @@ upgrade fails there, loudly and by name, instead of somewhere in serving.
 
 from __future__ import annotations
 
+import math
 import struct
 from contextlib import asynccontextmanager
 from functools import cache
@@ -89,7 +90,7 @@ def check_raw_contents(request) -> None:
         if size is None:
             raise MLServerError(f"input '{tensor.name}' has datatype {tensor.datatype!r}; raw contents need one of "
                                 f"{', '.join(_RAW_ITEM_SIZES)} or BYTES", status_code=400)
-        expected = size * int(np.prod(tensor.shape, dtype=np.int64))
+        expected = size * math.prod(tensor.shape)  # Python integers: no overflow, no numpy call per request
         if len(raw) != expected:
             raise MLServerError(f"input '{tensor.name}' {tensor.datatype} {list(tensor.shape)} needs {expected} bytes "
                                 f"of raw contents, got {len(raw)}", status_code=400)

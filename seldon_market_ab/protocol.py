@@ -160,7 +160,8 @@ def check_windows(name: str, array: np.ndarray, columns: int, min_rows: int, col
 
 
 def check_prices(ohlcv: np.ndarray) -> np.ndarray:
-    if (ohlcv[..., :4] <= 0).any() or (ohlcv[..., 4] < 0).any():
+    lowest = ohlcv.reshape(-1, 5).min(axis=0)  # one pass over the prices (NaN was refused before)
+    if (lowest[:4] <= 0).any() or lowest[4] < 0:
         raise InvalidInput("'ohlcv' prices (open, high, low, close) must be > 0 and volume >= 0", "invalid_price")
     return ohlcv
 
