@@ -7,7 +7,7 @@ Every round runs every load once (closed-loop gRPC clients, in a seeded shuffled
 ratio compares two runs made moments apart; the table gives the median and the range over rounds.
 In-process figures (features, the model, a router decision) are timed in this process.
 
-    python -m loadtest.benchmark                  # about three minutes here: docs/benchmarks.{json,md}
+    python -m loadtest.benchmark                  # about four minutes here: docs/benchmarks.{json,md}
     python -m loadtest.benchmark --rounds 1 --seconds 0.5 --out /tmp/bench   # a quick look
 """
 
@@ -149,19 +149,22 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
     order = list(loads)
     rng.shuffle(order)
     order.insert(rng.randrange(len(order) + 1), "thompson")  # decisions, then feedback for them
-    results, server_cpu, windows_per_pass = {}, {}, {}
+    results, server_cpu, per_batch = {}, {}, {}
     for name in order:
         if name == "thompson":
             decisions = workload.decisions(ROUTER, f"decision-{index}", capacity)
-            cpu = server.cpu_seconds()
+            cpu, writes = server.cpu_seconds(), commit_writes(server)
             made = closed_loop(server.grpc_address, decisions, CLIENTS, seconds, reuse=False)
             results["thompson_decisions"] = made
             server_cpu["thompson_decisions"], cpu = (server.cpu_seconds() - cpu) / max(made.requests, 1), \
                 server.cpu_seconds()
+            per_batch["thompson_decisions"], writes = _per_commit(writes, commit_writes(server), "all"), \
+                commit_writes(server)
             ids = [f"decision-{index}-{i}" for i in range(made.requests)]
             results["feedback"] = closed_loop(server.grpc_address, Workload.feedback(ids), CLIENTS, seconds,
                                               reuse=False)
             server_cpu["feedback"] = (server.cpu_seconds() - cpu) / max(results["feedback"].requests, 1)
+            per_batch["feedback"] = _per_commit(writes, commit_writes(server), "awaited")
             continue
         target, requests, clients, reuse = loads[name]
         model = models.get(name, "baseline")
@@ -171,7 +174,7 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
         after = lstm_histograms(target, model)
         passes = after["forward_windows_count"] - before["forward_windows_count"]
         if name.startswith("lstm"):  # how many windows a forward pass took, from the runtime's histogram
-            windows_per_pass[name] = (after["forward_windows_sum"] - before["forward_windows_sum"]) / passes \
+            per_batch[name] = (after["forward_windows_sum"] - before["forward_windows_sum"]) / passes \
                 if passes else float("nan")
         if name == "lstm_raw":  # what the runtime's own work costs inside the server, from its histogram
             count = after["compute_seconds_count"] - before["compute_seconds_count"]
@@ -180,12 +183,27 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
     out = {name: {"throughput": r.throughput, "p50_ms": 1e3 * r.percentile(50), "p99_ms": 1e3 * r.percentile(99),
                   "requests": r.requests, "errors": r.errors, "server_cpu_us": 1e6 * server_cpu[name]}
            for name, r in results.items()}
-    for name, windows in windows_per_pass.items():
-        out[name]["windows_per_pass"] = windows
+    for name, windows in per_batch.items():
+        out[name]["per_batch"] = windows
     out["lstm_batch_samples"] = {"throughput": BATCH * out["lstm_batch"]["throughput"]}
     out["lstm_raw"]["compute_us"] = compute_us
     out["in_process_batch_samples"] = {"throughput": in_process_batch}
     return out
+
+
+def commit_writes(server) -> dict[str, float]:
+    """Sums and counts of the thompson-router's ``market_ab_router_commit_writes`` (writes per group commit), by
+    kind of write (``all``, ``awaited``)."""
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    return {f"{sample.labels['writes']}_{sample.name.rsplit('_', 1)[1]}": sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name in ("market_ab_router_commit_writes_sum", "market_ab_router_commit_writes_count")
+            and sample.labels.get("router") == ROUTER}
+
+
+def _per_commit(before: dict, after: dict, kind: str) -> float:
+    commits = after.get(f"{kind}_count", 0) - before.get(f"{kind}_count", 0)
+    return (after.get(f"{kind}_sum", 0) - before.get(f"{kind}_sum", 0)) / commits if commits else float("nan")
 
 
 def lstm_histograms(server, model: str) -> dict[str, float]:
@@ -331,8 +349,8 @@ def summarise(rounds: list[dict]) -> list[dict]:
             "denominator_p50_ms": _median_of(rounds, denominator, "p50_ms"),
             "numerator_cpu_us": _median_of(rounds, numerator, "server_cpu_us"),
             "denominator_cpu_us": _median_of(rounds, denominator, "server_cpu_us"),
-            "numerator_windows_per_pass": _median_of(rounds, numerator, "windows_per_pass"),
-            "denominator_windows_per_pass": _median_of(rounds, denominator, "windows_per_pass"),
+            "numerator_per_batch": _median_of(rounds, numerator, "per_batch"),
+            "denominator_per_batch": _median_of(rounds, denominator, "per_batch"),
             "met": None if goal is None else statistics.median(ratios) >= goal,
         })
     return rows
@@ -343,9 +361,10 @@ def _pair(row: dict, key: str, form: str) -> str:
     return "" if numerator is None or denominator is None else f"{form.format(numerator)} / {form.format(denominator)}"
 
 
-def _windows_per_pass(row: dict) -> str:
-    """Windows per forward pass of the LSTM loads a row compares (the echo has none)."""
-    values = [row.get(f"{side}_windows_per_pass") for side in ("numerator", "denominator")]
+def _per_batch(row: dict) -> str:
+    """Windows per forward pass of the LSTM loads a row compares, or writes per group commit of the router's (all
+    writes for decisions, awaited ones for feedback); the echo has neither."""
+    values = [row.get(f"{side}_per_batch") for side in ("numerator", "denominator")]
     return " / ".join("-" if v is None else f"{v:.2f}" for v in values) if any(v is not None for v in values) else ""
 
 
@@ -356,15 +375,15 @@ def where_the_time_goes(results: dict) -> list[str]:
     def cpu(load):
         return statistics.median(r[load]["server_cpu_us"] for r in runs)
 
-    def windows(load):
-        return statistics.median(r[load]["windows_per_pass"] for r in runs)
+    def per_batch(load):
+        return statistics.median(r[load]["per_batch"] for r in runs)
 
     compute = statistics.median(r["lstm_raw"]["compute_us"] for r in runs)
     in_process = p["features_served_one_window_us"] + p["scaler_and_forward_one_window_us"]
     batch_request_us = 1e6 * BATCH / statistics.median(r["in_process_batch_samples"]["throughput"] for r in runs)
     why = {
         "lstm_raw_vs_echo": f"Server CPU per request: {cpu('lstm_raw'):,.0f} µs against the echo's "
-        f"{cpu('echo_window'):,.0f} µs, with {windows('lstm_raw'):.2f} windows per forward pass. The runtime's own "
+        f"{cpu('echo_window'):,.0f} µs, with {per_batch('lstm_raw'):.2f} windows per forward pass. The runtime's own "
         f"work (decoding, features, forward pass) takes {compute:,.0f} µs of wall time per request inside the server "
         f"(`market_ab_lstm_compute_seconds`, including the wait for company), against {in_process:,.0f} µs for the "
         "features and forward pass of one window timed back to back in process; the rest is MLServer's request "
@@ -375,10 +394,12 @@ def where_the_time_goes(results: dict) -> list[str]:
         "around the runtime; features and forward pass share the two cores with the load's clients.",
         "thompson_vs_echo": f"{cpu('thompson_decisions'):,.0f} µs against the echo's {cpu('echo_window'):,.0f} µs; "
         f"the decision itself takes {p['decision_p50_us']:,.0f} µs (p50) in process, and its record is committed by "
-        "the writer thread in the same process, which holds the GIL while it writes.",
+        f"the writer thread in the same process ({per_batch('thompson_decisions'):.1f} decisions per commit), which "
+        "holds the GIL while it writes.",
         "feedback_vs_echo": f"{cpu('feedback'):,.0f} µs against the echo's {cpu('echo_tiny'):,.0f} µs for the same "
         "tiny payload; each feedback request waits for its group commit (SQLite, `synchronous=FULL`), in which the "
-        "writer also derives the new propensities.",
+        f"writer also derives the new propensities, and a commit held {per_batch('feedback'):.1f} feedback rows on "
+        "average.",
     }
     lines = ["Goals missed, by how much, and where the time goes (server CPU per request, medians over rounds; "
              "the profile below splits it by part):", ""]
@@ -401,7 +422,7 @@ def render_markdown(results: dict) -> str:
         f"{m['torch']}). Ratios are medians [min, max] over rounds; requests/s are this machine's medians.",
         "",
         "| measure | ratio | goal | met | this machine: numerator / denominator per second | p50 ms | "
-        "server CPU µs per request | windows per forward pass |",
+        "server CPU µs per request | windows per forward pass (LSTM) or writes per commit (router) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
@@ -409,7 +430,7 @@ def render_markdown(results: dict) -> str:
         goal = "" if row["goal"] is None else f"≥ {row['goal']:g}"
         met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
         latency, cpu = (_pair(row, "p50_ms", "{:.1f}"), _pair(row, "cpu_us", "{:,.0f}"))
-        windows = _windows_per_pass(row)
+        windows = _per_batch(row)
         lines.append(f"| {row['measure']} | {r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}] | {goal} | {met} | "
                      f"{row['numerator_per_second']:,.0f} / {row['denominator_per_second']:,.0f} | {latency} | {cpu} | "
                      f"{windows} |")
@@ -456,7 +477,7 @@ def render_markdown(results: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0, help="per load and round")
     parser.add_argument("--workers", type=int, default=2, help="parallel workers of the second server")
     parser.add_argument("--models-dir", type=Path, default=Path("models"))

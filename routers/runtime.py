@@ -77,6 +77,13 @@ STORE_RETRY_SECONDS = 1.0  # after a store failure, decisions fall back without 
 FALLBACK = "fallback"  # output of a decision made without the store: the reason
 DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 REWARD_BUCKETS = (-0.05, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.05, 0.5, 1.0)
+COMMIT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+def _observe_commit(writes: dict, all_writes: int, awaited: int) -> None:
+    writes["all"].observe(all_writes)
+    if awaited:
+        writes["awaited"].observe(awaited)
 
 
 def _router_metrics() -> dict:
@@ -89,6 +96,9 @@ def _router_metrics() -> dict:
         "reward": metrics.histogram("router_reward", "Applied rewards by arm", ["router", "arm"], REWARD_BUCKETS),
         "delay": metrics.histogram("router_feedback_delay_seconds", "Time from decision to applied feedback",
                                    ["router"], DELAY_BUCKETS),
+        "commit_writes": metrics.histogram("router_commit_writes", "Writes per group commit of the state store: all, "
+                                           "and awaited ones (feedback, health) in commits that hold any",
+                                           ["router", "writes"], COMMIT_BUCKETS),
         "pending": metrics.gauge("router_pending_decisions", "Decisions waiting for feedback", ["router"]),
         "mean": metrics.gauge("router_posterior_mean", "Posterior mean reward", ["router", "context", "arm"]),
         "lower": metrics.gauge("router_posterior_lower", "Posterior 2.5% quantile of the mean reward",
@@ -135,8 +145,9 @@ class BanditRouter(MLModel):
         self._read_after_commit = 0  # the writer's commit count when the snapshot was last read after a commit
         # State never lives in the model folder: on Seldon that folder is a downloaded artifact.
         self.store = open_store(self.config.store_url(self.name), self.name, self.config.state_path())
+        writes = {kind: self._metrics["commit_writes"].labels(self.name, kind) for kind in ("all", "awaited")}
         self.writer = StoreWriter(self.store, derive=self._derive, after_commit=self._publish_pending,
-                                  name=f"{self.name}-store-writer")
+                                  name=f"{self.name}-store-writer", observe=partial(_observe_commit, writes))
         self._next_sweep = self.clock()
         await self._current()
         self._publish_pending()

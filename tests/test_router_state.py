@@ -97,6 +97,7 @@ def test_parallel_workers_share_one_posterior(tmp_path, workers):
         rewards = router_samples(server, "market_ab_router_reward_count")
         pending = router_samples(server, "market_ab_router_pending_decisions")
         delays = router_samples(server, "market_ab_router_feedback_delay_seconds_count")
+        commit_writes = router_samples(server, "market_ab_router_commit_writes_sum")
         client.close()
     # Counters summed over the workers by MLServer's multiprocess collector.
     for arm in set(decisions.values()):
@@ -104,6 +105,8 @@ def test_parallel_workers_share_one_posterior(tmp_path, workers):
         assert decided[(("arm", arm),)] == made and rewards[(("arm", arm),)] == made
     assert feedback == {(("outcome", "applied"),): 90, (("outcome", "duplicate"),): 10}
     assert pending == {(): 0} and delays == {(): 90}
+    # every feedback row was an awaited write; decisions were written too, in commits nobody waited for
+    assert commit_writes[(("writes", "awaited"),)] == 100 and commit_writes[(("writes", "all"),)] >= 190
     policy, expected = replay(decisions, extra_of(folder))
     state, pending = shared_state("sqlite:///thompson-router.db", server.state_dir)
     assert state == expected and pending == 0

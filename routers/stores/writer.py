@@ -69,8 +69,9 @@ class StoreWriter:
     def __init__(self, store: StateStore, derive: Derive | None = None,
                  after_commit: Callable[[], None] | None = None, max_batch: int = 512,
                  linger: float = DEFAULT_LINGER_SECONDS, urgent_wait: float = DEFAULT_URGENT_WAIT_SECONDS,
-                 name: str = "store-writer"):
-        self.store, self.derive, self.after_commit = store, derive, after_commit
+                 name: str = "store-writer", observe: Callable[[int, int], None] | None = None):
+        """``observe(writes, awaited)`` after each commit: how many writes it held, and how many were awaited."""
+        self.store, self.derive, self.after_commit, self.observe = store, derive, after_commit, observe
         self.max_batch, self.linger, self.urgent_wait = max_batch, linger, urgent_wait
         self.company = ExpectedCompany(max_batch)  # how many urgent writes the next commit waits for
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -137,6 +138,8 @@ class StoreWriter:
             if batch:
                 try:
                     self._commit(batch)
+                    if self.observe is not None:
+                        self.observe(sum(1 for entry in batch if entry[0] is not _FLUSH), urgent)
                 except Exception:  # the thread must outlive any one batch
                     logger.exception("store writer: a batch of %d writes failed", len(batch))
             if stop:
