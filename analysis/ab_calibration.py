@@ -18,7 +18,6 @@ sees only what a real run would log, and recommends.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from seldon_market_ab.evidence import write_evidence
 from training.evaluation import wilson_interval
 
 from .ab_analysis import ArmLog, DecisionPolicy, recommend
@@ -183,12 +183,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
     results = run(args.experiments, args.sizes, args.gaps, args.latencies, args.errors, args.demo_requests, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ab-calibration.json").write_text(json.dumps(results, indent=1))
-    markdown = render_markdown(results)
-    (args.out / "ab-calibration.md").write_text(markdown + "\n")
+    write_evidence(args.out, "ab-calibration", results, render_markdown)
     plot(results, args.out / "ab-calibration.png")
-    print(markdown)
     return 0
 
 

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from detectors.calibration import SERIES_TESTS, SeriesCalibration, calibrate
 from detectors.checks import TESTS, DriftChecks
 from detectors.reference import Reference
 from detectors.statistics import PSI_MAJOR, ensemble
+from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.features import compute_features
 from training.data import INSTRUMENTS, load_instrument
 from training.dataset import MarketDataset
@@ -326,14 +326,10 @@ def main(argv=None) -> int:
         "mmd_power": mmd_power(reference, data, args.power_windows),
     }
     results["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "drift-evidence.json").write_text(json.dumps(results, indent=1))
     from .drift_report import plot, render_markdown
 
+    write_evidence(args.out, "drift-evidence", results, render_markdown)
     plot(results, args.out)
-    markdown = render_markdown(results)
-    (args.out / "drift-evidence.md").write_text(markdown + "\n")
-    print(markdown)
     return 0
 
 

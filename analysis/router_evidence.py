@@ -28,6 +28,7 @@ from routers.bandit import EpsilonGreedy, FixedSplit, ThompsonSampling
 from routers.bandit.replay import dr_terms, ips_terms, mean_reward_model, replay
 from routers.settings import RegimeRouterSettings, RouterSettings
 from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.regimes import REGIMES
 from training.dataset import MarketDataset
 from training.evaluation import wilson_interval
@@ -356,12 +357,8 @@ def main(argv=None) -> int:
         "replay": replay_real(args.models_dir, args.replay_seeds, dataset),
         "regimes": regimes(args.models_dir, args.replay_seeds, dataset),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "router-evidence.json").write_text(json.dumps(results, indent=1))
+    write_evidence(args.out, "router-evidence", results, render_markdown)
     plot(results, args.out)
-    markdown = render_markdown(results)
-    (args.out / "router-evidence.md").write_text(markdown + "\n")
-    print(markdown)
     return 0
 
 

@@ -12,13 +12,13 @@ the analysis keeps the baseline against a candidate that much worse, in at least
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.evidence import write_evidence
 from training.dataset import MarketDataset, ohlcv_windows
 from training.evaluation import Z95
 
@@ -83,9 +83,7 @@ def main(argv=None) -> int:
     gap = accuracy_gap(args.models_dir)
     results = {"gap": gap, "experiments": args.experiments,
                "catch": requests_to_catch(min(gap["gap"], 0.0), args.experiments, args.seed)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "stale-features.json").write_text(json.dumps(results, indent=1))
-    print(render_markdown(results))
+    write_evidence(args.out, "stale-features", results, render_markdown)
     return 0
 
 

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from local_seldon.mlserver_process import MLServerProcess
 from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.features import compute_features
 from training.data import load_instrument
 from training.dataset import ohlcv_windows
@@ -253,11 +254,7 @@ def main(argv=None) -> int:
     results = {"rounds": args.rounds, "seconds": args.seconds, "clients": CLIENTS, "open_loop_rate": rate,
                "window_rows": int(window_rows),
                "cpus": os.cpu_count(), "mlserver": version("mlserver"), "ratios": summarise(runs), "runs": runs}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "drift-serving.json").write_text(json.dumps(results, indent=1))
-    markdown = render_markdown(results)
-    (args.out / "drift-serving.md").write_text(markdown + "\n")
-    print(markdown)
+    write_evidence(args.out, "drift-serving", results, render_markdown)
     return 0
 
 

@@ -36,6 +36,7 @@ from mlserver.grpc import dataplane_pb2_grpc
 
 from local_seldon.mlserver_process import MLServerProcess
 from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.evidence import write_evidence
 from training.dataset import ohlcv_windows
 
 OK, CLIENT_ERROR, MISHANDLED = "ok", "client_error", "mishandled"
@@ -395,11 +396,7 @@ def main(argv=None) -> int:
     results = results_of(tally, args.requests, time.perf_counter() - started)
     served = {p.parent.name for p in repository.glob("*/model-settings.json")}
     results["metric_model_labels"] = {"served": sorted(served), "other": sorted(labels - served)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fuzz.json").write_text(json.dumps(results, indent=1))
-    markdown = render_markdown(results)
-    (args.out / "fuzz.md").write_text(markdown + "\n")
-    print(markdown)
+    write_evidence(args.out, "fuzz", results, render_markdown)
     for key, example in results["mishandled_examples"].items():
         print(f"mishandled: {key}: {example}")
     return 0 if tally.mishandled() == 0 and not results["metric_model_labels"]["other"] else 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import random
 import statistics
@@ -29,6 +28,7 @@ from local_seldon.manifests import load_documents
 from local_seldon.mlserver_process import cpu_seconds, process_tree
 from local_seldon.serve_process import ServeProcess
 from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.evidence import write_evidence
 from training.dataset import ohlcv_windows
 
 from .client import build_grpc_request
@@ -166,11 +166,7 @@ def main(argv=None) -> int:
     results = {"rounds": args.rounds, "seconds": args.seconds, "clients": args.clients,
                "window_rows": artifact.min_window, "cpus": os.cpu_count(), "mlserver": version("mlserver"),
                "ratios": summarise(runs), "runs": runs}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gateway-serving.json").write_text(json.dumps(results, indent=1))
-    markdown = render_markdown(results)
-    (args.out / "gateway-serving.md").write_text(markdown + "\n")
-    print(markdown)
+    write_evidence(args.out, "gateway-serving", results, render_markdown)
     return 0
 
 

@@ -14,7 +14,6 @@ it cannot see into (an fsync, gRPC's poller) as busy, so shares are of busy samp
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 from local_seldon.mlserver_process import MLServerProcess
 from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.evidence import write_evidence
 
 from .benchmark import BATCH, CLIENTS, ROUTER, Workload, prepare_repository
 from .client import build_grpc_request
@@ -167,11 +167,7 @@ def main(argv=None) -> int:
     seconds = max(1, round(args.seconds))  # py-spy records whole seconds
     results = {"py_spy": version("py-spy"), "rate": args.rate, "seconds": seconds,
                "loads": run(args.models_dir, seconds, args.rate, workdir)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving-profile.json").write_text(json.dumps(results, indent=1))
-    markdown = render_markdown(results)
-    (args.out / "serving-profile.md").write_text(markdown + "\n")
-    print(markdown)
+    write_evidence(args.out, "serving-profile", results, render_markdown)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
