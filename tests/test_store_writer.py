@@ -1,6 +1,7 @@
 """The writer thread (routers/stores/writer.py) over a real SQLite store: group commits, urgency, failures."""
 
 import asyncio
+import queue
 import threading
 import time
 import uuid
@@ -161,9 +162,23 @@ class HeldStore(CountingStore):
         return super().apply_batch(operations, derive)
 
 
-def test_after_a_shared_commit_an_urgent_write_waits_for_company(store):
+class WatchedQueue(queue.SimpleQueue):
+    """The writer's queue, telling when the writer waits on it with a deadline: waiting for company."""
+
+    waiting = threading.Event()
+
+    def get(self, block=True, timeout=None):
+        if timeout is not None:
+            WatchedQueue.waiting.set()
+        return super().get(block, timeout)
+
+
+def test_after_a_shared_commit_an_urgent_write_waits_for_company(store, monkeypatch):
     """Two feedbacks queued behind a commit share the next one; from then on the writer expects two, so a third
-    feedback waits (far longer than a commit takes) until a fourth comes, and both share a commit."""
+    feedback waits for company (the writer sits on its queue with a deadline, the feedback uncommitted) until a
+    fourth comes, and both share a commit."""
+    monkeypatch.setattr(queue, "SimpleQueue", WatchedQueue)
+    WatchedQueue.waiting.clear()
     for i in range(4):
         store.record_decision(decision(i))
     held = HeldStore(store)
@@ -174,9 +189,10 @@ def test_after_a_shared_commit_an_urgent_write_waits_for_company(store):
     held.release.set()
     wait([first, *queued], timeout=10)
     assert held.batches == [1, 2] and writer.company.expected == 2
+    assert not WatchedQueue.waiting.is_set()  # so far no commit waited for company
     third = writer.submit(feedback(3), urgent=True)
-    with pytest.raises(TimeoutError):
-        third.result(timeout=0.5)  # waiting for company: a commit alone takes milliseconds
+    assert WatchedQueue.waiting.wait(10)  # the writer took it and waits for a second one
+    assert not third.done() and held.batches == [1, 2]
     store.record_decision(decision(4))
     fourth = writer.submit(feedback(4), urgent=True)
     assert [third.result(10)[0], fourth.result(10)[0]] == [FeedbackOutcome.APPLIED] * 2
