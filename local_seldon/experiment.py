@@ -63,15 +63,25 @@ class Experiment:
         >>> e.choose(np.random.default_rng(0), route_header=":enhanced_1:")
         'enhanced'
         """
-        versions = versions or {}
-        if route_header:
-            for name, _ in self.candidates:
-                if self.route_value(name, versions.get(name, "1")) in route_header:
-                    return name
+        sticky = self.sticky(route_header, versions)
+        if sticky:
+            return sticky
         weights = np.array([weight for _, weight in self.candidates], dtype=float)
         if weights.sum() <= 0:
             raise ValueError(f"experiment '{self.name}': candidate weights sum to zero")
         return self.candidates[int(rng.choice(len(weights), p=weights / weights.sum()))][0]
+
+    def sticky(self, route_header: str | None, versions: dict[str, str] | None = None) -> str | None:
+        """The candidate an ``x-seldon-route`` value names, if any.
+
+        >>> Experiment("ab", (("baseline", 70), ("enhanced", 30))).sticky(":enhanced_1:")
+        'enhanced'
+        """
+        versions = versions or {}
+        for name, _ in self.candidates if route_header else ():
+            if self.route_value(name, versions.get(name, "1")) in route_header:
+                return name
+        return None
 
     def mirrored(self, rng: np.random.Generator) -> bool:
         """Whether this request is also copied to the mirror."""

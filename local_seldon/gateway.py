@@ -106,16 +106,16 @@ class Gateway:
 
     def route(self, seldon_model: str | None, route_header: str | None = None, draw: bool = True) -> Route:
         """Where a request with this ``seldon-model`` header goes; GatewayError 404 when nowhere. ``draw=False``
-        (readiness, metadata) answers for an experiment's default, or first, candidate without a random draw, so
-        that such calls leave a seeded split as it was."""
+        (readiness, metadata) answers for the candidate ``route_header`` sticks to, else the experiment's default, or
+        first, candidate, without a random draw, so that such calls leave a seeded split as it was."""
         if not seldon_model:
             raise GatewayError(404, f"no '{SELDON_MODEL}' header: Seldon routes by it; send '{SELDON_MODEL}: "
                                     f"<model>', '<name>.pipeline' or '<name>.experiment'")
         for experiment in self.deployment.experiments.values():
             if experiment.handles(seldon_model):
                 if not draw:
-                    return Route(experiment.resource_type, experiment.default or experiment.candidates[0][0],
-                                 f"{experiment.name}.experiment", experiment)
+                    chosen = experiment.sticky(route_header) or experiment.default or experiment.candidates[0][0]
+                    return Route(experiment.resource_type, chosen, f"{experiment.name}.experiment", experiment)
                 chosen = experiment.choose(self._rng, route_header)
                 mirror = experiment.mirror if experiment.mirrored(self._rng) else None
                 return Route(experiment.resource_type, chosen, f"{experiment.name}.experiment", experiment,
@@ -132,6 +132,13 @@ class Gateway:
             raise GatewayError(404, f"model '{seldon_model}' is not in the model repository; it holds "
                                     f"{', '.join(sorted(self.models))}")
         return Route("model", seldon_model, seldon_model)
+
+    def pipeline_has_no_metadata(self, pipeline: str) -> GatewayError:
+        """What Seldon 2.10's pipeline gateway answers a metadata request with: it has no such handler (REST 404,
+        gRPC UNIMPLEMENTED). Ours also says where the metadata is: on each step's model."""
+        steps = ", ".join(s.name for s in self.deployment.plans[pipeline].steps)
+        return GatewayError(404, f"'{pipeline}' is a pipeline: Seldon's pipeline gateway serves no model metadata; "
+                                 f"ask its steps' models ({steps})", grpc.StatusCode.UNIMPLEMENTED)
 
     def observe(self, route_or_kind: Route | str, status: int, seconds: float) -> None:
         kind, label = (route_or_kind.kind, route_or_kind.label) if isinstance(route_or_kind, Route) \

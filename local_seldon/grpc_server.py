@@ -44,7 +44,8 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request, context):
         route = await self._route(context, draw=False)
         if route.kind == "pipeline":
-            return pb.ModelMetadataResponse(name=route.name, platform="seldon-pipeline")
+            error = self.gateway.pipeline_has_no_metadata(route.name)
+            await context.abort(error.code, error.message)
         return await self._or_abort(context, self._backend(self.gateway.stub.ModelMetadata,
                                                            pb.ModelMetadataRequest(name=route.name)))
 

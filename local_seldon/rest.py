@@ -2,7 +2,9 @@
 
 A plain model, or a model chosen by an experiment, is proxied to MLServer's REST server byte for byte (the path's
 model name replaced by the target's, as Seldon's Envoy rewrites it); a pipeline's request is decoded and run by the
-``Gateway``. ``/v2/health/ready`` is the gateway's own: 200 only when every model is ready.
+``Gateway``. Bodies are JSON whatever their Content-Type, or JSON followed by tensor bytes (the binary data
+extension, ``seldon_market_ab.binary_data``), which a pipeline reads without decoding the numbers and answers in
+kind. ``/v2/health/ready`` is the gateway's own: 200 only when every model is ready.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import aiohttp
 import orjson
 import pydantic
 from aiohttp import web
-from mlserver.types import InferenceRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from seldon_market_ab.binary_data import HEADER, BinaryOutputs, read_request, request_error, write_response
 
 from .experiment import ROUTE_HEADER
 from .gateway import REQUEST_ID, SELDON_MODEL, Gateway, GatewayError, Route, request_id
-from .tensors import Tensor, TensorError
+from .tensors import TensorError, rest_request
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
+BODY_HEADERS = {"content-type", HEADER.lower()}  # set by the gateway on what it forwards: its body may be rewritten
 
 
 def error_response(status: int, message: str, rid: str | None = None) -> web.Response:
@@ -70,7 +74,7 @@ class RestDoor:
 
     async def model_ready(self, request: web.Request) -> web.Response:
         try:
-            route = self.gateway.route(request.headers.get(SELDON_MODEL), draw=False)
+            route = self.gateway.route(request.headers.get(SELDON_MODEL), request.headers.get(ROUTE_HEADER), draw=False)
         except GatewayError as error:
             return error_response(error.status, error.message)
         if route.kind == "pipeline":
@@ -81,17 +85,17 @@ class RestDoor:
 
     async def model_metadata(self, request: web.Request) -> web.Response:
         try:
-            route = self.gateway.route(request.headers.get(SELDON_MODEL), draw=False)
+            route = self.gateway.route(request.headers.get(SELDON_MODEL), request.headers.get(ROUTE_HEADER), draw=False)
         except GatewayError as error:
             return error_response(error.status, error.message)
         if route.kind == "pipeline":
-            return web.json_response({"name": route.name, "platform": "seldon-pipeline",
-                                      "steps": [s.name for s in self.gateway.deployment.plans[route.name].steps]})
+            error = self.gateway.pipeline_has_no_metadata(route.name)
+            return error_response(error.status, error.message)
         return await self._forward(request, "GET", f"/v2/models/{route.name}")
 
     async def infer(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        body = await request.read()
+        body, length = await request.read(), request.headers.get(HEADER)
         rid = request.headers.get(REQUEST_ID)
         try:
             route = self.gateway.route(request.headers.get(SELDON_MODEL), request.headers.get(ROUTE_HEADER))
@@ -99,50 +103,54 @@ class RestDoor:
             self.gateway.observe("unknown", error.status, time.perf_counter() - started)
             return error_response(error.status, error.message, rid)
         if route.kind == "model":
-            body, rid = _with_request_id(body, rid)
-        response = await self._infer(route, request, body, rid)
+            body, length, rid = _with_request_id(body, length, rid)
+        response = await self._infer(route, request, body, length, rid)
         if route.route_value:
             response.headers[ROUTE_HEADER] = route.route_value
         if route.mirror:
             rid = response.headers.get(REQUEST_ID) or request_id(None, None)
-            self.gateway.mirror(route.experiment, lambda: self._send_copy(route, body, rid))
+            self.gateway.mirror(route.experiment, lambda: self._send_copy(route, body, length, rid))
         self.gateway.observe(route, response.status, time.perf_counter() - started)
         return response
 
-    async def _infer(self, route: Route, request: web.Request, body: bytes, rid: str | None) -> web.Response:
+    async def _infer(self, route: Route, request: web.Request, body: bytes, length: str | None,
+                     rid: str | None) -> web.Response:
         if route.kind == "model":
-            response = await self._forward(request, "POST", f"/v2/models/{route.name}/infer", body, rid)
+            response = await self._forward(request, "POST", f"/v2/models/{route.name}/infer", body, rid, length)
             response.headers[REQUEST_ID] = rid
             return response
         try:
-            payload = InferenceRequest.model_validate_json(body)
-            tensors = {i.name: Tensor.from_json(i) for i in payload.inputs}
-        except pydantic.ValidationError as error:
-            return error_response(400, f"not an Open Inference Protocol request: {_first_error(error)}", rid)
-        except TensorError as error:
-            return error_response(400, str(error), rid)
-        rid = request_id(rid, payload.id)
+            body_id, tensors, wanted = _pipeline_request(body, length)
+        except GatewayError as error:
+            return error_response(error.status, error.message, rid)
+        rid = request_id(rid, body_id)
         try:
             answer = await self.gateway.run_pipeline(route.name, tensors, rid)
         except GatewayError as error:
             return error_response(error.status, error.message, rid)
         # Seldon answers a pipeline with an empty model name
-        body = orjson.dumps({"model_name": "", "id": rid, "outputs": [t.json(n) for n, t in answer.items()]})
-        return web.Response(body=body, content_type="application/json", headers={REQUEST_ID: rid})
+        outputs = [t.json(n, data=not wanted.wants(n)) for n, t in answer.items()]
+        body, length = write_response({"model_name": "", "id": rid, "outputs": outputs},
+                                      {n: t.raw for n, t in answer.items() if wanted.wants(n)})
+        if length is None:
+            return web.Response(body=body, content_type="application/json", headers={REQUEST_ID: rid})
+        return web.Response(body=body, content_type="application/octet-stream",
+                            headers={REQUEST_ID: rid, HEADER: str(length)})
 
-    async def _send_copy(self, route: Route, body: bytes, rid: str) -> None:
+    async def _send_copy(self, route: Route, body: bytes, length: str | None, rid: str) -> None:
         if route.experiment.resource_type == "pipeline":
-            payload = InferenceRequest.model_validate_json(body)
-            await self.gateway.run_pipeline(route.mirror, {i.name: Tensor.from_json(i) for i in payload.inputs}, rid)
+            await self.gateway.run_pipeline(route.mirror, _pipeline_request(body, length)[1], rid)
             return
         async with self.session.post(f"{self.backend_http}/v2/models/{route.mirror}/infer", data=body,
-                                     headers={"Content-Type": "application/json", REQUEST_ID: rid}) as answer:
+                                     headers=_body_headers(length, {REQUEST_ID: rid})) as answer:
             if answer.status != 200:
                 raise RuntimeError(f"{route.mirror} answered {answer.status}: {(await answer.text())[:200]}")
 
     async def _forward(self, request: web.Request, method: str, path: str, body: bytes | None = None,
-                       rid: str | None = None) -> web.Response:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+                       rid: str | None = None, length: str | None = None) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | BODY_HEADERS}
+        if body is not None:
+            headers = _body_headers(length, headers)
         if rid:
             headers[REQUEST_ID] = rid
         try:
@@ -154,24 +162,42 @@ class RestDoor:
             return error_response(503, f"MLServer did not answer: {error or type(error).__name__}", rid)
 
 
-def _with_request_id(body: bytes, header: str | None) -> tuple[bytes, str]:
+def _body_headers(length: str | None, headers: dict) -> dict:
+    """What a forwarded body says of itself: JSON, or JSON and tensor bytes (and how long the JSON is)."""
+    if length is None:
+        return {**headers, "Content-Type": "application/json"}
+    return {**headers, "Content-Type": "application/octet-stream", HEADER: length}
+
+
+def _pipeline_request(body: bytes, length: str | None) -> tuple[str | None, dict, BinaryOutputs]:
+    """A pipeline request's id, input tensors (binary ones as their bytes) and the outputs wanted as bytes."""
+    try:
+        parsed = read_request(body, length)
+        wanted = BinaryOutputs.of(parsed.request)
+        body_id, tensors = rest_request(parsed)
+    except pydantic.ValidationError as error:
+        raise GatewayError(400, f"not an inference request: {request_error(error.errors())}") from None
+    except TensorError as error:
+        raise GatewayError(400, str(error)) from None
+    return body_id, tensors, wanted
+
+
+def _with_request_id(body: bytes, length: str | None, header: str | None) -> tuple[bytes, str | None, str]:
     """The body with its Open Inference Protocol id set to the request id (the ``x-request-id`` header, else the
     body's id, else a new one), as for pipelines: the model (a router's decision id) and the response header then
-    agree. A body that is not a JSON object goes on as it is, for MLServer to refuse."""
+    agree. Only the JSON is rewritten (with the binary data extension, its new length goes in the header). A body
+    whose JSON is not an object goes on as it is, for MLServer to refuse."""
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body, header or request_id(None, None)
+        end = len(body) if length is None else int(length)
+        payload = orjson.loads(body[:end]) if 0 < end <= len(body) else None
+    except (orjson.JSONDecodeError, ValueError):
+        payload = None
     if not isinstance(payload, dict):
-        return body, header or request_id(None, None)
+        return body, length, header or request_id(None, None)
     body_id = payload.get("id") if isinstance(payload.get("id"), str) and payload.get("id") else None
     rid = request_id(header, body_id)
     if body_id == rid:
-        return body, rid
+        return body, length, rid
     payload["id"] = rid
-    return orjson.dumps(payload), rid
-
-
-def _first_error(error: pydantic.ValidationError) -> str:
-    first = error.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc']) or 'body'}: {first['msg']}"
+    head = orjson.dumps(payload)
+    return head + body[end:], None if length is None else str(len(head)), rid

@@ -16,23 +16,19 @@ Raw bytes are little-endian, row-major; a BYTES tensor is its items, each preced
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 from mlserver.grpc import dataplane_pb2 as pb
+from mlserver.types import InferenceRequest
 
-DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
-          "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+from seldon_market_ab.binary_data import DTYPES, Body, TensorError, check_size, pack_bytes, unpack_bytes
+
 DATATYPES = {np.dtype(code): name for name, code in DTYPES.items()}
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
-
-
-class TensorError(ValueError):
-    """A tensor whose contents do not match its datatype and shape (a client error)."""
 
 
 @dataclass(slots=True)
@@ -46,7 +42,7 @@ class Tensor:
 
     def array(self) -> np.ndarray:
         if self.datatype == "BYTES":
-            return np.array(_unpack_bytes(self.raw), dtype=object).reshape(self.shape)
+            return np.array(unpack_bytes(self.raw), dtype=object).reshape(self.shape)
         return np.frombuffer(self.raw, dtype=DTYPES[self.datatype]).reshape(self.shape)
 
     @classmethod
@@ -54,7 +50,7 @@ class Tensor:
         array = np.asarray(array)
         if datatype == "BYTES" or array.dtype.kind in "OSU":
             items = [v if isinstance(v, bytes) else str(v).encode() for v in array.ravel()]
-            return cls("BYTES", tuple(array.shape), _pack_bytes(items), parameters or {})
+            return cls("BYTES", tuple(array.shape), pack_bytes(items), parameters or {})
         datatype = datatype or DATATYPES.get(array.dtype.newbyteorder("<"))
         if datatype not in DTYPES:
             raise TensorError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
@@ -75,13 +71,13 @@ class Tensor:
         if raw is None:
             typed = getattr(tensor.contents, CONTENTS.get(tensor.datatype, "fp32_contents"))
             if tensor.datatype == "BYTES":
-                raw = _pack_bytes(list(typed))
+                raw = pack_bytes(list(typed))
             else:
                 try:
                     raw = _numbers(list(typed), tensor.datatype).tobytes()
                 except (ValueError, OverflowError) as error:
                     raise TensorError(f"tensor '{tensor.name}': {error}") from None
-        _check_size(tensor.name, tensor.datatype, shape, raw)
+        check_size(f"tensor '{tensor.name}'", tensor.datatype, shape, raw)
         return cls(tensor.datatype, shape, bytes(raw), parameters)
 
     def fill_pb(self, tensor, name: str) -> None:
@@ -104,12 +100,15 @@ class Tensor:
     # REST ------------------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_json(cls, request_input) -> Tensor:
-        """From a REST request's input (``mlserver.types.RequestInput``, already validated)."""
+    def from_json(cls, request_input, raw: bytes | None = None) -> Tensor:
+        """From a REST request's input (``mlserver.types.RequestInput``, already validated), or from its bytes when
+        it came in the binary data extension (already checked against its shape)."""
         data = request_input.data.root if hasattr(request_input.data, "root") else request_input.data
         parameters = request_input.parameters.model_dump(exclude_none=True) if request_input.parameters else {}
         parameters = {k: v for k, v in parameters.items() if isinstance(v, (bool, int, str))}
         datatype, shape = str(getattr(request_input.datatype, "value", request_input.datatype)), request_input.shape
+        if raw is not None:
+            return cls(datatype, tuple(shape), raw, parameters)
         if datatype != "BYTES" and datatype not in DTYPES:
             raise TensorError(f"input '{request_input.name}': datatype '{datatype}' is not one of "
                               f"{', '.join([*DTYPES, 'BYTES'])}")
@@ -126,17 +125,28 @@ class Tensor:
                               f"{list(shape)}: {error}") from None
         return cls.from_array(array, datatype, parameters)
 
-    def json(self, name: str) -> dict:
-        values = self.array().ravel().tolist()
-        if self.datatype == "BYTES":
-            values = [v.decode(errors="replace") for v in values]
-        out = {"name": name, "shape": list(self.shape), "datatype": self.datatype, "data": values}
+    def json(self, name: str, data: bool = True) -> dict:
+        """The REST form; ``data=False`` leaves the numbers out (they travel as bytes after the JSON)."""
+        out = {"name": name, "shape": list(self.shape), "datatype": self.datatype}
+        if data:
+            values = self.array().ravel().tolist()
+            out["data"] = [v.decode(errors="replace") for v in values] if self.datatype == "BYTES" else values
         if self.parameters:
-            out["parameters"] = self.parameters
+            out["parameters"] = dict(self.parameters)
         return out
 
 
 Tensors = dict[str, Tensor]
+
+
+def rest_request(body: Body) -> tuple[str | None, Tensors]:
+    """The id and input tensors of a REST request (JSON, or with the binary data extension); raises
+    ``pydantic.ValidationError`` or TensorError."""
+    for tensor in body.request.get("inputs") or ():
+        if isinstance(tensor, dict) and tensor.get("name") in body.buffers:
+            tensor["data"] = []  # its numbers are the bytes after the JSON, never decoded here
+    payload = InferenceRequest.model_validate(body.request)
+    return payload.id, {i.name: Tensor.from_json(i, body.buffers.get(i.name)) for i in payload.inputs}
 
 
 def request_tensors(request: pb.ModelInferRequest) -> Tensors:
@@ -190,35 +200,3 @@ def _numbers(values, datatype: str) -> np.ndarray:
             raise ValueError(f"a value is outside {datatype}'s range {limits.min} to {limits.max}")
     return np.asarray(values, dtype=dtype)
 
-
-def _check_size(name: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> None:
-    if any(d < 0 for d in shape):
-        raise TensorError(f"tensor '{name}': shape {list(shape)} has a negative dimension")
-    count = int(np.prod(shape, dtype=np.int64))
-    if datatype == "BYTES":
-        found = len(_unpack_bytes(raw))
-    else:
-        found, left = divmod(len(raw), np.dtype(DTYPES[datatype]).itemsize)
-        if left:
-            found = -1
-    if found != count:
-        raise TensorError(f"tensor '{name}': shape {list(shape)} holds {count} {datatype} values, but its contents "
-                          f"hold {found if found >= 0 else 'a partial number of'} values")
-
-
-def _pack_bytes(items: list[bytes]) -> bytes:
-    return b"".join(struct.pack("<I", len(item)) + item for item in items)
-
-
-def _unpack_bytes(raw: bytes) -> list[bytes]:
-    items, offset = [], 0
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise TensorError("BYTES raw contents end inside a length prefix")
-        (size,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        if offset + size > len(raw):
-            raise TensorError("BYTES raw contents end inside an item")
-        items.append(bytes(raw[offset:offset + size]))
-        offset += size
-    return items

@@ -10,18 +10,32 @@ from __future__ import annotations
 import math
 import struct
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from functools import cache
 from importlib.metadata import version
 
 import grpc
 import numpy as np
+from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
 from mlserver.codecs.numpy import to_datatype
 from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse
 from prometheus_client import REGISTRY
 
-CHECKED_VERSIONS = {"mlserver": "1.7.1", "prometheus-client": "0.26.0"}
+from .binary_data import (
+    HEADER,
+    ITEM_SIZES,
+    BinaryOutputs,
+    TensorError,
+    binary_response,
+    read_request,
+    request_error,
+    with_data,
+)
 
+CHECKED_VERSIONS = {"mlserver": "1.7.1", "prometheus-client": "0.26.0", "fastapi": "0.115.14",
+                    "starlette": "0.46.2"}
 
 
 def unchecked_versions() -> dict[str, str]:
@@ -65,8 +79,6 @@ def response_from_grpc(response) -> InferenceResponse:
 # a URL carries. Each patch below replaces one private function with a version that answers a client error, is
 # idempotent, and is checked by tests/test_mlserver_compat.py against the installed MLServer.
 
-_RAW_ITEM_SIZES = {"BOOL": 1, "UINT8": 1, "UINT16": 2, "UINT32": 4, "UINT64": 8, "INT8": 1, "INT16": 2, "INT32": 4,
-                   "INT64": 8, "FP16": 2, "FP32": 4, "FP64": 8}
 UNAVAILABLE = 503  # retryable: the model is loading, or its state store is out
 
 
@@ -86,10 +98,10 @@ def check_raw_contents(request) -> None:
                                 status_code=400)
         if tensor.datatype == "BYTES":
             continue
-        size = _RAW_ITEM_SIZES.get(tensor.datatype)
+        size = ITEM_SIZES.get(tensor.datatype)
         if size is None:
             raise MLServerError(f"input '{tensor.name}' has datatype {tensor.datatype!r}; raw contents need one of "
-                                f"{', '.join(_RAW_ITEM_SIZES)} or BYTES", status_code=400)
+                                f"{', '.join(ITEM_SIZES)} or BYTES", status_code=400)
         expected = size * math.prod(tensor.shape)  # Python integers: no overflow, no numpy call per request
         if len(raw) != expected:
             raise MLServerError(f"input '{tensor.name}' {tensor.datatype} {list(tensor.shape)} needs {expected} bytes "
@@ -133,6 +145,7 @@ def install_patches() -> None:
     plane = dataplane.DataPlane
     if not getattr(plane._infer_contextmanager, "_market_ab_patched", False):
         plane._infer_contextmanager = _infer_contextmanager_bounded
+    _install_rest_patches()
 
 
 @asynccontextmanager
@@ -154,3 +167,113 @@ async def _infer_contextmanager_bounded(self, name: str, version: str | None = N
 
 
 _infer_contextmanager_bounded._market_ab_patched = True
+
+
+# REST bodies as the protocol has them --------------------------------------------------------------------------------
+# MLServer's REST server reads a body as JSON only under a JSON Content-Type (tritonclient sends none, KServe's SDK
+# sends application/octet-stream with binary tensors), knows nothing of the binary data extension, and answers a body
+# that does not parse or validate with FastAPI's 422 {"detail": [...]}. Its routes build their request with
+# ``mlserver.rest.app.Request``, looked up on every request, and answer with ``mlserver.rest.responses.Response``:
+# replacing the one and patching the other works on an app that already runs, which it does by the time MLServer
+# imports a runtime module.
+
+_BINARY_OUTPUTS: ContextVar[BinaryOutputs | None] = ContextVar("market_ab_binary_outputs", default=None)
+_JSON = (b"content-type", b"application/json")
+_HEADER = HEADER.lower().encode()
+
+
+def _install_rest_patches() -> None:
+    from mlserver.rest import app, responses
+
+    if not getattr(app.Request, "_market_ab_patched", False):
+        app.Request = _protocol_request(app.Request)
+    response = responses.Response
+    if not getattr(response.render, "_market_ab_patched", False):
+        response.render = _render_binary_outputs(response.render)
+        response.init_headers = _with_binary_header(response.init_headers)
+
+
+class BodyError(MLServerError, HTTPException):
+    """A body that is not an inference request: 400 in the protocol's ``{"error": ...}`` shape (MLServer's handler,
+    found first in this class's MRO). Also an ``HTTPException``, the one kind FastAPI lets out of its body parsing
+    unchanged. Initialised by hand: the two bases' constructors do not cooperate."""
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)
+        self.status_code, self.detail, self.headers = 400, message, None
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def _protocol_request(base: type) -> type:
+    class ProtocolRequest(base):
+        """MLServer's request, read as the protocol says: JSON whatever the Content-Type, the binary data
+        extension decoded into ``data`` lists, and the outputs a client wants as bytes remembered for the answer."""
+
+        _market_ab_patched = True
+
+        def __init__(self, scope, *args):
+            _answer_validation_errors_in_protocol_shape(scope)
+            headers = scope.get("headers") or []
+            self._binary_length = next((v.decode("latin-1") for k, v in headers if k == _HEADER), None)
+            if scope.get("method") == "POST":  # FastAPI parses JSON only under a JSON Content-Type
+                scope["headers"] = [(k, v) for k, v in headers if k not in (b"content-type", _HEADER)] + [_JSON]
+            super().__init__(scope, *args)
+
+        async def json(self):
+            if not hasattr(self, "_json"):
+                try:
+                    body = read_request(await self.body(), self._binary_length)
+                    wanted = BinaryOutputs.of(body.request)
+                    self._json = with_data(body)
+                except TensorError as error:
+                    raise BodyError(str(error)) from None
+                if wanted.any:
+                    _BINARY_OUTPUTS.set(wanted)  # this request's own context: each request runs in its own task
+            return self._json
+
+    return ProtocolRequest
+
+
+def _answer_validation_errors_in_protocol_shape(scope) -> None:
+    """Register, once, a handler that answers a body that does not validate as an inference request with 400 and
+    ``{"error": ...}``. The app's exception handlers travel in the scope; FastAPI looks its handler up there when the
+    error is raised, after this request object exists."""
+    handlers = scope.get("starlette.exception_handlers", ({},))[0]
+    if RequestValidationError not in handlers or not getattr(handlers[RequestValidationError], "_market_ab_patched",
+                                                               False):
+        handlers[RequestValidationError] = _validation_error_response
+
+
+async def _validation_error_response(_request, error):
+    from mlserver.rest.responses import Response
+
+    return Response(status_code=400, content={"error": f"not an inference request: {request_error(error.errors())}"})
+
+
+_validation_error_response._market_ab_patched = True
+
+
+def _render_binary_outputs(render):
+    def render_binary_outputs(self, content) -> bytes:
+        wanted = _BINARY_OUTPUTS.get()
+        if wanted is None or self.status_code != 200 or not isinstance(content, dict) or "outputs" not in content:
+            return render(self, content)
+        body, length = binary_response(content, wanted)
+        if length is not None:
+            self._binary_length, self.media_type = length, "application/octet-stream"
+        return body
+
+    render_binary_outputs._market_ab_patched = True
+    return render_binary_outputs
+
+
+def _with_binary_header(init_headers):
+    def init_headers_with_binary_header(self, headers=None) -> None:
+        init_headers(self, headers)
+        length = getattr(self, "_binary_length", None)
+        if length is not None:
+            self.raw_headers.append((_HEADER, str(length).encode()))
+
+    return init_headers_with_binary_header

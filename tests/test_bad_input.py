@@ -62,12 +62,12 @@ def test_grpc_answers_invalid_argument(served, case, inputs, expected):
 
 
 def test_rest_nan_literal_is_rejected_by_mlserver_json_parser(served):
-    """``NaN`` is not JSON: MLServer's REST layer answers 422 before the runtime runs (documented in the README)."""
+    """``NaN`` is not JSON: the REST layer answers 400 in the protocol's error shape before the runtime runs."""
     _, client = served
     body = rest_body({"ohlcv": _window()}).replace(b"1000000.0", b"NaN", 1)
     with pytest.raises(RestError) as error:
         client.infer_rest("baseline", body=body)
-    assert error.value.status == 422 and "JSON decode error" in error.value.message
+    assert error.value.status == 400 and json.loads(error.value.message)["error"].startswith("the body is not JSON")
 
 
 def test_grpc_typed_data_that_does_not_fit_the_shape(served):

@@ -38,7 +38,8 @@ def test_rest_inputs_that_do_not_make_their_tensor_are_client_errors(datatype, d
                                                       parameters=None))
 
 
-@pytest.mark.parametrize("raw, expected", [(b"\x00" * 7, "partial"), (b"\x00" * 16, "holds 3 FP32 values")])
+@pytest.mark.parametrize("raw, expected", [(b"\x00" * 7, "needs 12 bytes, got 7"),
+                                           (b"\x00" * 16, "needs 12 bytes, got 16")])
 def test_raw_contents_of_the_wrong_size_are_client_errors(raw, expected):
     request = pb.ModelInferRequest(raw_input_contents=[raw])
     request.inputs.add(name="x", datatype="FP32", shape=[1, 3])

@@ -149,6 +149,8 @@ class Door:
         if self.transport == "rest":
             body = json_body(inputs, request_id)
             return rest_post(f"{self.serve.http_url}/v2/models/any/infer", body, headers)
+        if self.transport == "binary":
+            return binary_post(f"{self.serve.http_url}/v2/models/any/infer", inputs, request_id, headers)
         request = build_grpc_request("any", inputs, request_id)
         try:
             response, call = self.stub.ModelInfer.with_call(request, metadata=tuple(headers.items()), timeout=30)
@@ -163,6 +165,32 @@ def rest_post(url: str, body: bytes, headers: dict):
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
             return response.status, decode_outputs_json(answer), dict(response.headers), ""
+    except urllib.error.HTTPError as error:
+        return error.code, {}, dict(error.headers), json.loads(error.read())["error"]
+
+
+def binary_post(url: str, inputs: dict, request_id: str | None, headers: dict):
+    """REST with the binary data extension, the body built and the answer read by tritonclient (a third party's
+    encoder: every input as bytes, every output asked for as bytes)."""
+    import tritonclient.http as triton
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensors = []
+    for name, value in inputs.items():
+        array = np.asarray(value)
+        array = array.astype(object) if array.dtype.kind in "SU" else array
+        tensors.append(triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype)))
+        tensors[-1].set_data_from_numpy(array, binary_data=True)
+    body, length = triton.InferenceServerClient.generate_request_body(tensors, request_id=request_id or "")
+    request = urllib.request.Request(url, data=body, headers={"Inference-Header-Content-Length": str(length),
+                                                              **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            length = response.headers.get("Inference-Header-Content-Length")
+            result = triton.InferResult.from_response_body(response.read(), header_length=int(length))
+            outputs = {o["name"]: result.as_numpy(o["name"]) for o in result.get_response()["outputs"]}
+            outputs = {n: [v.decode() for v in a.ravel()] if a.dtype == object else a for n, a in outputs.items()}
+            return response.status, outputs, dict(response.headers), ""
     except urllib.error.HTTPError as error:
         return error.code, {}, dict(error.headers), json.loads(error.read())["error"]
 
@@ -199,7 +227,7 @@ def wait_for_metric(serve: ServeProcess, value: float, name: str, timeout: float
     return seen
 
 
-@pytest.fixture(params=["rest", "grpc"])
+@pytest.fixture(params=["rest", "grpc", "binary"])
 def door(request, serve):
     return Door(serve, request.param)
 
@@ -430,6 +458,32 @@ def test_gateway_metrics_count_requests_by_target_and_status(serve, window):
     before = metric(serve, "market_ab_gateway_requests_total", target="contextual.pipeline", code="200")
     assert Door(serve, "rest").infer("contextual.pipeline", {"ohlcv": window})[0] == 200
     assert metric(serve, "market_ab_gateway_requests_total", target="contextual.pipeline", code="200") == before + 1
+
+
+def test_metadata_of_a_pipeline_is_what_seldons_pipeline_gateway_answers(serve):
+    """Seldon 2.10's pipeline gateway has no metadata handler: REST 404, gRPC UNIMPLEMENTED. Ours says where to ask."""
+    for path in ("/v2/models/mab", "/v2/pipelines/mab"):
+        status, body = get(serve.http_url + path, {"seldon-model": "mab.pipeline"})
+        assert status == 404 and "thompson-router" in json.loads(body)["error"]
+    with pytest.raises(grpc.RpcError) as error:
+        Door(serve, "grpc").stub.ModelMetadata(pb.ModelMetadataRequest(name="mab"),
+                                               metadata=(("seldon-model", "mab.pipeline"),), timeout=30)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED and "thompson-router" in error.value.details()
+    status, body = get(f"{serve.http_url}/v2/models/pipes", {"seldon-model": "pipes.experiment"})
+    assert status == 404 and "is a pipeline" in json.loads(body)["error"]
+
+
+def test_metadata_of_a_model_experiment_is_its_candidates_and_follows_the_route(serve):
+    """As Seldon's Envoy routes it: a candidate answers (here the default, without a draw that would move the seeded
+    split), and ``x-seldon-route`` picks the candidate."""
+    stub = Door(serve, "grpc").stub
+    for route, expected in ((None, "baseline"), (":enhanced_1:", "enhanced"), (":baseline_1:", "baseline")):
+        headers = {"seldon-model": "ab-test.experiment", **({"x-seldon-route": route} if route else {})}
+        status, body = get(f"{serve.http_url}/v2/models/ab-test", headers)
+        assert status == 200 and json.loads(body)["name"] == expected
+        answer = stub.ModelMetadata(pb.ModelMetadataRequest(name="ab-test"), metadata=tuple(headers.items()),
+                                    timeout=30)
+        assert answer.name == expected
 
 
 def test_ready_only_when_every_model_is(serve):
