@@ -4,10 +4,13 @@ README's generated sections."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from training.variants import VARIANTS
+
+MODELS_DIR = Path("models")
 
 
 def _missing(models_dir: Path, names) -> list[str]:
@@ -168,30 +171,44 @@ def _short(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="market-ab", description=__doc__)
-    parser.add_argument("--models-dir", type=Path, default=Path("models"), help="model repository (default: models)")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _models_dir_option(default) -> argparse.ArgumentParser:
+    """The one definition of ``--models-dir``, shared as a parent parser by the top level and every subcommand, so
+    that it is accepted where users type it: ``market-ab serve --models-dir DIR`` as well as ``market-ab --models-dir
+    DIR serve``. The subcommands' copy defaults to ``argparse.SUPPRESS``: a subcommand that was not given the option
+    leaves the namespace alone instead of overwriting a value given before it with the default."""
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--models-dir", type=Path, default=default, metavar="DIR",
+                        help=f"model repository (default: {MODELS_DIR}); before or after the subcommand, the one "
+                             "after wins")
+    return shared
 
-    train = commands.add_parser("train", help="train, export and evaluate LSTM variants")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, without running anything (tests parse with it)."""
+    parser = argparse.ArgumentParser(prog="market-ab", description=__doc__, parents=[_models_dir_option(MODELS_DIR)])
+    shared = [_models_dir_option(argparse.SUPPRESS)]
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_command = functools.partial(commands.add_parser, parents=shared)
+
+    train = add_command("train", help="train, export and evaluate LSTM variants")
     train.add_argument("models", nargs="*", choices=[[], *VARIANTS], metavar="MODEL",
                        help=f"variants to train (default: all of {', '.join(VARIANTS)})")
     train.add_argument("--if-missing", action="store_true", help="only train variants without artifacts")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
 
-    reference = commands.add_parser("reference", help="build the drift detector's reference from the training period")
+    reference = add_command("reference", help="build the drift detector's reference from the training period")
     reference.add_argument("--if-missing", action="store_true", help="only if there is none")
     reference.set_defaults(func=cmd_reference)
 
-    evaluate = commands.add_parser("evaluate", help="print the stored evaluation table")
+    evaluate = add_command("evaluate", help="print the stored evaluation table")
     evaluate.add_argument("--split", choices=("test", "validation"), default="test")
     evaluate.add_argument("--markdown", action="store_true")
     evaluate.add_argument("--plot", type=Path, metavar="PNG", help="also draw accuracy and AUC with intervals")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    demo = commands.add_parser("demo", help="run market-ab serve, drive an A/A, the A/B experiment, both router "
-                                            "pipelines and a faulty candidate with Locust, and write reports/<run>/")
+    demo = add_command("demo", help="run market-ab serve, drive an A/A, the A/B experiment, both router "
+                                     "pipelines and a faulty candidate with Locust, and write reports/<run>/")
     demo.add_argument("--scenarios", type=int, default=250,
                       help="held-out market days per instrument sent through each experiment, once each (default 250)")
     demo.add_argument("--workers", type=int, default=4, help="concurrent Locust users, REST and gRPC (default 4)")
@@ -203,23 +220,23 @@ def main(argv=None) -> int:
                       help="manifests to serve; repeatable (default: manifests/overlays/dev)")
     demo.set_defaults(func=cmd_demo)
 
-    readme = commands.add_parser("readme", help="render the README's generated sections (tables, evidence)")
+    readme = add_command("readme", help="render the README's generated sections (tables, evidence)")
     readme.add_argument("--readme", type=Path, default=Path("README.md"))
     readme.add_argument("--docs-dir", type=Path, default=Path("docs"), help="where the evidence JSON lives")
     readme.add_argument("--check", action="store_true", help="only report stale sections (exit 1 if any)")
     readme.set_defaults(func=cmd_readme)
 
-    manifests = commands.add_parser("manifests", help="Seldon manifests")
+    manifests = add_command("manifests", help="Seldon manifests")
     manifest_commands = manifests.add_subparsers(dest="manifests_command", required=True)
     manifests_check = manifest_commands.add_parser(
-        "check", help="check Seldon manifests (files or Kustomize folders) against Seldon's CRDs and its pipeline "
-                      "rules; exit 1 with one line per problem")
+        "check", parents=shared, help="check Seldon manifests (files or Kustomize folders) against Seldon's CRDs and "
+                                      "its pipeline rules; exit 1 with one line per problem")
     manifests_check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     manifests_check.add_argument("--crds", type=Path, help="folder of Seldon's CRD YAML files (default: "
                                                            "$SELDON_CRDS, or ../shared/reference/seldon-crds)")
     manifests_check.set_defaults(func=cmd_manifests_check)
 
-    serve = commands.add_parser(
+    serve = add_command(
         "serve", help="serve the model repository with MLServer behind a gateway that runs the Seldon Pipelines and "
                       "Experiments of the manifests (REST and gRPC, routed by the seldon-model header)")
     serve.add_argument("--manifests", type=Path, action="append", metavar="PATH",
@@ -232,7 +249,7 @@ def main(argv=None) -> int:
                                                       "(default: a new temporary folder, so routers start fresh)")
     serve.set_defaults(func=cmd_serve)
 
-    infer = commands.add_parser(
+    infer = add_command(
         "infer", help="send held-out market windows (or router feedback) to a model, pipeline or experiment through "
                       "market-ab serve or Seldon, over gRPC or REST")
     infer.add_argument("target", help="the seldon-model header: <model>, <name>.pipeline or <name>.experiment")
@@ -252,8 +269,11 @@ def main(argv=None) -> int:
     infer.add_argument("--ca-cert", type=Path, metavar="PEM", help="trust this CA (default: the system's)")
     infer.add_argument("--json", action="store_true", help="one JSON object per answer")
     infer.set_defaults(func=cmd_infer)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

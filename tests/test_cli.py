@@ -1,12 +1,16 @@
 """The market-ab console script, as installed by `make`."""
 
+import argparse
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from analysis.ab_report import ExperimentRun, analyse, look_at
+from market_ab.cli import build_parser
 from market_ab.demo import FAULT
 from routers.settings import RegimeRouterSettings
 from seldon_market_ab.regimes import REGIMES
@@ -27,9 +31,46 @@ def test_evaluate_prints_the_stored_table():
     assert sum(line.startswith("conservative") for line in lines) == 4  # overall + three instruments
 
 
-def test_evaluate_without_models_says_what_to_do(tmp_path):
-    result = market_ab("--models-dir", str(tmp_path), "evaluate")
-    assert result.returncode == 1 and "market-ab train" in result.stderr
+@pytest.mark.parametrize("before", [True, False], ids=["before-the-subcommand", "after-it"])
+def test_evaluate_without_models_says_what_to_do(tmp_path, before):
+    option = ["--models-dir", str(tmp_path)]
+    result = market_ab(*option, "evaluate") if before else market_ab("evaluate", *option)
+    assert result.returncode == 1 and "market-ab train" in result.stderr and str(tmp_path) in result.stderr
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every runnable command ((train,), (manifests, check), ...) with its parser and the positionals it needs, read
+    from the parser itself so that a subcommand added later is covered without being listed here."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+            return
+    needed = [a for a in parser._actions if not a.option_strings and a.nargs not in ("*", "?")]
+    yield path, parser, [str(a.choices[0]) if a.choices else "x" for a in needed]
+
+
+COMMANDS = list(_commands(build_parser()))
+
+
+def test_every_subcommand_is_covered():
+    assert {" ".join(path) for path, _, _ in COMMANDS} >= {
+        "train", "reference", "evaluate", "demo", "readme", "manifests check", "serve", "infer"}
+
+
+@pytest.mark.parametrize("path, sub, positionals", COMMANDS, ids=[" ".join(c[0]) for c in COMMANDS])
+def test_models_dir_is_accepted_before_and_after_the_subcommand(path, sub, positionals):
+    """Where users type it (`market-ab serve --models-dir DIR`, as the docs show it) and where it always worked
+    (`market-ab --models-dir DIR serve`); given twice, the one after the subcommand wins."""
+    def models_dir(*argv):
+        return build_parser().parse_args(argv).models_dir
+
+    assert models_dir(*path, *positionals) == Path("models")
+    for at in range(len(path) + 1):  # before the subcommand, between nested ones (manifests check), after it
+        assert models_dir(*path[:at], "--models-dir", "given", *path[at:], *positionals) == Path("given")
+    assert models_dir(*path, *positionals, "--models-dir", "given") == Path("given")  # after its arguments too
+    assert models_dir("--models-dir", "before", *path, "--models-dir", "after", *positionals) == Path("after")
+    assert "--models-dir" in sub.format_help()  # `market-ab serve --help` lists it
 
 
 def test_train_if_missing_trains_only_what_is_missing(tmp_path):
