@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import tritonclient.http as triton
 from mlserver.settings import ModelParameters, ModelSettings
 from prometheus_client.parser import text_string_to_metric_families
 from tqdm.auto import tqdm
@@ -40,12 +41,14 @@ from routers.stores import open_store
 from routers.stores.writer import DEFAULT_LINGER_SECONDS
 from routers.thompson import ThompsonRouter
 from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.binary_data import HEADER
 from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.features import compute_features
 from training.dataset import ohlcv_windows
 
 from .client import InferenceClient, build_grpc_request, build_request
 from .grpc_load import closed_loop
+from .rest_load import rest_closed_loop
 
 CLIENTS = 8
 MANY_CLIENTS = 32
@@ -73,6 +76,10 @@ ROWS = [
     ("adaptive_vs_no_wait_32_clients", "the same, 32 clients", "lstm_raw_32", "lstm_no_wait_32", None),
     ("thread_vs_loop", "32-window requests: shipped (passes of 16 windows or more in a worker thread) ÷ every pass "
      "on the event loop", "lstm_batch", "lstm_batch_on_loop", None),
+    ("rest_binary_vs_json", "32-window requests over REST: binary data extension (tensors and outputs as bytes, "
+     "bodies built by tritonclient) ÷ JSON", "lstm_batch_rest_binary", "lstm_batch_rest_json", 1.0),
+    ("rest_binary_vs_grpc", "32-window requests: REST with the binary data extension ÷ gRPC raw contents",
+     "lstm_batch_rest_binary", "lstm_batch", None),
 ]
 NO_WAIT = "baseline-no-wait"  # the baseline model with batch_wait_seconds 0: a pass runs at the end of the turn
 ON_LOOP = "baseline-on-loop"  # the baseline model with every forward pass on the event loop
@@ -112,6 +119,14 @@ class Workload:
         self.features = artifact.features_from_ohlcv(self.window).astype(np.float32)
         self.decision_ids: list[str] = []
 
+    def rest_bodies(self, binary: bool) -> list[tuple[bytes, dict]]:
+        """32 windows to ``baseline`` over REST, as tritonclient builds them: JSON, or every tensor as bytes."""
+        tensor = triton.InferInput("ohlcv", list(self.windows.shape), "FP32")
+        tensor.set_data_from_numpy(self.windows, binary_data=binary)
+        outputs = [triton.InferRequestedOutput(n, binary_data=binary) for n in ("probability", "direction", "model")]
+        body, length = triton.InferenceServerClient.generate_request_body([tensor], outputs=outputs)
+        return [(body, {HEADER: str(length)} if length else {"Content-Type": "application/json"})]
+
     def window_requests(self, model: str, raw: bool = True):
         return [build_grpc_request(model, {"ohlcv": self.window}, raw=raw)]
 
@@ -144,6 +159,8 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
         "lstm_raw_1": (server, workload.window_requests("baseline"), 1, True),
         "lstm_no_wait_1": (server, workload.window_requests(NO_WAIT), 1, True),
         "lstm_batch_on_loop": (server, [build_grpc_request(ON_LOOP, {"ohlcv": workload.windows})], CLIENTS, True),
+        "lstm_batch_rest_json": (server, workload.rest_bodies(binary=False), CLIENTS, True),
+        "lstm_batch_rest_binary": (server, workload.rest_bodies(binary=True), CLIENTS, True),
     }
     models = {"lstm_no_wait": NO_WAIT, "lstm_no_wait_32": NO_WAIT, "lstm_no_wait_1": NO_WAIT,
               "lstm_batch_on_loop": ON_LOOP}
@@ -170,7 +187,10 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
         target, requests, clients, reuse = loads[name]
         model = models.get(name, "baseline")
         before, cpu = lstm_histograms(target, model), target.cpu_seconds()
-        results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
+        if name.startswith("lstm_batch_rest"):
+            results[name] = rest_closed_loop(f"{target.http_url}/v2/models/{model}/infer", requests, clients, seconds)
+        else:
+            results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
         server_cpu[name] = (target.cpu_seconds() - cpu) / max(results[name].requests, 1)
         after = lstm_histograms(target, model)
         passes = after["forward_windows_count"] - before["forward_windows_count"]

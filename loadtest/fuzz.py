@@ -1,10 +1,13 @@
-"""Open Inference Protocol requests, good and bad, sent over REST and gRPC to a real MLServer.
+"""Open Inference Protocol requests, good and bad, sent over REST (JSON, and the binary data extension) and gRPC to a
+real MLServer.
 
 Hypothesis generates each case from the contract (DESIGN.md section 3): real market windows, feature
 tensors, router decisions, feedback and health messages, then breaks them the ways clients do: wrong
 names, datatypes and shapes, negative dimensions, data that does not fit the shape, NaN and
 infinities, raw contents of the wrong length or missing, ids in other alphabets or far too long,
-parameters of the wrong type, unknown models and versions, and bodies that are not JSON at all.
+parameters of the wrong type, unknown models and versions, and bodies that are not JSON at all. Over the binary
+data extension every tensor travels as bytes, and the extension itself is broken too: a JSON length that is not
+the JSON's, sizes that do not fit the shape or the body, bytes left over, data beside bytes, flags of another type.
 
 Every answer is sorted into ``ok``, ``client_error`` (4xx, ``INVALID_ARGUMENT``, ``NOT_FOUND``,
 ``FAILED_PRECONDITION``, ``UNAVAILABLE``, ``RESOURCE_EXHAUSTED`` for an oversized message) or
@@ -36,6 +39,8 @@ from mlserver.grpc import dataplane_pb2_grpc
 
 from local_seldon.mlserver_process import MLServerProcess
 from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.binary_data import DTYPES as RAW_DTYPES
+from seldon_market_ab.binary_data import HEADER, pack_bytes
 from seldon_market_ab.evidence import write_evidence
 from training.dataset import ohlcv_windows
 
@@ -94,7 +99,7 @@ ID_TEXT = st.one_of(st.text(min_size=1, max_size=40),  # any unicode, control ch
 @st.composite
 def cases(draw, windows: np.ndarray, features: np.ndarray, router: str = "thompson-router"):
     kind = draw(st.sampled_from(["lstm", "lstm", "decision", "feedback", "health", "bad_tensor", "bad_tensor",
-                                 "bad_raw", "bad_id", "bad_parameters", "unknown_model", "garbage"]))
+                                 "bad_raw", "bad_id", "bad_parameters", "unknown_model", "bad_binary", "garbage"]))
     request_id = draw(st.one_of(st.none(), st.uuids().map(str)))
     if kind == "lstm":
         t = draw(st.one_of(good_window(windows), st.just(tensor("features", features[:1]))))
@@ -143,6 +148,8 @@ def cases(draw, windows: np.ndarray, features: np.ndarray, router: str = "thomps
         version = draw(st.one_of(st.none(), st.text(alphabet="0123456789", min_size=1, max_size=4)))
         valid = None if name == "baseline" else False  # baseline's own version ("1") may be drawn
         return Case(name, [draw(good_window(windows))], "unknown model or version", valid, version=version)
+    if kind == "bad_binary":
+        return draw(bad_binary(windows, router))
     body = draw(st.one_of(st.binary(max_size=200), st.just(b"{"), st.just(b"[]"), st.just(b'{"inputs": 5}'),
                           st.just(b'{"inputs": [{"name": "ohlcv"}]}'), st.just(b"\xff\xfe")))
     return Case("baseline", [], "not a request", False, body=body)
@@ -193,6 +200,47 @@ def bad_tensor(draw, windows: np.ndarray, router: str):
     return Case(model, [good], f"bad tensor: {how}", False)
 
 
+@st.composite
+def bad_binary(draw, windows: np.ndarray, router: str):
+    """A body that breaks the binary data extension (sent as it is over both REST variants; over gRPC the case has
+    no tensors, a client error too)."""
+    model = draw(st.sampled_from(["baseline", router]))
+    good = draw(good_window(windows))
+    raw = np.asarray(good.values, dtype=RAW_DTYPES[good.datatype]).tobytes()
+    entry = {"name": "ohlcv", "datatype": good.datatype, "shape": good.shape,
+             "parameters": {"binary_data_size": len(raw)}}
+    how = draw(st.sampled_from(["length beyond the body", "length zero", "length not a number", "size too small",
+                                "size too large", "bytes left over", "data beside bytes", "negative size",
+                                "size not a number", "no header", "flag not a boolean", "bytes item cut",
+                                "truncated"]))
+    length = None
+    if how == "size too small":
+        entry["parameters"]["binary_data_size"] = len(raw) - draw(st.integers(1, len(raw)))
+    elif how == "size too large":
+        entry["parameters"]["binary_data_size"] = len(raw) + draw(st.integers(1, 64))
+    elif how == "data beside bytes":
+        entry["data"] = good.values[:5]
+    elif how == "negative size":
+        entry["parameters"]["binary_data_size"] = -len(raw)
+    elif how == "size not a number":
+        entry["parameters"]["binary_data_size"] = draw(st.sampled_from([str(len(raw)), True, float(len(raw)), None]))
+    elif how == "bytes item cut":
+        entry = {"name": "decision_id", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}
+        raw = pack_bytes([b"abcdef"])[:6]
+    request = {"inputs": [entry]}
+    if how == "flag not a boolean":
+        request["parameters"] = {"binary_data_output": draw(st.sampled_from([1, "true", None, [True]]))}
+    head = json.dumps(request).encode()
+    body = head + raw + (bytes(draw(st.integers(1, 16))) if how == "bytes left over" else b"")
+    if how == "truncated":
+        body = body[: draw(st.integers(1, len(body) - 1))]
+    length = {"length beyond the body": str(len(body) + draw(st.integers(1, 100))), "length zero": "0",
+              "length not a number": draw(st.sampled_from(["abc", "", "-5", "1e3", " 12"])),
+              "no header": None}.get(how, str(len(head)))
+    return Case(model, [], f"binary extension: {how}", False, body=body,
+                headers={} if length is None else {HEADER: length})
+
+
 # senders ------------------------------------------------------------------------------------------------------
 
 _CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents", "INT64": "int64_contents",
@@ -234,6 +282,39 @@ def rest_body(case: Case) -> bytes:
     return json.dumps(body, allow_nan=True).encode()
 
 
+def binary_body(case: Case) -> tuple[bytes, dict]:
+    """The case with every tensor as bytes after the JSON, and every output asked for as bytes. A tensor whose
+    values do not make its datatype's bytes (the case breaks the datatype) goes as JSON data; a case's own raw
+    contents (over gRPC, the wrong length or a missing buffer) go as they are."""
+    if case.body is not None:
+        return case.body, case.headers
+    entries, buffers = [], []
+    for index, t in enumerate(case.tensors):
+        raw = t.raw if t.raw is not None else _bytes_of(t)
+        entry = {"name": t.name, "datatype": t.datatype, "shape": t.shape}
+        if raw is None:
+            entry["data"] = [v.decode("latin-1") if isinstance(v, bytes) else v for v in t.values]
+        else:
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            if not (case.missing_raw and index == len(case.tensors) - 1):
+                buffers.append(raw)
+        entries.append(entry)
+    body = {"inputs": entries, "parameters": {**(case.parameters or {}), "binary_data_output": True}}
+    if case.request_id is not None:
+        body["id"] = case.request_id
+    head = json.dumps(body, allow_nan=True).encode()
+    return head + b"".join(buffers), {HEADER: str(len(head)), **case.headers}
+
+
+def _bytes_of(t: Tensor) -> bytes | None:
+    try:
+        if t.datatype == "BYTES":
+            return pack_bytes([v if isinstance(v, bytes) else str(v).encode() for v in t.values])
+        return np.asarray(t.values, dtype=RAW_DTYPES[t.datatype]).tobytes()
+    except (KeyError, ValueError, TypeError, OverflowError):
+        return None
+
+
 def send_grpc(stub, case: Case, timeout: float) -> tuple[str, str]:
     """(category of the answer, its status)"""
     try:
@@ -246,12 +327,14 @@ def send_grpc(stub, case: Case, timeout: float) -> tuple[str, str]:
         return (CLIENT_ERROR if code in CLIENT_CODES else MISHANDLED), code.name
 
 
-def send_rest(host: str, port: int, case: Case, timeout: float) -> tuple[str, str]:
+def send_rest(host: str, port: int, case: Case, timeout: float, binary: bool = False) -> tuple[str, str]:
     path = f"/v2/models/{case.model}" + (f"/versions/{case.version}" if case.version else "") + "/infer"
+    body, headers = binary_body(case) if binary else (rest_body(case), {"Content-Type": "application/json",
+                                                                         **case.headers})
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        connection.request("POST", path.encode("utf-8", "surrogateescape").decode("latin-1"), body=rest_body(case),
-                           headers={"Content-Type": "application/json", **case.headers})
+        connection.request("POST", path.encode("utf-8", "surrogateescape").decode("latin-1"), body=body,
+                           headers=headers)
         status = connection.getresponse().status
     except TimeoutError:
         return MISHANDLED, "hang"
@@ -266,7 +349,7 @@ def send_rest(host: str, port: int, case: Case, timeout: float) -> tuple[str, st
 
 def judge(case: Case, category: str, protocol: str) -> str:
     """A request that breaks the contract but is answered as good is mishandled too. (Raw contents exist over gRPC
-    only: over REST the same case carries good data.)"""
+    and the binary data extension: over JSON the same case carries good data.)"""
     valid = True if protocol == "rest" and case.category.startswith("raw contents") else case.valid
     return MISHANDLED if category == OK and valid is False else category
 
@@ -291,7 +374,7 @@ class Tally:
 
 
 def run(grpc_address: str, http_host: str, http_port: int, windows: np.ndarray, features: np.ndarray,
-        requests: int, protocols=("grpc", "rest"), timeout: float = 10.0, seed_value: int = 0,
+        requests: int, protocols=("grpc", "rest", "binary"), timeout: float = 10.0, seed_value: int = 0,
         tally: Tally | None = None) -> Tally:
     """Send ``requests`` generated cases per protocol; returns the tally of answers."""
     tally = tally or Tally()
@@ -310,7 +393,7 @@ def send_cases(protocol, stub, http_host, http_port, windows, features, requests
     @given(cases(windows, features))
     def send(case):
         outcome, status = (send_grpc(stub, case, timeout) if protocol == "grpc"
-                           else send_rest(http_host, http_port, case, timeout))
+                           else send_rest(http_host, http_port, case, timeout, binary=protocol == "binary"))
         tally.add(protocol, case, judge(case, outcome, protocol), status)
 
     send()

@@ -1,5 +1,6 @@
-"""Generated requests, good and bad, over REST and gRPC against a real MLServer: every answer is a success or a
-client error (bounded here; `python -m loadtest.fuzz` runs 10,000 per protocol and writes docs/fuzz.json)."""
+"""Generated requests, good and bad, over REST (JSON and the binary data extension) and gRPC against a real MLServer:
+every answer is a success or a client error (bounded here; `python -m loadtest.fuzz` runs 10,000 per protocol and
+writes docs/fuzz.json)."""
 
 import json
 
@@ -26,7 +27,7 @@ def test_no_request_is_mishandled(fuzzed):
     tally, _, alive = fuzzed
     assert alive
     assert tally.mishandled() == 0, tally.examples
-    for protocol in ("grpc", "rest"):
+    for protocol in ("grpc", "rest", "binary"):
         outcomes = fuzz._outcomes(tally, protocol)
         assert outcomes.get(fuzz.OK, 0) > 20 and outcomes.get(fuzz.CLIENT_ERROR, 0) > 20  # both kinds were sent
 
@@ -39,5 +40,6 @@ def test_metric_series_stay_bounded(fuzzed):
 def test_the_stored_fuzz_run_is_a_long_one_with_nothing_mishandled():
     results = json.loads((REPO / "docs" / "fuzz.json").read_text())
     assert results["requests_per_protocol"] >= 10_000
+    assert set(results["protocols"]) == {"grpc", "rest", "binary"}
     assert all(p["mishandled"] == 0 for p in results["protocols"].values())
     assert results["metric_model_labels"]["other"] == []
