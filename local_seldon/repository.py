@@ -1,7 +1,6 @@
 """The model repository ``market-ab serve`` hands to MLServer: the models folder as it is, with each Model's
-``spec.parameters`` written into ``parameters.extra`` of its ``model-settings.json``, and the fields Seldon's agent
-drops when it rewrites that file (``max_batch_size``, ``max_batch_time``, the tensors' ``content_type``) dropped
-too, so that a model behaves here as it will on the cluster.
+``spec.parameters`` written into ``parameters.extra`` of its ``model-settings.json``, and that file cut down to what
+Seldon's agent keeps when it rewrites it, so that a model behaves here as it will on the cluster.
 
 The original folder is never written to (on a cluster it is a downloaded artifact): the prepared repository is a
 folder of symbolic links, apart from the ``model-settings.json`` files it rewrites.
@@ -24,23 +23,30 @@ def model_folders(models_dir: Path) -> dict[str, Path]:
     return folders
 
 
-AGENT_DROPS = ("max_batch_size", "max_batch_time")
+# What Seldon 2.10's agent keeps of model-settings.json: the fields of its Go structs (scheduler/pkg/agent/repository/
+# mlserver/mlserver.go: ModelSettings, ModelParameters, ModelMetadataTensors); it reads the file into them and writes
+# them back, so every other key is lost.
+AGENT_KEEPS = ("name", "inputs", "outputs", "platform", "versions", "parallel_workers", "implementation", "parameters")
+AGENT_KEEPS_PARAMETERS = ("uri", "version", "format", "content_type", "extra", "environment_tarball")
+AGENT_KEEPS_TENSOR = ("name", "shape", "datatype")
 
 
 def as_seldon_agent_writes(settings: dict) -> dict:
-    """``model-settings.json`` as Seldon's agent leaves it: no adaptive batching fields, no tensor content types
-    (read tuning from ``parameters.extra`` instead).
+    """``model-settings.json`` as Seldon's agent leaves it: no adaptive batching fields, no tensor parameters (read
+    tuning from ``parameters.extra`` instead; a runtime serves its own metadata).
 
-    >>> as_seldon_agent_writes({"name": "m", "max_batch_size": 8, "inputs": [{"name": "x", "parameters":
-    ...                         {"content_type": "np"}}]})
-    {'name': 'm', 'inputs': [{'name': 'x', 'parameters': {}}]}
+    >>> as_seldon_agent_writes({"name": "m", "max_batch_size": 8, "parameters": {"uri": "./", "environment_path": "x"},
+    ...                         "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "parameters":
+    ...                                     {"content_type": "np"}}]})
+    {'name': 'm', 'parameters': {'uri': './'}, 'inputs': [{'name': 'x', 'datatype': 'FP32', 'shape': [-1]}]}
     """
-    settings = {k: v for k, v in settings.items() if k not in AGENT_DROPS}
+    kept = {k: v for k, v in settings.items() if k in AGENT_KEEPS}
+    if isinstance(kept.get("parameters"), dict):
+        kept["parameters"] = {k: v for k, v in kept["parameters"].items() if k in AGENT_KEEPS_PARAMETERS}
     for key in ("inputs", "outputs"):
-        for tensor in settings.get(key) or []:
-            if isinstance(tensor.get("parameters"), dict):
-                tensor["parameters"].pop("content_type", None)
-    return settings
+        if isinstance(kept.get(key), list):
+            kept[key] = [{k: v for k, v in t.items() if k in AGENT_KEEPS_TENSOR} for t in kept[key]]
+    return kept
 
 
 def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, str]], target: Path) -> Path:

@@ -96,4 +96,4 @@ def test_the_fields_seldons_agent_drops_are_dropped(tmp_path):
         "inputs": [{"name": "ohlcv", "datatype": "FP32", "parameters": {"content_type": "np"}}]}))
     settings = json.loads((prepare_repository(models, {}, tmp_path / "p") / "m" / "model-settings.json").read_text())
     assert "max_batch_size" not in settings and "max_batch_time" not in settings
-    assert settings["inputs"] == [{"name": "ohlcv", "datatype": "FP32", "parameters": {}}]
+    assert settings["inputs"] == [{"name": "ohlcv", "datatype": "FP32"}]  # the agent keeps no tensor parameters
