@@ -8,6 +8,8 @@ A request is one of three kinds, told apart by its inputs (DESIGN.md section 3):
   failed on that decision) -> ``status`` BYTES [n], one of ``store.FeedbackOutcome`` per id;
 - health: ``arm`` BYTES [n] and ``healthy`` INT32/BOOL [n] -> ``status`` BYTES [n].
 
+``BanditRouter.signature`` states all three for the model's metadata, each tensor marked with its request kind.
+
 The hot path reads, never writes and never waits on a disk: a decision checks the store's version
 (one indexed read), reuses its snapshot of states, health and the propensities derived from each
 state, draws, and queues its own record for the writer thread, which commits it with whatever else
@@ -33,6 +35,7 @@ from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse
 
 from seldon_market_ab import metrics
+from seldon_market_ab.metadata import Signature, Tensor, serve_signature
 from seldon_market_ab.mlserver_compat import UNAVAILABLE, install_patches, request_headers
 from seldon_market_ab.protocol import (
     REQUEST_ID,
@@ -75,6 +78,9 @@ SNAPSHOT_MAX_AGE_SECONDS = 0.01  # how stale a decision's view of other workers'
 STORE_DEADLINE_SECONDS = 2.0  # a store read from a decision, or a feedback's commit, that takes longer has failed
 STORE_RETRY_SECONDS = 1.0  # after a store failure, decisions fall back without asking the store for this long
 FALLBACK = "fallback"  # output of a decision made without the store: the reason
+DECISION, FEEDBACK, HEALTH = ({"request": kind} for kind in ("decision", "feedback", "health"))
+OPTIONAL = {"optional": True}
+WINDOWS = (-1, -1, 5)  # ohlcv: [batch, rows, open high low close volume]
 DELAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 REWARD_BUCKETS = (-0.05, -0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02, 0.05, 0.5, 1.0)
 COMMIT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -128,8 +134,25 @@ class BanditRouter(MLModel):
     settings_class: type[RouterSettings] = RouterSettings
     clock = staticmethod(time.time)  # epoch seconds; tests inject their own
 
+    @classmethod
+    def signature(cls, config: RouterSettings) -> Signature:
+        """What ``predict`` takes and answers for these settings, by request kind: a decision answers one tensor
+        named after the chosen arm (``one_of`` the configured arms) carrying the ``ohlcv`` input as it came."""
+        arms = {**DECISION, "one_of": ",".join(config.arms)}
+        return Signature(
+            inputs=(Tensor("ohlcv", "FP32", WINDOWS, DECISION), *cls.optional_decision_inputs,
+                    Tensor("decision_id", "BYTES", (-1,), FEEDBACK), Tensor("reward", "FP64", (-1,), FEEDBACK),
+                    Tensor("error", "INT32", (-1,), {**FEEDBACK, **OPTIONAL}),
+                    Tensor("arm", "BYTES", (-1,), HEALTH), Tensor("healthy", "INT32", (-1,), HEALTH)),
+            outputs=(*(Tensor(arm, "FP32", WINDOWS, arms) for arm in config.arms),
+                     Tensor("arm", "BYTES", (1,), DECISION), Tensor("propensity", "FP64", (1,), DECISION),
+                     Tensor("decision_id", "BYTES", (1,), DECISION), *cls.own_decision_outputs,
+                     Tensor(FALLBACK, "BYTES", (1,), {**DECISION, **OPTIONAL}),
+                     Tensor("status", "BYTES", (-1,), {"request": "feedback,health"})))
+
     async def load(self) -> bool:
         self.config = self.settings_class.from_extra(extra_of(self._settings), self.name)
+        signature = self.signature(self.config)  # before anything starts: an arm named like an output fails here
         self.policy = self.config.policy()
         self._policy_key = self.config.model_dump_json(include={
             "arms", "reward", "prior_alpha", "prior_beta", "prior_mean", "prior_std", "prior_strength", "discount",
@@ -151,6 +174,7 @@ class BanditRouter(MLModel):
         self._next_sweep = self.clock()
         await self._current()
         self._publish_pending()
+        serve_signature(self._settings, signature)
         return True
 
     async def unload(self) -> bool:
@@ -220,6 +244,9 @@ class BanditRouter(MLModel):
     # decisions -----------------------------------------------------------------------------------------------
 
     optional_inputs: tuple[str, ...] = ()  # decision inputs allowed beside `ohlcv`
+    # their metadata, and the outputs a decision has beside the shared ones (`decision_outputs`), for `signature`
+    optional_decision_inputs: tuple[Tensor, ...] = ()
+    own_decision_outputs: tuple[Tensor, ...] = ()
 
     @property
     def min_rows(self) -> int:

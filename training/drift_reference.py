@@ -25,9 +25,12 @@ from tqdm.auto import tqdm
 
 from detectors.calibration import SERIES_TESTS, calibrate
 from detectors.checks import DriftChecks
+from detectors.drift import DriftRuntime
 from detectors.online import online_thresholds
 from detectors.reference import Reference, write_reference
+from detectors.settings import DriftSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features
+from seldon_market_ab.metadata import settings_fields
 
 from .data import INSTRUMENTS, load_instrument
 from .dataset import SplitDates
@@ -67,11 +70,16 @@ def reference_positions(pool_rows: int, reference_rows: int, seed: int) -> np.nd
     return np.array([rng.choice(block) for block in np.array_split(np.arange(pool_rows), reference_rows)])
 
 
-def model_settings() -> dict:
+def model_settings(reference: Reference) -> dict:
+    """The detector's model-settings.json, with the inputs and outputs it serves for ``reference`` and these
+    settings (its metadata, ``seldon_market_ab.metadata``)."""
+    extra = {"window_size": WINDOW_ROWS}
+    signature = DriftRuntime.signature(DriftSettings.from_extra(extra, FOLDER), reference)
     return {
         "name": FOLDER,
         "implementation": "detectors.drift.DriftRuntime",
-        "parameters": {"uri": "./", "version": "1", "extra": {"window_size": WINDOW_ROWS}},
+        "parameters": {"uri": "./", "version": "1", "extra": extra},
+        **settings_fields(signature, "1"),
     }
 
 
@@ -113,6 +121,6 @@ def build_reference(models_dir: str | Path, reference_rows: int = REFERENCE_ROWS
     written = write_reference(folder, reference, rows[heldout], FEATURE_NAMES, source, online)
     calibration = series_calibration(written, instruments[heldout], progress=progress)
     written = write_reference(folder, reference, rows[heldout], FEATURE_NAMES, source, online, calibration)
-    (folder / "model-settings.json").write_text(json.dumps(model_settings(), indent=2) + "\n")
+    (folder / "model-settings.json").write_text(json.dumps(model_settings(written), indent=2) + "\n")
     return written
 

@@ -14,7 +14,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from runtimes.artifact import METADATA_FILE, MODEL_FILE, LSTMArtifact
+from runtimes.lstm import LSTMRuntime
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
+from seldon_market_ab.metadata import settings_fields
 from seldon_market_ab.regimes import REGIMES, RegimeThresholds
 from seldon_market_ab.scaling import StandardScaler
 
@@ -92,16 +94,19 @@ def evaluate_artifact(artifact: LSTMArtifact, samples: Samples) -> dict:
     return evaluate(probability, samples.label, samples.next_return, samples.instrument, samples.date)
 
 
-def model_settings(name: str) -> dict:
+def model_settings(artifact: LSTMArtifact) -> dict:
+    """The model-settings.json of an exported artifact, with the inputs and outputs the runtime serves for it
+    (its metadata, ``seldon_market_ab.metadata``)."""
     return {
-        "name": name,
+        "name": artifact.name,
         "implementation": RUNTIME,
         "parameters": {
             "uri": "./",
-            "version": "1",
+            "version": artifact.version,
             # Tuning lives in `extra`: Seldon's agent keeps it and drops top-level batching fields.
             "extra": {"torch_threads": 1},
         },
+        **settings_fields(LSTMRuntime.signature(artifact), artifact.version),
     }
 
 
@@ -129,7 +134,7 @@ def export(variant: Variant, model: ProbabilityModel, scaler: StandardScaler, tr
     artifact = LSTMArtifact.load(folder)  # evaluate exactly what will be served
     metadata["evaluation"] = {split: evaluate_artifact(artifact, dataset[split]) for split in ("validation", "test")}
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
-    (folder / "model-settings.json").write_text(json.dumps(model_settings(variant.name), indent=2) + "\n")
+    (folder / "model-settings.json").write_text(json.dumps(model_settings(artifact), indent=2) + "\n")
     return metadata
 
 
