@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test models retrain evaluate evidence readme lint manifests serve clean
+.PHONY: setup clients demo test models retrain evaluate evidence readme lint manifests serve clean
 
 setup: $(VENV)/.installed
 
@@ -11,6 +11,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The third-party Open Inference Protocol clients (NVIDIA's tritonclient, KServe's SDK) of tests/test_conformance.py,
+# in a venv of their own: kserve's dependencies must not enter the serving venv.
+CLIENTS := .venv-clients
+clients: $(CLIENTS)/.installed
+
+$(CLIENTS)/.installed: loadtest/conformance-requirements.txt
+	test -x $(CLIENTS)/bin/python || $(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/python -m pip install --quiet -r loadtest/conformance-requirements.txt
 	touch $@
 
 # Trains only the variants whose artifacts are missing, and builds the drift reference if it is missing.
@@ -27,7 +37,7 @@ evaluate: setup
 demo: models
 	$(BIN)/market-ab demo
 
-test: setup models
+test: setup models clients
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -42,7 +52,7 @@ serve: models
 	$(BIN)/market-ab serve
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(CLIENTS) .pytest_cache .ruff_cache *.egg-info
 
 # Router and drift evidence (a few minutes each); rewrites docs/ and the README sections.
 evidence: models
