@@ -441,6 +441,30 @@ def where_the_time_goes(results: dict) -> list[str]:
     return lines
 
 
+def _table(rows: list[dict]) -> list[str]:
+    lines = ["| measure | ratio | goal | met | this machine: numerator / denominator per second | p50 ms | "
+             "server CPU µs per request | windows per forward pass (LSTM) or writes per commit (router) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        r = row["ratio"]
+        goal = "" if row["goal"] is None else f"≥ {row['goal']:g}"
+        met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        latency, cpu = (_pair(row, "p50_ms", "{:.1f}"), _pair(row, "cpu_us", "{:,.0f}"))
+        lines.append(f"| {row['measure']} | {r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}] | {goal} | {met} | "
+                     f"{row['numerator_per_second']:,.0f} / {row['denominator_per_second']:,.0f} | {latency} | {cpu} | "
+                     f"{_per_batch(row)} |")
+    return lines
+
+
+def render_rows(results: dict, names: tuple[str, ...]) -> str:
+    """Some rows of the table, for a page about them (the same figures as the whole table)."""
+    rows = [row for row in results["rows"] if row["name"] in names]
+    return "\n".join([f"From `python -m loadtest.benchmark` ({results['rounds']} alternated rounds of "
+                      f"{results['seconds']:g} s per load, {CLIENTS} closed-loop clients, one MLServer; "
+                      f"{results['machine']['cpus']} CPUs); ratios are medians [min, max] over rounds.", "",
+                      *_table(rows)])
+
+
 def render_markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -449,19 +473,8 @@ def render_markdown(results: dict) -> str:
         f"shipped `models/settings.json`; {m['cpus']} CPUs, Python {m['python']}, MLServer {m['mlserver']}, torch "
         f"{m['torch']}). Ratios are medians [min, max] over rounds; requests/s are this machine's medians.",
         "",
-        "| measure | ratio | goal | met | this machine: numerator / denominator per second | p50 ms | "
-        "server CPU µs per request | windows per forward pass (LSTM) or writes per commit (router) |",
-        "|---|---|---|---|---|---|---|---|",
+        *_table(results["rows"]),
     ]
-    for row in results["rows"]:
-        r = row["ratio"]
-        goal = "" if row["goal"] is None else f"≥ {row['goal']:g}"
-        met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
-        latency, cpu = (_pair(row, "p50_ms", "{:.1f}"), _pair(row, "cpu_us", "{:,.0f}"))
-        windows = _per_batch(row)
-        lines.append(f"| {row['measure']} | {r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}] | {goal} | {met} | "
-                     f"{row['numerator_per_second']:,.0f} / {row['denominator_per_second']:,.0f} | {latency} | {cpu} | "
-                     f"{windows} |")
     p, rows = results["in_process"], results["window_rows"]
     lines += [
         "",

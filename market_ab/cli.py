@@ -71,19 +71,25 @@ def cmd_demo(args) -> int:
 
 
 def cmd_readme(args) -> int:
-    from .readme import render, stale_sections
+    from .readme import documents, placement_problems, render, sections, stale_sections
 
-    text = args.readme.read_text()
+    texts = {path: path.read_text() for path in documents(args.readme, args.docs_dir)}
+    problems = placement_problems(texts, sections(args.models_dir, args.docs_dir))
+    for problem in problems:
+        print(f"market-ab readme: {problem}", file=sys.stderr)
     if args.check:
-        stale = stale_sections(text, args.models_dir, args.docs_dir)
-        for name in stale:
-            print(f"{args.readme}: section '{name}' differs from its rendering; run `market-ab readme`",
-                  file=sys.stderr)
-        return 1 if stale else 0
-    rendered = render(text, args.models_dir, args.docs_dir)
-    args.readme.write_text(rendered)
-    print(f"{args.readme}: {'rewrote its generated sections' if rendered != text else 'already up to date'}")
-    return 0
+        stale = [(path, name) for path, text in texts.items()
+                 for name in stale_sections(text, args.models_dir, args.docs_dir)]
+        for path, name in stale:
+            print(f"{path}: section '{name}' differs from its rendering; run `market-ab readme`", file=sys.stderr)
+        return 1 if stale or problems else 0
+    for path, text in texts.items():
+        rendered = render(text, args.models_dir, args.docs_dir)
+        if rendered != text:
+            path.write_text(rendered)
+            print(f"{path}: rewrote its generated sections")
+    print(f"{args.readme} and {args.docs_dir}/*.md: generated sections up to date")
+    return 1 if problems else 0
 
 
 def cmd_manifests_check(args) -> int:
@@ -220,9 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="manifests to serve; repeatable (default: manifests/overlays/dev)")
     demo.set_defaults(func=cmd_demo)
 
-    readme = add_command("readme", help="render the README's generated sections (tables, evidence)")
+    readme = add_command("readme", help="render the generated sections (tables, evidence) of the README and docs/*.md")
     readme.add_argument("--readme", type=Path, default=Path("README.md"))
-    readme.add_argument("--docs-dir", type=Path, default=Path("docs"), help="where the evidence JSON lives")
+    readme.add_argument("--docs-dir", type=Path, default=Path("docs"),
+                        help="where the evidence JSON and the docs pages live")
     readme.add_argument("--check", action="store_true", help="only report stale sections (exit 1 if any)")
     readme.set_defaults(func=cmd_readme)
 

@@ -1,7 +1,8 @@
-"""The README's generated sections, rendered from what the code and the stored results say.
+"""The generated sections of the README and the docs pages, rendered from what the code and the stored results say.
 
-Each section sits between ``<!-- name:start -->`` and ``<!-- name:end -->``. ``market-ab readme``
-rewrites them; ``market-ab readme --check`` (and ``tests/test_readme.py``) fails when one is stale.
+Each section sits between ``<!-- name:start -->`` and ``<!-- name:end -->``, in exactly one document (the README or
+a page of ``docs/``). ``market-ab readme`` rewrites them; ``market-ab readme --check`` (and ``tests/test_readme.py``)
+fails when one is stale, missing or in two places.
 """
 
 from __future__ import annotations
@@ -44,6 +45,25 @@ def regime_router_settings_table() -> str:
     return markdown_table(RegimeRouterSettings, RegimeRouterSettings.__annotations__)
 
 
+def metadata_table(models_dir: Path) -> str:
+    """Every model's metadata as its model-settings.json declares it (tests/test_model_metadata.py holds the files
+    to what the runtimes serve); models that declare the same tensors share a row."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(Path(models_dir).glob("*/model-settings.json")):
+        settings = json.loads(path.read_text())
+        key = tuple("<br>".join(_tensor(t) for t in settings.get(kind) or []) for kind in ("inputs", "outputs"))
+        rows.setdefault(key, []).append(f"`{settings['name']}`")
+    lines = ["| models | inputs | outputs |", "|---|---|---|"]
+    lines += [f"| {', '.join(names)} | {inputs} | {outputs} |" for (inputs, outputs), names in rows.items()]
+    return "\n".join(lines)
+
+
+def _tensor(tensor: dict) -> str:
+    parameters = (tensor.get("parameters") or {}).items()
+    hints = ", ".join(k if isinstance(v, bool) else f"{k}: {v}" for k, v in parameters)
+    return f"`{tensor['name']}` {tensor['datatype']} {tensor['shape']}" + (f" ({hints})" if hints else "")
+
+
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -70,6 +90,9 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "benchmarks": lambda: benchmark.render_markdown(_json(docs_dir / "benchmarks.json")),
         "serving-profile": lambda: serving_profile.render_markdown(_json(docs_dir / "serving-profile.json")),
         "fuzz": lambda: fuzz.render_markdown(_json(docs_dir / "fuzz.json")),
+        "model-metadata": lambda: metadata_table(models_dir),
+        "rest-binary": lambda: benchmark.render_rows(_json(docs_dir / "benchmarks.json"),
+                                                     ("rest_binary_vs_json", "rest_binary_vs_grpc")),
     }
 
 
@@ -85,14 +108,36 @@ def section_text(readme: str, name: str) -> str:
     return readme[readme.index(start) + len(start):readme.index(end)].strip("\n")
 
 
-def render(readme: str, models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -> str:
-    for name, make in sections(models_dir, docs_dir).items():
+def present(text: str, names) -> list[str]:
+    """The sections whose markers ``text`` holds."""
+    return [name for name in names if all(marker in text for marker in markers(name))]
+
+
+def render(text: str, models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -> str:
+    """``text`` with each generated section it holds rendered anew."""
+    made = sections(models_dir, docs_dir)
+    for name in present(text, made):
         start, end = markers(name)
-        section_text(readme, name)  # raises when the markers are missing
-        head, rest = readme.split(start, 1)
-        readme = head + start + "\n" + make() + "\n" + end + rest.split(end, 1)[1]
-    return readme
+        head, rest = text.split(start, 1)
+        text = head + start + "\n" + made[name]() + "\n" + end + rest.split(end, 1)[1]
+    return text
 
 
-def stale_sections(readme: str, models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -> list[str]:
-    return [name for name, make in sections(models_dir, docs_dir).items() if section_text(readme, name) != make()]
+def stale_sections(text: str, models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -> list[str]:
+    made = sections(models_dir, docs_dir)
+    return [name for name in present(text, made) if section_text(text, name) != made[name]()]
+
+
+def documents(readme: Path, docs_dir: Path) -> list[Path]:
+    """Where generated sections may live: the README and the pages of ``docs/``."""
+    return [readme, *sorted(Path(docs_dir).glob("*.md"))]
+
+
+def placement_problems(texts: dict[Path, str], names) -> list[str]:
+    """Each section must live in exactly one document."""
+    problems = []
+    for name in names:
+        places = [str(path) for path, text in texts.items() if name in present(text, [name])]
+        if len(places) != 1:
+            problems.append(f"section '{name}' is in {', '.join(places) or 'no document'}; it belongs in exactly one")
+    return problems

@@ -516,6 +516,37 @@ def test_the_readmes_calling_example_runs_as_written(serve):
     assert scope["feedback"]["status"] == ["applied", "applied"]
 
 
+def test_the_readmes_tritonclient_example_runs_as_written(serve):
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("**Calling it with tritonclient**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(example.replace("127.0.0.1:9000", serve.http_url.removeprefix("http://")), "README.md", "exec"),
+         scope)  # noqa: S102 - our own README's example
+    assert scope["answer"].as_numpy("model")[0].decode().split(":")[0] in ("baseline", "enhanced", "lightweight")
+    assert scope["status"].as_numpy("status").tolist() == [b"applied"]
+    assert "binary_data_size" in scope["answer"].get_response()["outputs"][0]["parameters"]  # asked for, by default
+
+
+def test_the_client_pages_examples_run_as_written(serve, window, tmp_path):
+    """docs/clients.md: tritonclient over gRPC here, KServe's SDK in its own venv (``make clients``)."""
+    text = (REPO / "docs" / "clients.md").read_text()
+    triton_grpc, kserve_rest = (block.split("```", 1)[0] for block in text.split("```python\n")[1:])
+    scope: dict = {}
+    exec(compile(triton_grpc.replace("127.0.0.1:9001", serve.grpc_address), "docs/clients.md", "exec"),
+         scope)  # noqa: S102 - our own docs' example
+    assert scope["answer"].as_numpy("model")[0].decode().split(":")[0] in ("robust", "aggressive", "conservative",
+                                                                           "baseline")
+    assert "regime" in [output.name for output in scope["metadata"].outputs]
+    python = REPO / ".venv-clients" / "bin" / "python"
+    assert python.exists(), "`make clients` builds .venv-clients, where KServe's SDK lives"
+    np.save(tmp_path / "window.npy", window)
+    (tmp_path / "example.py").write_text(kserve_rest.replace("http://127.0.0.1:9000", serve.http_url))
+    done = subprocess.run([str(python), "-I", "example.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r":(baseline|enhanced)_1:", done.stdout), done.stdout
+
+
 # the client and `market-ab infer` -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
