@@ -1,21 +1,28 @@
-"""Every generated README section equals its rendering from the code and the stored results (`market-ab readme`)."""
+"""Every generated section of the README and docs/*.md equals its rendering from the code and the stored results
+(`market-ab readme`), and lives in exactly one document."""
 
 import subprocess
 import sys
 
 import pytest
 
-from market_ab.readme import section_text, sections
+from market_ab.readme import documents, placement_problems, present, section_text, sections
 
 from .conftest import REPO
 
 README = (REPO / "README.md").read_text()
+TEXTS = {path: path.read_text() for path in documents(REPO / "README.md", REPO / "docs")}
+
+
+def test_every_section_lives_in_exactly_one_document():
+    assert placement_problems(TEXTS, sections(REPO / "models", REPO / "docs")) == []
 
 
 @pytest.mark.parametrize("name", list(sections(REPO / "models", REPO / "docs")))
 def test_generated_section_is_current(name):
-    assert section_text(README, name) == sections(REPO / "models", REPO / "docs")[name](), \
-        f"README section '{name}' is stale: run `market-ab readme`"
+    path, text = next((path, text) for path, text in TEXTS.items() if present(text, [name]))
+    assert section_text(text, name) == sections(REPO / "models", REPO / "docs")[name](), \
+        f"{path.name} section '{name}' is stale: run `market-ab readme`"
 
 
 def test_readme_check_names_a_stale_section_and_readme_repairs_it(tmp_path):
