@@ -26,7 +26,7 @@ from mlserver.utils import get_model_uri
 
 from seldon_market_ab import metrics
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features
-from seldon_market_ab.metadata import Signature, Tensor, serve_signature
+from seldon_market_ab.metadata import Signature, TensorSpec, serve_signature
 from seldon_market_ab.mlserver_compat import install_patches
 from seldon_market_ab.protocol import (
     InvalidInput,
@@ -80,19 +80,22 @@ class DriftRuntime(MLModel):
         of ``ks`` and ``psi`` when configured) after a test; the online detector's beside a rolling request."""
         one_of, optional = {"one_of": "ohlcv,features"}, {"optional": True}
         tests, features = (len(config.tests),), (len(reference.features),)
-        outputs = [Tensor("is_drift", "INT32", (1,)), Tensor("evaluated", "INT32", (1,)),
-                   Tensor("test_names", "BYTES", tests, optional), Tensor("test_is_drift", "INT32", tests, optional),
-                   Tensor("test_p_value", "FP64", tests, optional), Tensor("test_distance", "FP64", tests, optional),
-                   Tensor("drifted_features", "BYTES", (-1,), optional)]
-        outputs += [Tensor(name, "FP64", features, optional) for test, name in
+        outputs = [TensorSpec("is_drift", "INT32", (1,)), TensorSpec("evaluated", "INT32", (1,)),
+                   TensorSpec("test_names", "BYTES", tests, optional),
+                   TensorSpec("test_is_drift", "INT32", tests, optional),
+                   TensorSpec("test_p_value", "FP64", tests, optional),
+                   TensorSpec("test_distance", "FP64", tests, optional),
+                   TensorSpec("drifted_features", "BYTES", (-1,), optional)]
+        outputs += [TensorSpec(name, "FP64", features, optional) for test, name in
                     (("ks", "feature_p_value"), ("psi", "feature_psi")) if test in config.tests]
         if config.online:
-            outputs += [Tensor("online_is_drift", "INT32", (1,), optional),
-                        Tensor("online_statistic", "FP64", (1,), optional)]
+            outputs += [TensorSpec("online_is_drift", "INT32", (1,), optional),
+                        TensorSpec("online_statistic", "FP64", (1,), optional)]
         return Signature(
-            inputs=(Tensor("ohlcv", "FP32", (-1, -1, 5), one_of), Tensor("features", "FP32", (-1, *features), one_of),
-                    Tensor("dates", "BYTES", (-1,), optional)),
-            outputs=(*outputs, Tensor("window_rows", "INT32", (1,))))
+            inputs=(TensorSpec("ohlcv", "FP32", (-1, -1, 5), one_of),
+                    TensorSpec("features", "FP32", (-1, *features), one_of),
+                    TensorSpec("dates", "BYTES", (-1,), optional)),
+            outputs=(*outputs, TensorSpec("window_rows", "INT32", (1,))))
 
     async def load(self) -> bool:
         self.config = DriftSettings.from_extra(extra_of(self._settings), self.name)
@@ -114,7 +117,7 @@ class DriftRuntime(MLModel):
                                     lambda outcome: self._metrics["alerts"].labels(self.name, outcome).inc()) \
             if self.config.webhook_url else None
         await self.tester.test(self.reference.heldout[: self.config.window_size])  # starts the process, warms up
-        serve_signature(self._settings, self.signature(self.config, self.reference))
+        serve_signature(self, self.signature(self.config, self.reference))
         return True
 
     def _check_series_calibration(self) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 CLIENTS = ("tritonclient.http", "tritonclient.grpc", "kserve.rest", "kserve.grpc")
 SELDON_MODEL, ROUTE = "seldon-model", "x-seldon-route"
 DATATYPES = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "object": "BYTES"}
-STICKY_CALLS = 6  # the 30% candidate six times in a row by chance: 0.07%
+STICKY_CALLS = 20  # a 70% candidate twenty times in a row by chance: 0.08% (so stickiness, not luck)
 UNKNOWN_MODEL = "no-such-model"
 DETAIL_CHARS = 1200
 LSTM_OUTPUTS = ("probability", "direction", "model")

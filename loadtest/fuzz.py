@@ -9,12 +9,17 @@ parameters of the wrong type, unknown models and versions, and bodies that are n
 data extension every tensor travels as bytes, and the extension itself is broken too: a JSON length that is not
 the JSON's, sizes that do not fit the shape or the body, bytes left over, data beside bytes, flags of another type.
 
+The same cases also go through ``market-ab serve`` (the gateway, routed by the ``seldon-model`` header), with
+valid and broken windows sent to its pipelines too: protocols ``gateway-grpc``, ``gateway-rest``,
+``gateway-binary``.
+
 Every answer is sorted into ``ok``, ``client_error`` (4xx, ``INVALID_ARGUMENT``, ``NOT_FOUND``,
 ``FAILED_PRECONDITION``, ``UNAVAILABLE``, ``RESOURCE_EXHAUSTED`` for an oversized message) or
-``mishandled``: a 5xx, ``INTERNAL``, ``UNKNOWN``, a dropped connection, a hang, or a request that breaks
-the contract answered as if it were good. The goal is no ``mishandled`` at all.
+``mishandled``: a 5xx, ``INTERNAL``, ``UNKNOWN``, a dropped connection, a hang, a REST error whose body is not
+the protocol's ``{"error": ...}``, or a request that breaks the contract answered as if it were good. The goal is no
+``mishandled`` at all.
 
-    python -m loadtest.fuzz --requests 10000     # per protocol; writes docs/fuzz.json and docs/fuzz.md
+    python -m loadtest.fuzz --requests 10000     # per protocol and target; writes docs/fuzz.json and docs/fuzz.md
 """
 
 from __future__ import annotations
@@ -39,12 +44,15 @@ from mlserver.grpc import dataplane_pb2_grpc
 
 from local_seldon.mlserver_process import MLServerProcess
 from runtimes.artifact import LSTMArtifact
-from seldon_market_ab.binary_data import DTYPES as RAW_DTYPES
-from seldon_market_ab.binary_data import HEADER, pack_bytes
+from seldon_market_ab.binary_data import HEADER
 from seldon_market_ab.evidence import write_evidence
+from seldon_market_ab.tensor_bytes import DTYPES as RAW_DTYPES
+from seldon_market_ab.tensor_bytes import pack_bytes
 from training.dataset import ohlcv_windows
 
 OK, CLIENT_ERROR, MISHANDLED = "ok", "client_error", "mishandled"
+PROTOCOLS = ("grpc", "rest", "binary")  # binary: REST with the binary data extension
+SELDON_MODEL = "seldon-model"
 CLIENT_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
                 grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE}
 DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
@@ -97,10 +105,20 @@ ID_TEXT = st.one_of(st.text(min_size=1, max_size=40),  # any unicode, control ch
 
 
 @st.composite
-def cases(draw, windows: np.ndarray, features: np.ndarray, router: str = "thompson-router"):
-    kind = draw(st.sampled_from(["lstm", "lstm", "decision", "feedback", "health", "bad_tensor", "bad_tensor",
-                                 "bad_raw", "bad_id", "bad_parameters", "unknown_model", "bad_binary", "garbage"]))
+def cases(draw, windows: np.ndarray, features: np.ndarray, router: str = "thompson-router",
+          pipelines: tuple[str, ...] = ()):
+    """A case for a model, or (``pipelines``: through the gateway) for a pipeline: a valid window, or a broken one."""
+    kinds = ["lstm", "lstm", "decision", "feedback", "health", "bad_tensor", "bad_tensor", "bad_raw", "bad_id",
+             "bad_parameters", "unknown_model", "bad_binary", "garbage"]
+    kind = draw(st.sampled_from(kinds + (["pipeline", "bad_pipeline"] if pipelines else [])))
     request_id = draw(st.one_of(st.none(), st.uuids().map(str)))
+    if kind == "pipeline":
+        return Case(draw(st.sampled_from(pipelines)), [draw(good_window(windows))], "valid pipeline request", True,
+                    request_id)
+    if kind == "bad_pipeline":
+        case = draw(bad_tensor(windows, router))
+        case.model = draw(st.sampled_from(pipelines))
+        return case
     if kind == "lstm":
         t = draw(st.one_of(good_window(windows), st.just(tensor("features", features[:1]))))
         return Case("baseline", [t], "valid lstm request", True, request_id)
@@ -315,10 +333,10 @@ def _bytes_of(t: Tensor) -> bytes | None:
         return None
 
 
-def send_grpc(stub, case: Case, timeout: float) -> tuple[str, str]:
+def send_grpc(stub, case: Case, timeout: float, seldon: bool = False) -> tuple[str, str]:
     """(category of the answer, its status)"""
     try:
-        stub.ModelInfer(grpc_request(case), timeout=timeout)
+        stub.ModelInfer(grpc_request(case), metadata=((SELDON_MODEL, case.model),) if seldon else (), timeout=timeout)
         return OK, "OK"
     except grpc.RpcError as error:
         code = error.code()
@@ -327,15 +345,18 @@ def send_grpc(stub, case: Case, timeout: float) -> tuple[str, str]:
         return (CLIENT_ERROR if code in CLIENT_CODES else MISHANDLED), code.name
 
 
-def send_rest(host: str, port: int, case: Case, timeout: float, binary: bool = False) -> tuple[str, str]:
+def send_rest(host: str, port: int, case: Case, timeout: float, binary: bool = False,
+              seldon: bool = False) -> tuple[str, str]:
     path = f"/v2/models/{case.model}" + (f"/versions/{case.version}" if case.version else "") + "/infer"
     body, headers = binary_body(case) if binary else (rest_body(case), {"Content-Type": "application/json",
                                                                          **case.headers})
+    headers = {**headers, SELDON_MODEL: case.model} if seldon else headers
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("POST", path.encode("utf-8", "surrogateescape").decode("latin-1"), body=body,
                            headers=headers)
-        status = connection.getresponse().status
+        response = connection.getresponse()
+        status, answer = response.status, response.read()
     except TimeoutError:
         return MISHANDLED, "hang"
     except (ConnectionError, http.client.HTTPException, OSError) as error:
@@ -344,7 +365,17 @@ def send_rest(host: str, port: int, case: Case, timeout: float, binary: bool = F
         connection.close()
     if 200 <= status < 300:
         return OK, str(status)
+    if not _protocol_error(answer):
+        return MISHANDLED, f"{status} without the protocol's {{\"error\": ...}} body"
     return (CLIENT_ERROR if 400 <= status < 500 or status == 503 else MISHANDLED), str(status)
+
+
+def _protocol_error(body: bytes) -> bool:
+    """Whether an error's body is the protocol's ``{"error": "..."}``, which clients parse."""
+    try:
+        return isinstance(json.loads(body).get("error"), str)
+    except (ValueError, AttributeError):
+        return False
 
 
 def judge(case: Case, category: str, protocol: str) -> str:
@@ -374,27 +405,33 @@ class Tally:
 
 
 def run(grpc_address: str, http_host: str, http_port: int, windows: np.ndarray, features: np.ndarray,
-        requests: int, protocols=("grpc", "rest", "binary"), timeout: float = 10.0, seed_value: int = 0,
-        tally: Tally | None = None) -> Tally:
-    """Send ``requests`` generated cases per protocol; returns the tally of answers."""
+        requests: int, protocols=PROTOCOLS, timeout: float = 10.0, seed_value: int = 0,
+        tally: Tally | None = None, pipelines: tuple[str, ...] | None = None) -> Tally:
+    """Send ``requests`` generated cases per protocol; returns the tally of answers. ``pipelines`` (the gateway's):
+    route every case by the ``seldon-model`` header, pipelines among the targets, and tally as ``gateway-*``."""
     tally = tally or Tally()
     channel = grpc.insecure_channel(grpc_address)
     stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
     for protocol in protocols:
-        send_cases(protocol, stub, http_host, http_port, windows, features, requests, timeout, seed_value, tally)
+        send_cases(protocol, stub, http_host, http_port, windows, features, requests, timeout, seed_value, tally,
+                   pipelines)
     channel.close()
     return tally
 
 
-def send_cases(protocol, stub, http_host, http_port, windows, features, requests, timeout, seed_value, tally):
+def send_cases(protocol, stub, http_host, http_port, windows, features, requests, timeout, seed_value, tally,
+               pipelines=None):
+    seldon = pipelines is not None
+    name = f"gateway-{protocol}" if seldon else protocol
+
     @seed(seed_value)
     @settings(max_examples=requests, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(cases(windows, features))
+    @given(cases(windows, features, pipelines=pipelines or ()))
     def send(case):
-        outcome, status = (send_grpc(stub, case, timeout) if protocol == "grpc"
-                           else send_rest(http_host, http_port, case, timeout, binary=protocol == "binary"))
-        tally.add(protocol, case, judge(case, outcome, protocol), status)
+        outcome, status = (send_grpc(stub, case, timeout, seldon) if protocol == "grpc"
+                           else send_rest(http_host, http_port, case, timeout, protocol == "binary", seldon))
+        tally.add(name, case, judge(case, outcome, protocol), status)
 
     send()
 
@@ -422,9 +459,10 @@ def results_of(tally: Tally, requests: int, seconds: float) -> dict:
 
 def render_markdown(results: dict) -> str:
     lines = [f"Generated by `python -m loadtest.fuzz --requests {results['requests_per_protocol']}` "
-             f"({results['seconds']:.0f} s; hypothesis, seed 0, one MLServer with the shipped models).", "",
-             "| protocol | requests | ok | client error | mishandled (5xx, INTERNAL, UNKNOWN, dropped, hang, bad "
-             "request answered as good) |", "|---|---|---|---|---|"]
+             f"({results['seconds']:.0f} s; hypothesis, seed 0, one MLServer with the shipped models, and "
+             "`market-ab serve` on the dev overlay for the `gateway-*` rows).", "",
+             "| protocol | requests | ok | client error | mishandled (5xx, INTERNAL, UNKNOWN, dropped, hang, an error "
+             "without the `{\"error\"}` body, bad request answered as good) |", "|---|---|---|---|---|"]
     for protocol, p in results["protocols"].items():
         outcomes = p["outcomes"]
         lines.append(f"| {protocol} | {p['requests']:,} | {outcomes.get(OK, 0):,} | {outcomes.get(CLIENT_ERROR, 0):,} |"
@@ -456,6 +494,17 @@ def sample_inputs(models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return windows, artifact.features_from_ohlcv(windows[:4]).astype(np.float32)
 
 
+def fuzz_gateway(models_dir: Path, windows: np.ndarray, features: np.ndarray, requests: int, tally: Tally,
+                 log_path: Path | None = None) -> Tally:
+    """The same cases through ``market-ab serve`` on the dev overlay, its pipelines among the targets."""
+    from local_seldon.serve_process import ServeProcess
+
+    overlay = Path(__file__).resolve().parents[1] / "manifests" / "overlays" / "dev"
+    with ServeProcess(models_dir, [overlay], seed=0, log_path=log_path) as serve:
+        return run(serve.grpc_address, "127.0.0.1", serve.http_port, windows, features, requests, tally=tally,
+                   pipelines=("mab.pipeline", "contextual.pipeline"))
+
+
 def fuzz_repository(models_dir: Path, destination: Path) -> Path:
     """The models under test (an LSTM and a router) with the shipped server settings."""
     for name in ("baseline", "thompson-router"):
@@ -476,6 +525,7 @@ def main(argv=None) -> int:
     with MLServerProcess(repository, parallel_workers=None) as server:
         tally = run(server.grpc_address, "127.0.0.1", server.http_port, windows, features, args.requests)
         labels = model_labels(server.metrics_url)
+    fuzz_gateway(args.models_dir, windows, features, args.requests, tally)
     results = results_of(tally, args.requests, time.perf_counter() - started)
     served = {p.parent.name for p in repository.glob("*/model-settings.json")}
     results["metric_model_labels"] = {"served": sorted(served), "other": sorted(labels - served)}

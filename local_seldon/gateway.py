@@ -20,6 +20,7 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 
 from seldon_market_ab import metrics
+from seldon_market_ab.protocol import InvalidInput, check_id
 
 from .deployment import Deployment
 from .experiment import Experiment
@@ -61,8 +62,14 @@ class Route:
 
 def request_id(header: str | None, body_id: str | None) -> str:
     """The id every step sees: the client's ``x-request-id``, else its request id, else a new one (Seldon's Envoy
-    makes one when the client sends none)."""
-    return header or body_id or uuid.uuid4().hex
+    makes one when the client sends none). GatewayError 400 for one outside the rule the models keep: it goes back
+    in a header and in gRPC metadata, which cannot carry every string."""
+    rid = header or body_id or uuid.uuid4().hex
+    try:
+        check_id(rid)
+    except InvalidInput as error:
+        raise GatewayError(400, str(error)) from None
+    return rid
 
 
 class Gateway:
@@ -158,6 +165,12 @@ class Gateway:
         result = await plan.run(tensors, call)
         for step, inputs in result.side_inputs.items():
             self._feed_side_step(plan, step, inputs, rid)
+        if result.output is None and not result.ran:  # the request holds none of the inputs the steps read
+            first = [f"{step.name} reads " + ", ".join(r.qualified(r.tensor) if r.tensor else r.topic
+                                                        for r in step.inputs)
+                     for step in plan.steps if any(r.source == name for r in step.inputs)]
+            raise GatewayError(400, f"pipeline '{name}' ran no step: the request holds "
+                                    f"{', '.join(sorted(tensors)) or 'no input'}, and {'; '.join(first)}")
         if result.output is None:
             raise GatewayError(500, f"pipeline '{name}' produced no output: its output takes "
                                     f"{', '.join(r.source for r in plan.output)} ({plan.output_join} join), and "

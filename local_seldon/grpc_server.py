@@ -53,7 +53,11 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         metadata = dict(context.invocation_metadata())
         route = await self._route(context, metadata)
-        rid = request_id(metadata.get(REQUEST_ID), request.id)
+        try:
+            rid = request_id(metadata.get(REQUEST_ID), request.id)
+        except GatewayError as error:  # before any metadata goes back: the id could not travel in it
+            self.gateway.observe(route, error.status, time.perf_counter() - started)
+            await context.abort(error.code, error.message)
         outgoing = tuple((k, v) for k, v in metadata.items() if k in FORWARDED and k != REQUEST_ID)
         outgoing += ((REQUEST_ID, rid),)
         sent = ((REQUEST_ID, rid),) + (((ROUTE_HEADER, route.route_value),) if route.route_value else ())

@@ -102,8 +102,12 @@ class RestDoor:
         except GatewayError as error:
             self.gateway.observe("unknown", error.status, time.perf_counter() - started)
             return error_response(error.status, error.message, rid)
-        if route.kind == "model":
-            body, length, rid = _with_request_id(body, length, rid)
+        try:
+            if route.kind == "model":
+                body, length, rid = _with_request_id(body, length, rid)
+        except GatewayError as error:  # an id that cannot travel back in a header: not echoed
+            self.gateway.observe(route, error.status, time.perf_counter() - started)
+            return error_response(error.status, error.message)
         response = await self._infer(route, request, body, length, rid)
         if route.route_value:
             response.headers[ROUTE_HEADER] = route.route_value
@@ -121,9 +125,9 @@ class RestDoor:
             return response
         try:
             body_id, tensors, wanted = _pipeline_request(body, length)
+            rid = request_id(rid, body_id)
         except GatewayError as error:
-            return error_response(error.status, error.message, rid)
-        rid = request_id(rid, body_id)
+            return error_response(error.status, error.message)
         try:
             answer = await self.gateway.run_pipeline(route.name, tensors, rid)
         except GatewayError as error:
@@ -179,6 +183,8 @@ def _pipeline_request(body: bytes, length: str | None) -> tuple[str | None, dict
         raise GatewayError(400, f"not an inference request: {request_error(error.errors())}") from None
     except TensorError as error:
         raise GatewayError(400, str(error)) from None
+    except (TypeError, AttributeError) as error:  # a shape no check above foresaw: still the body's fault
+        raise GatewayError(400, f"not an inference request: {type(error).__name__}: {error}") from None
     return body_id, tensors, wanted
 
 

@@ -22,7 +22,8 @@ import numpy as np
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.types import InferenceRequest
 
-from seldon_market_ab.binary_data import DTYPES, Body, TensorError, check_size, pack_bytes, unpack_bytes
+from seldon_market_ab.binary_data import Body
+from seldon_market_ab.tensor_bytes import DTYPES, TensorError, check_size, pack_bytes, unpack_bytes
 
 DATATYPES = {np.dtype(code): name for name, code in DTYPES.items()}
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
@@ -142,8 +143,9 @@ Tensors = dict[str, Tensor]
 def rest_request(body: Body) -> tuple[str | None, Tensors]:
     """The id and input tensors of a REST request (JSON, or with the binary data extension); raises
     ``pydantic.ValidationError`` or TensorError."""
-    for tensor in body.request.get("inputs") or ():
-        if isinstance(tensor, dict) and tensor.get("name") in body.buffers:
+    inputs = body.request.get("inputs")
+    for tensor in inputs if isinstance(inputs, list) else ():  # anything else is for validation to refuse
+        if isinstance(tensor, dict) and isinstance(tensor.get("name"), str) and tensor["name"] in body.buffers:
             tensor["data"] = []  # its numbers are the bytes after the JSON, never decoded here
     payload = InferenceRequest.model_validate(body.request)
     return payload.id, {i.name: Tensor.from_json(i, body.buffers.get(i.name)) for i in payload.inputs}

@@ -88,8 +88,10 @@ def cmd_readme(args) -> int:
         if rendered != text:
             path.write_text(rendered)
             print(f"{path}: rewrote its generated sections")
+    if problems:
+        return 1
     print(f"{args.readme} and {args.docs_dir}/*.md: generated sections up to date")
-    return 1 if problems else 0
+    return 0
 
 
 def cmd_manifests_check(args) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from mlserver.types import InferenceRequest
 
-from seldon_market_ab.metadata import Tensor
+from seldon_market_ab.metadata import TensorSpec
 from seldon_market_ab.protocol import InvalidInput, decode_numbers, encode_strings
 from seldon_market_ab.regimes import REGIMES, classify, regime_indicators
 
@@ -24,8 +24,8 @@ from .settings import RegimeRouterSettings
 class RegimeRouter(BanditRouter):
     settings_class = RegimeRouterSettings
     optional_inputs = ("vix",)
-    optional_decision_inputs = (Tensor("vix", "FP32", (1,), {**DECISION, **OPTIONAL}),)
-    own_decision_outputs = (Tensor("regime", "BYTES", (1,), DECISION),)
+    optional_decision_inputs = (TensorSpec("vix", "FP32", (1,), {**DECISION, **OPTIONAL}),)
+    own_decision_outputs = (TensorSpec("regime", "BYTES", (1,), DECISION),)
 
     @property
     def min_rows(self) -> int:

@@ -35,7 +35,7 @@ from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse
 
 from seldon_market_ab import metrics
-from seldon_market_ab.metadata import Signature, Tensor, serve_signature
+from seldon_market_ab.metadata import Signature, TensorSpec, serve_signature
 from seldon_market_ab.mlserver_compat import UNAVAILABLE, install_patches, request_headers
 from seldon_market_ab.protocol import (
     REQUEST_ID,
@@ -140,15 +140,15 @@ class BanditRouter(MLModel):
         named after the chosen arm (``one_of`` the configured arms) carrying the ``ohlcv`` input as it came."""
         arms = {**DECISION, "one_of": ",".join(config.arms)}
         return Signature(
-            inputs=(Tensor("ohlcv", "FP32", WINDOWS, DECISION), *cls.optional_decision_inputs,
-                    Tensor("decision_id", "BYTES", (-1,), FEEDBACK), Tensor("reward", "FP64", (-1,), FEEDBACK),
-                    Tensor("error", "INT32", (-1,), {**FEEDBACK, **OPTIONAL}),
-                    Tensor("arm", "BYTES", (-1,), HEALTH), Tensor("healthy", "INT32", (-1,), HEALTH)),
-            outputs=(*(Tensor(arm, "FP32", WINDOWS, arms) for arm in config.arms),
-                     Tensor("arm", "BYTES", (1,), DECISION), Tensor("propensity", "FP64", (1,), DECISION),
-                     Tensor("decision_id", "BYTES", (1,), DECISION), *cls.own_decision_outputs,
-                     Tensor(FALLBACK, "BYTES", (1,), {**DECISION, **OPTIONAL}),
-                     Tensor("status", "BYTES", (-1,), {"request": "feedback,health"})))
+            inputs=(TensorSpec("ohlcv", "FP32", WINDOWS, DECISION), *cls.optional_decision_inputs,
+                    TensorSpec("decision_id", "BYTES", (-1,), FEEDBACK), TensorSpec("reward", "FP64", (-1,), FEEDBACK),
+                    TensorSpec("error", "INT32", (-1,), {**FEEDBACK, **OPTIONAL}),
+                    TensorSpec("arm", "BYTES", (-1,), HEALTH), TensorSpec("healthy", "INT32", (-1,), HEALTH)),
+            outputs=(*(TensorSpec(arm, "FP32", WINDOWS, arms) for arm in config.arms),
+                     TensorSpec("arm", "BYTES", (1,), DECISION), TensorSpec("propensity", "FP64", (1,), DECISION),
+                     TensorSpec("decision_id", "BYTES", (1,), DECISION), *cls.own_decision_outputs,
+                     TensorSpec(FALLBACK, "BYTES", (1,), {**DECISION, **OPTIONAL}),
+                     TensorSpec("status", "BYTES", (-1,), {"request": "feedback,health"})))
 
     async def load(self) -> bool:
         self.config = self.settings_class.from_extra(extra_of(self._settings), self.name)
@@ -174,7 +174,7 @@ class BanditRouter(MLModel):
         self._next_sweep = self.clock()
         await self._current()
         self._publish_pending()
-        serve_signature(self._settings, signature)
+        serve_signature(self, signature)
         return True
 
     async def unload(self) -> bool:
@@ -245,8 +245,8 @@ class BanditRouter(MLModel):
 
     optional_inputs: tuple[str, ...] = ()  # decision inputs allowed beside `ohlcv`
     # their metadata, and the outputs a decision has beside the shared ones (`decision_outputs`), for `signature`
-    optional_decision_inputs: tuple[Tensor, ...] = ()
-    own_decision_outputs: tuple[Tensor, ...] = ()
+    optional_decision_inputs: tuple[TensorSpec, ...] = ()
+    own_decision_outputs: tuple[TensorSpec, ...] = ()
 
     @property
     def min_rows(self) -> int:

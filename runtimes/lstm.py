@@ -17,7 +17,7 @@ from mlserver.utils import get_model_uri
 
 from seldon_market_ab import metrics
 from seldon_market_ab.features import FEATURE_NAMES
-from seldon_market_ab.metadata import Signature, Tensor, serve_signature
+from seldon_market_ab.metadata import Signature, TensorSpec, serve_signature
 from seldon_market_ab.mlserver_compat import install_patches
 from seldon_market_ab.protocol import (
     InvalidInput,
@@ -83,10 +83,10 @@ class LSTMRuntime(MLModel):
         ``_respond`` answers (one value per window), for the artifact served (its feature count)."""
         one_of = {"one_of": "ohlcv,features"}
         return Signature(
-            inputs=(Tensor("ohlcv", "FP32", (-1, -1, 5), one_of),
-                    Tensor("features", "FP32", (-1, -1, artifact.n_features), one_of)),
-            outputs=(Tensor("probability", "FP32", (-1,)), Tensor("direction", "INT32", (-1,)),
-                     Tensor("model", "BYTES", (-1,))))
+            inputs=(TensorSpec("ohlcv", "FP32", (-1, -1, 5), one_of),
+                    TensorSpec("features", "FP32", (-1, -1, artifact.n_features), one_of)),
+            outputs=(TensorSpec("probability", "FP32", (-1,)), TensorSpec("direction", "INT32", (-1,)),
+                     TensorSpec("model", "BYTES", (-1,))))
 
     async def load(self) -> bool:
         self.config = self.settings_class.from_extra(extra_of(self._settings), self.name)
@@ -107,7 +107,7 @@ class LSTMRuntime(MLModel):
         self._forward = ForwardBatcher(self._pass, self.config.batch_windows, self.config.batch_wait_seconds,
                                        self._metrics["forward"].labels(self.name).observe,
                                        self.config.batch_wait_policy, self.config.thread_windows)
-        serve_signature(self._settings, self.signature(self._artifact))
+        serve_signature(self, self.signature(self._artifact))
         return True
 
     def _warm_up(self) -> None:

@@ -1,4 +1,4 @@
-"""Tensor bytes as the Open Inference Protocol carries them, and its binary data extension over REST.
+"""The Open Inference Protocol's binary data extension over REST: tensors as bytes after a JSON header.
 
 The extension is Triton's, and KServe's SDK sends numpy data with it by default. A body is a JSON object followed by
 the bytes of some of its tensors: the header ``Inference-Header-Content-Length`` gives the JSON's length, and a tensor
@@ -6,9 +6,9 @@ sent as bytes carries ``"parameters": {"binary_data_size": n}`` instead of ``dat
 order of the tensors. A client asks for binary outputs with ``"parameters": {"binary_data_output": true}`` on the
 request, or ``"binary_data": true`` (or ``false``) on a requested output, which wins.
 
-Bytes are little-endian and row-major; a BYTES element is its length as 4 little-endian bytes, then its bytes (gRPC's
-raw contents use the same layout).
+The bytes are laid out as gRPC's raw contents are (``tensor_bytes``).
 
+>>> import numpy as np
 >>> head = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}'
 >>> body = read_request(head + np.array([1.5, 2.0], "<f4").tobytes(), str(len(head)))
 >>> body.request["inputs"], body.buffers["x"]
@@ -18,83 +18,19 @@ raw contents use the same layout).
 >>> read_request(head + b"\\x00" * 4, str(len(head)))
 Traceback (most recent call last):
 ...
-seldon_market_ab.binary_data.TensorError: input 'x' has binary_data_size 8, but only 4 bytes are left after the JSON \
+seldon_market_ab.tensor_bytes.TensorError: input 'x' has binary_data_size 8, but only 4 bytes are left after the JSON \
 and the inputs before it
 """
 
 from __future__ import annotations
 
-import math
-import struct
 from dataclasses import dataclass, field
 
-import numpy as np
 import orjson
 
+from .tensor_bytes import TensorError, check_size, to_bytes, values
+
 HEADER = "Inference-Header-Content-Length"
-# datatype -> numpy's little-endian code; BYTES has none (variable-length elements)
-DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
-          "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
-ITEM_SIZES = {name: np.dtype(code).itemsize for name, code in DTYPES.items()}
-DATATYPES = (*DTYPES, "BYTES")
-
-
-class TensorError(ValueError):
-    """Tensor data that do not match their datatype and shape, or a body that breaks the extension: a client
-    error, answered 400 / ``INVALID_ARGUMENT``."""
-
-
-# BYTES ---------------------------------------------------------------------------------------------------------
-
-def pack_bytes(items: list[bytes]) -> bytes:
-    """BYTES elements in the raw layout: each one's length as 4 little-endian bytes, then its bytes."""
-    return b"".join(struct.pack("<I", len(item)) + item for item in items)
-
-
-def unpack_bytes(raw: bytes) -> list[bytes]:
-    items, offset = [], 0
-    while offset < len(raw):
-        if offset + 4 > len(raw):
-            raise TensorError("BYTES raw contents end inside a length prefix")
-        (size,) = struct.unpack_from("<I", raw, offset)
-        offset += 4
-        if offset + size > len(raw):
-            raise TensorError("BYTES raw contents end inside an item")
-        items.append(bytes(raw[offset:offset + size]))
-        offset += size
-    return items
-
-
-def values(raw: bytes, datatype: str) -> list:
-    """The elements of a tensor's bytes as a flat Python list (what MLServer's REST types hold)."""
-    if datatype == "BYTES":
-        return unpack_bytes(raw)
-    return np.frombuffer(raw, dtype=DTYPES[datatype]).tolist()
-
-
-def to_bytes(data, datatype: str) -> bytes:
-    """A JSON tensor's ``data`` (flat or nested) as bytes; BYTES elements may be text or bytes."""
-    if datatype == "BYTES":
-        flat = np.asarray(data, dtype=object).ravel().tolist()
-        return pack_bytes([item.encode() if isinstance(item, str) else bytes(item) for item in flat])
-    return np.ascontiguousarray(data, dtype=DTYPES[datatype]).tobytes()
-
-
-def check_size(what: str, datatype: str, shape, raw: bytes) -> None:
-    """Refuse bytes that do not hold exactly ``shape``'s elements of ``datatype``."""
-    if datatype not in DATATYPES:
-        raise TensorError(f"{what}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
-    if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        shown = list(shape) if isinstance(shape, tuple) else shape
-        raise TensorError(f"{what}: shape {shown!r} must be a list of non-negative integers")
-    count = math.prod(shape)
-    if datatype == "BYTES":
-        found = len(unpack_bytes(raw))
-        if found != count:
-            raise TensorError(f"{what} BYTES {list(shape)} holds {count} elements, but its bytes hold {found}")
-    elif len(raw) != count * ITEM_SIZES[datatype]:
-        raise TensorError(f"{what} {datatype} {list(shape)} needs {count * ITEM_SIZES[datatype]} bytes, got "
-                          f"{len(raw)}")
 
 
 # the extension: requests ---------------------------------------------------------------------------------------
@@ -145,10 +81,8 @@ def read_request(body: bytes, header_length: str | None) -> Body:
 def with_data(body: Body) -> dict:
     """The request as plain JSON: each binary input's bytes as its ``data`` list (what MLServer's REST server
     validates and its codecs decode)."""
-    if not body.buffers:
-        return body.request
-    for tensor in body.request["inputs"]:
-        raw = body.buffers.get(tensor.get("name"))
+    for tensor in body.request["inputs"] if body.buffers else ():
+        raw = body.buffers.get(tensor.get("name")) if isinstance(tensor, dict) else None
         if raw is not None:
             tensor["data"] = values(raw, tensor["datatype"])
     return body.request
@@ -204,8 +138,8 @@ class BinaryOutputs:
     def of(cls, request: dict) -> BinaryOutputs:
         """Read from a request's JSON; TensorError for a flag that is not a boolean."""
         default = _flag(request.get("parameters"), "binary_data_output", "the request")
-        named = []
-        for output in request.get("outputs") or ():
+        named, outputs = [], request.get("outputs")
+        for output in outputs if isinstance(outputs, list) else ():  # anything else is for validation to refuse
             if isinstance(output, dict) and isinstance(output.get("name"), str):
                 flag = _flag(output.get("parameters"), "binary_data", f"requested output '{output['name']}'")
                 if flag is not None:

@@ -6,8 +6,8 @@ with. Each runtime states its :class:`Signature` from what it really decodes and
 :func:`settings_fields` into model-settings.json, and at load the runtime calls :func:`serve_signature`, which makes
 its settings serve the signature whatever the file says: Seldon's agent may rewrite the file, and a Model's
 ``spec.parameters`` may change what the runtime answers (a router's ``arms`` name its outputs). A file that
-declares other names, datatypes or shapes is logged, once, with the differences; a field the file leaves out is
-simply filled in.
+declares other names, datatypes or shapes is logged with the differences at each load; a field the file leaves out
+is simply filled in.
 
 A tensor's ``parameters`` carry short hints for clients, strings or booleans because gRPC's metadata parameters
 hold nothing else: ``request`` (the request kinds it belongs to, comma-separated), ``one_of`` (the names of which
@@ -15,8 +15,8 @@ a request sends, or an answer holds, exactly one) and ``optional`` (a request ma
 it).
 
 >>> signature = Signature(
-...     inputs=(Tensor("x", "FP32", (-1, 3)),),
-...     outputs=(Tensor("y", "INT32", (-1,)), Tensor("note", "BYTES", (1,), {"optional": True})))
+...     inputs=(TensorSpec("x", "FP32", (-1, 3)),),
+...     outputs=(TensorSpec("y", "INT32", (-1,)), TensorSpec("note", "BYTES", (1,), {"optional": True})))
 >>> fields = settings_fields(signature, "1")
 >>> fields["inputs"], fields["versions"]
 ([{'name': 'x', 'datatype': 'FP32', 'shape': [-1, 3]}], ['1'])
@@ -25,15 +25,16 @@ it).
 
 At load, a declaration that differs is named and replaced:
 
+>>> from mlserver import MLModel
 >>> from mlserver.settings import ModelSettings
->>> settings = ModelSettings(name="m", implementation="mlserver.MLModel", parameters={"version": "1"},
-...                          inputs=[{"name": "x", "datatype": "FP64", "shape": [-1, 3]}])
->>> for difference in serve_signature(settings, signature):
+>>> model = MLModel(ModelSettings(name="m", implementation=MLModel, parameters={"version": "1"},
+...                               inputs=[{"name": "x", "datatype": "FP64", "shape": [-1, 3]}]))
+>>> for difference in serve_signature(model, signature):
 ...     print(difference)
 inputs: 'x' is declared FP64 [-1, 3], served FP32 [-1, 3]
->>> [t.name for t in settings.outputs], settings.versions
+>>> [t.name for t in model.settings.outputs], model.settings.versions
 (['y', 'note'], ['1'])
->>> serve_signature(settings, signature)  # what it serves now is what it declares
+>>> serve_signature(model, signature)  # what it serves now is what it declares
 []
 """
 
@@ -43,7 +44,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mlserver.settings import ModelSettings
+from mlserver import MLModel
 from mlserver.types import Datatype, MetadataTensor
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ ParameterValue = str | bool  # what a gRPC metadata parameter holds besides inte
 
 
 @dataclass(frozen=True)
-class Tensor:
+class TensorSpec:
     """One input or output: ``-1`` in ``shape`` is a dimension of any size."""
 
     name: str
@@ -64,11 +65,6 @@ class Tensor:
         Datatype(self.datatype)  # an Open Inference Protocol datatype, or ValueError
         if any(dimension < -1 for dimension in self.shape):
             raise ValueError(f"tensor {self.name!r}: dimensions are sizes or -1, got {list(self.shape)}")
-
-    @classmethod
-    def from_metadata(cls, tensor: MetadataTensor) -> Tensor:
-        parameters = tensor.parameters.model_dump(exclude_none=True) if tensor.parameters else {}
-        return cls(tensor.name, Datatype(tensor.datatype).value, tuple(tensor.shape), parameters)
 
     def as_dict(self) -> dict:
         """The tensor as model-settings.json (and REST metadata) spell it."""
@@ -84,8 +80,8 @@ class Signature:
     """What a runtime takes and answers; names are unique among the inputs and among the outputs, which metadata
     could not tell apart otherwise (an input and an output may share a name)."""
 
-    inputs: tuple[Tensor, ...]
-    outputs: tuple[Tensor, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
     def __post_init__(self):
         for kind in ("inputs", "outputs"):
@@ -102,17 +98,18 @@ def settings_fields(signature: Signature, version: str | None) -> dict:
     return {**fields, "versions": [version]} if version else fields
 
 
-def serve_signature(settings: ModelSettings, signature: Signature) -> list[str]:
-    """Make ``settings`` (the runtime's own ``self._settings``) serve ``signature`` as its metadata, and
-    ``versions`` ``[parameters.version]`` when a version is set; return the ways the file's declaration differed
-    (logged as one warning)."""
+def serve_signature(model: MLModel, signature: Signature) -> list[str]:
+    """Make ``model`` (a runtime, from its ``load``) serve ``signature`` as its metadata, and ``versions``
+    ``[parameters.version]`` when a version is set; return the ways the file's declaration differed (logged as one
+    warning at each load). Set through the model, so that MLServer's index of tensors by name follows too."""
+    settings = model.settings
     version = settings.parameters.version if settings.parameters else None
     differences = [*_differences("inputs", settings.inputs, signature.inputs),
                    *_differences("outputs", settings.outputs, signature.outputs)]
     if version and settings.versions and settings.versions != [version]:
         differences.append(f"versions: declared {settings.versions}, served {[version]}")
-    settings.inputs = [MetadataTensor.model_validate(t.as_dict()) for t in signature.inputs]
-    settings.outputs = [MetadataTensor.model_validate(t.as_dict()) for t in signature.outputs]
+    model.inputs = [MetadataTensor.model_validate(t.as_dict()) for t in signature.inputs]
+    model.outputs = [MetadataTensor.model_validate(t.as_dict()) for t in signature.outputs]
     if version:
         settings.versions = [version]
     if differences:
@@ -121,18 +118,17 @@ def serve_signature(settings: ModelSettings, signature: Signature) -> list[str]:
     return differences
 
 
-def _differences(kind: str, declared: list[MetadataTensor], served: tuple[Tensor, ...]) -> list[str]:
+def _differences(kind: str, declared: list[MetadataTensor], served: tuple[TensorSpec, ...]) -> list[str]:
     """How a declaration differs from what is served, tensor by tensor (nothing when nothing is declared)."""
     if not declared:
         return []
-    before = {tensor.name: Tensor.from_metadata(tensor) for tensor in declared}
-    after = {tensor.name: tensor for tensor in served}
+    # as declared, unchecked: a declaration this module would refuse is a difference to log, not a failed load
+    before = {tensor.name: f"{Datatype(tensor.datatype).value} {list(tensor.shape)}" for tensor in declared}
+    after = {tensor.name: tensor.describe() for tensor in served}
     out = [f"{kind}: {name!r} is declared but not served" for name in before if name not in after]
     out += [f"{kind}: {name!r} is served but not declared" for name in after if name not in before]
-    for name in (name for name in after if name in before):
-        old, new = before[name], after[name]
-        # parameters are hints, and Seldon's agent drops them when it rewrites the file: not a difference
-        if (old.datatype, old.shape) != (new.datatype, new.shape):
-            out.append(f"{kind}: {name!r} is declared {old.describe()}, served {new.describe()}")
+    # parameters are hints, and Seldon's agent drops them when it rewrites the file: not a difference
+    out += [f"{kind}: {name!r} is declared {before[name]}, served {after[name]}" for name in after
+            if name in before and before[name] != after[name]]
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from functools import cache
@@ -23,16 +24,8 @@ from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse
 from prometheus_client import REGISTRY
 
-from .binary_data import (
-    HEADER,
-    ITEM_SIZES,
-    BinaryOutputs,
-    TensorError,
-    binary_response,
-    read_request,
-    request_error,
-    with_data,
-)
+from .binary_data import HEADER, BinaryOutputs, binary_response, read_request, request_error, with_data
+from .tensor_bytes import ITEM_SIZES, TensorError
 
 CHECKED_VERSIONS = {"mlserver": "1.7.1", "prometheus-client": "0.26.0", "fastapi": "0.115.14",
                     "starlette": "0.46.2"}
@@ -170,12 +163,12 @@ _infer_contextmanager_bounded._market_ab_patched = True
 
 
 # REST bodies as the protocol has them --------------------------------------------------------------------------------
-# MLServer's REST server reads a body as JSON only under a JSON Content-Type (tritonclient sends none, KServe's SDK
-# sends application/octet-stream with binary tensors), knows nothing of the binary data extension, and answers a body
-# that does not parse or validate with FastAPI's 422 {"detail": [...]}. Its routes build their request with
-# ``mlserver.rest.app.Request``, looked up on every request, and answer with ``mlserver.rest.responses.Response``:
-# replacing the one and patching the other works on an app that already runs, which it does by the time MLServer
-# imports a runtime module.
+# MLServer's REST server reads a body as JSON only with no Content-Type or a JSON one (KServe's SDK sends
+# application/octet-stream with binary tensors, some clients text/plain), knows nothing of the binary data extension,
+# and answers a body that does not parse or validate with FastAPI's 422 {"detail": [...]}. Its routes build their
+# request with ``mlserver.rest.app.Request``, looked up on every request, and answer with
+# ``mlserver.rest.responses.Response``: replacing the one and patching the other works on an app that already runs,
+# which it does by the time MLServer imports a runtime module.
 
 _BINARY_OUTPUTS: ContextVar[BinaryOutputs | None] = ContextVar("market_ab_binary_outputs", default=None)
 _JSON = (b"content-type", b"application/json")
@@ -217,9 +210,15 @@ def _protocol_request(base: type) -> type:
             _answer_validation_errors_in_protocol_shape(scope)
             headers = scope.get("headers") or []
             self._binary_length = next((v.decode("latin-1") for k, v in headers if k == _HEADER), None)
-            if scope.get("method") == "POST":  # FastAPI parses JSON only under a JSON Content-Type
+            if _is_inference(scope):  # FastAPI parses a body as JSON only with no, or a JSON, Content-Type
                 scope["headers"] = [(k, v) for k, v in headers if k not in (b"content-type", _HEADER)] + [_JSON]
             super().__init__(scope, *args)
+
+        async def body(self) -> bytes:
+            try:
+                return await super().body()
+            except (OSError, EOFError, zlib.error) as error:  # Content-Encoding: gzip over bytes that are not
+                raise BodyError(f"the body is not gzip as its Content-Encoding says: {error}") from None
 
         async def json(self):
             if not hasattr(self, "_json"):
@@ -229,6 +228,8 @@ def _protocol_request(base: type) -> type:
                     self._json = with_data(body)
                 except TensorError as error:
                     raise BodyError(str(error)) from None
+                except (TypeError, AttributeError, KeyError) as error:  # a shape no check foresaw: the body's fault
+                    raise BodyError(f"not an inference request: {type(error).__name__}: {error}") from None
                 if wanted.any:
                     _BINARY_OUTPUTS.set(wanted)  # this request's own context: each request runs in its own task
             return self._json
@@ -246,10 +247,17 @@ def _answer_validation_errors_in_protocol_shape(scope) -> None:
         handlers[RequestValidationError] = _validation_error_response
 
 
-async def _validation_error_response(_request, error):
+def _is_inference(scope) -> bool:
+    """An inference request (``.../infer``, ``.../generate``): the routes whose bodies the protocol defines; other
+    routes (the repository API, custom handlers of other runtimes) keep their own reading."""
+    return scope.get("method") == "POST" and scope.get("path", "").endswith(("/infer", "/generate"))
+
+
+async def _validation_error_response(request, error):
     from mlserver.rest.responses import Response
 
-    return Response(status_code=400, content={"error": f"not an inference request: {request_error(error.errors())}"})
+    what = "not an inference request" if _is_inference(request.scope) else "invalid request"
+    return Response(status_code=400, content={"error": f"{what}: {request_error(error.errors())}"})
 
 
 _validation_error_response._market_ab_patched = True

@@ -35,8 +35,14 @@ class InvalidInput(MLServerError):
 def check_request_id(payload: InferenceRequest) -> None:
     """Request ids travel back in HTTP headers and gRPC metadata (MLServer's CloudEvents ``ce-id``), and routers
     store them as decision ids: one outside the documented alphabet or length is refused before anything runs."""
-    if payload.id and not REQUEST_ID.fullmatch(payload.id):  # (gRPC sends "" for no id)
-        raise InvalidInput(f"request id {_shown(payload.id)} must be {REQUEST_ID_RULE}", "invalid_request_id")
+    if payload.id:  # (gRPC sends "" for no id)
+        check_id(payload.id)
+
+
+def check_id(request_id: str) -> None:
+    """An id outside the documented alphabet or length: ``InvalidInput`` naming the rule."""
+    if not REQUEST_ID.fullmatch(request_id):
+        raise InvalidInput(f"request id {_shown(request_id)} must be {REQUEST_ID_RULE}", "invalid_request_id")
 
 
 def _shown(text: str) -> str:

@@ -49,6 +49,25 @@ def rest_body(inputs: dict[str, np.ndarray]) -> bytes:
     return json.dumps({"inputs": tensors}, allow_nan=True).encode()
 
 
+def triton_body(inputs: dict[str, np.ndarray], binary: bool | set[str] = True, outputs: dict[str, bool] | None = None,
+                request_id: str = "") -> tuple[bytes, int | None]:
+    """A REST request body as NVIDIA's tritonclient builds it (a third party's encoder, so tests check the binary data
+    extension as clients speak it), and its JSON length (None: no binary input, the body is all JSON). ``binary``:
+    every input as bytes, or the names of those that are; ``outputs``: names and whether each comes back as bytes
+    (None names none, so tritonclient asks for every output as bytes)."""
+    import tritonclient.http as triton
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensors = []
+    for name, value in inputs.items():
+        array = np.asarray(value)
+        array = array.astype(object) if array.dtype.kind in "SU" else array
+        tensors.append(triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype)))
+        tensors[-1].set_data_from_numpy(array, binary_data=name in binary if isinstance(binary, set) else binary)
+    requested = None if outputs is None else [triton.InferRequestedOutput(n, binary_data=b) for n, b in outputs.items()]
+    return triton.InferenceServerClient.generate_request_body(tensors, outputs=requested, request_id=request_id)
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> dict[str, LSTMArtifact]:
     return {name: LSTMArtifact.load(MODELS / name) for name in LSTM_NAMES}

@@ -11,15 +11,10 @@ import tritonclient.http as triton
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seldon_market_ab.binary_data import (
-    HEADER,
-    BinaryOutputs,
-    TensorError,
-    binary_response,
-    read_request,
-    with_data,
-    write_response,
-)
+from seldon_market_ab.binary_data import HEADER, BinaryOutputs, binary_response, read_request, with_data, write_response
+from seldon_market_ab.tensor_bytes import TensorError
+
+from .conftest import triton_body
 
 ARRAYS = {
     "prices": np.arange(12, dtype=np.float32).reshape(1, 3, 4) / 7,
@@ -31,13 +26,8 @@ ARRAYS = {
 DATATYPES = {"prices": "FP32", "counts": "INT64", "flags": "BOOL", "half": "FP16", "ids": "BYTES"}
 
 
-def triton_body(binary: set[str], names=tuple(ARRAYS), **options) -> tuple[bytes, int | None]:
-    tensors = []
-    for name in names:
-        tensor = triton.InferInput(name, list(ARRAYS[name].shape), DATATYPES[name])
-        tensor.set_data_from_numpy(ARRAYS[name], binary_data=name in binary)
-        tensors.append(tensor)
-    return triton.InferenceServerClient.generate_request_body(tensors, **options)
+def body_of(binary: set[str], names=tuple(ARRAYS)) -> tuple[bytes, int | None]:
+    return triton_body({name: ARRAYS[name] for name in names}, binary)
 
 
 def decoded(request: dict, name: str) -> np.ndarray:
@@ -52,7 +42,7 @@ def decoded(request: dict, name: str) -> np.ndarray:
                          ids=["json", "one", "all-but-fp16", "all"])
 def test_requests_built_by_tritonclient_read_back_exactly(binary):
     names = tuple(n for n in ARRAYS if n != "half" or n in binary)  # JSON has no FP16: tritonclient refuses it
-    body, length = triton_body(binary, names)
+    body, length = body_of(binary, names)
     request = with_data(read_request(body, None if length is None else str(length)))
     for name in names:
         assert np.array_equal(decoded(request, name), ARRAYS[name]), name
@@ -61,7 +51,7 @@ def test_requests_built_by_tritonclient_read_back_exactly(binary):
 
 
 def test_the_bytes_of_binary_inputs_are_kept_as_they_came():
-    body, length = triton_body({"prices", "ids"}, ("prices", "ids"))
+    body, length = body_of({"prices", "ids"}, ("prices", "ids"))
     buffers = read_request(body, str(length)).buffers
     assert buffers["prices"] == ARRAYS["prices"].tobytes()
     assert buffers["ids"] == b"".join(len(v).to_bytes(4, "little") + v for v in ARRAYS["ids"])
@@ -122,7 +112,7 @@ def test_a_malformed_body_is_a_client_error_naming_the_problem(body, length, exp
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_any_corruption_of_a_binary_body_is_read_or_refused_as_a_client_error(data):
-    body, length = triton_body({"prices", "ids", "counts"}, ("prices", "ids", "counts", "flags"))
+    body, length = body_of({"prices", "ids", "counts"}, ("prices", "ids", "counts", "flags"))
     position = data.draw(st.integers(0, len(body) - 1))
     cut = data.draw(st.integers(0, 16))
     noise = data.draw(st.binary(max_size=8))
@@ -131,6 +121,27 @@ def test_any_corruption_of_a_binary_body_is_read_or_refused_as_a_client_error(da
                                  st.text(max_size=4)))
     try:
         parsed = read_request(corrupted, header)
+        BinaryOutputs.of(parsed.request)
+        with_data(parsed)
+    except TensorError:
+        pass
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 40) | st.floats(allow_nan=False) | st.text(max_size=6),
+                    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+                        st.sampled_from(["inputs", "outputs", "parameters", "name", "datatype", "shape", "data",
+                                         "binary_data_size", "binary_data", "binary_data_output", "id"]),
+                        children, max_size=5), max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(request=st.dictionaries(st.sampled_from(["inputs", "outputs", "parameters", "id"]), JSON, max_size=4),
+       tail=st.binary(max_size=24), binary=st.booleans())
+def test_any_json_request_is_read_or_refused_as_a_client_error(request, tail, binary):
+    """Whatever JSON a client sends, only TensorError (a 400) comes out; what is left is for validation to refuse."""
+    head = orjson.dumps(request)
+    try:
+        parsed = read_request(head + tail if binary else head, str(len(head)) if binary else None)
         BinaryOutputs.of(parsed.request)
         with_data(parsed)
     except TensorError:

@@ -20,6 +20,7 @@ def fuzzed(tmp_path_factory):
         tally = fuzz.run(server.grpc_address, "127.0.0.1", server.http_port, windows, features, requests=250)
         labels = fuzz.model_labels(server.metrics_url)
         alive = server._process.poll() is None
+    fuzz.fuzz_gateway(MODELS, windows, features, 150, tally, tmp_path_factory.mktemp("fuzz-gateway") / "serve.log")
     return tally, labels, alive
 
 
@@ -27,7 +28,7 @@ def test_no_request_is_mishandled(fuzzed):
     tally, _, alive = fuzzed
     assert alive
     assert tally.mishandled() == 0, tally.examples
-    for protocol in ("grpc", "rest", "binary"):
+    for protocol in (*fuzz.PROTOCOLS, *(f"gateway-{p}" for p in fuzz.PROTOCOLS)):
         outcomes = fuzz._outcomes(tally, protocol)
         assert outcomes.get(fuzz.OK, 0) > 20 and outcomes.get(fuzz.CLIENT_ERROR, 0) > 20  # both kinds were sent
 
@@ -40,6 +41,6 @@ def test_metric_series_stay_bounded(fuzzed):
 def test_the_stored_fuzz_run_is_a_long_one_with_nothing_mishandled():
     results = json.loads((REPO / "docs" / "fuzz.json").read_text())
     assert results["requests_per_protocol"] >= 10_000
-    assert set(results["protocols"]) == {"grpc", "rest", "binary"}
+    assert set(results["protocols"]) == {*fuzz.PROTOCOLS, *(f"gateway-{p}" for p in fuzz.PROTOCOLS)}
     assert all(p["mishandled"] == 0 for p in results["protocols"].values())
     assert results["metric_model_labels"]["other"] == []

@@ -72,6 +72,37 @@ def test_the_patches_install_once_and_replace_what_they_name():
         assert f"self.{attribute}" in source, attribute
 
 
+def test_the_rest_patches_install_once_and_rest_on_what_the_pinned_versions_do():
+    import inspect
+
+    import fastapi.routing
+    from mlserver.rest import app, responses
+    from starlette._exception_handler import wrap_app_handling_exceptions
+    from starlette.middleware.exceptions import ExceptionMiddleware
+    from starlette.responses import Response
+
+    mlserver_compat.install_patches()
+    installed = (app.Request, responses.Response.render, responses.Response.init_headers)
+    mlserver_compat.install_patches()  # idempotent: nothing wrapped twice
+    assert (app.Request, responses.Response.render, responses.Response.init_headers) == installed
+    assert app.Request._market_ab_patched and app.Request.__mro__[1].__module__ == "mlserver.rest.requests"
+    # MLServer's routes build their request from the module's `Request`, looked up on every request
+    assert "request = Request(request.scope, request.receive)" in inspect.getsource(app.APIRoute.get_route_handler)
+    # Starlette sets a response's status before rendering its body, and its headers after
+    init = inspect.getsource(Response.__init__)
+    assert init.index("self.status_code = status_code") < init.index("self.render(content)") \
+        < init.index("self.init_headers(headers)")
+    # the app's live exception handlers travel in the scope, and are looked up there when an error is raised
+    assert 'scope["starlette.exception_handlers"] = (' in inspect.getsource(ExceptionMiddleware.__call__)
+    assert 'conn.scope["starlette.exception_handlers"]' in inspect.getsource(wrap_app_handling_exceptions)
+    # FastAPI lets an HTTPException out of its body parsing unchanged, and parses JSON with no Content-Type
+    handler = inspect.getsource(fastapi.routing.get_request_handler)
+    assert "except HTTPException:" in handler and "if not content_type_value:" in handler
+    error = mlserver_compat.BodyError("bad body")  # found by MLServer's handler first, and let out by FastAPI's
+    assert isinstance(error, fastapi.HTTPException) and type(error).__mro__[1] is MLServerError
+    assert (str(error), error.status_code) == ("bad body", 400)
+
+
 @pytest.mark.parametrize(("mutate", "expected"), [
     (lambda r: r.raw_input_contents.__setitem__(0, b"\x00" * 7), "needs 8 bytes of raw contents, got 7"),
     (lambda r: r.inputs[0].__setattr__("datatype", "FP7"), "datatype 'FP7'"),

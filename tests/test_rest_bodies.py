@@ -7,6 +7,7 @@ holds the REST server).
 """
 
 import gzip
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -15,9 +16,9 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from .conftest import MIN_WINDOW
+from seldon_market_ab.binary_data import HEADER
 
-HEADER = "Inference-Header-Content-Length"
+from .conftest import MIN_WINDOW, triton_body
 
 
 @pytest.fixture(params=["served", "served_workers"])
@@ -43,13 +44,10 @@ def post(url: str, body: bytes, headers: dict):
         return error.code, error.headers, error.read()
 
 
-def triton_body(array: np.ndarray, binary_in: bool, binary_out: bool | None) -> tuple[bytes, int | None]:
-    """A request as tritonclient builds it; ``binary_out`` None asks for no outputs (so all, as bytes)."""
-    tensor = triton.InferInput("ohlcv", list(array.shape), "FP32")
-    tensor.set_data_from_numpy(array, binary_data=binary_in)
-    outputs = None if binary_out is None else [triton.InferRequestedOutput(n, binary_data=binary_out)
-                                               for n in ("probability", "direction", "model")]
-    return triton.InferenceServerClient.generate_request_body([tensor], outputs=outputs, request_id="b1")
+def ohlcv_body(array: np.ndarray, binary_in: bool, binary_out: bool | None) -> tuple[bytes, int | None]:
+    """``binary_out`` None names no outputs (so all come back as bytes)."""
+    outputs = None if binary_out is None else dict.fromkeys(("probability", "direction", "model"), binary_out)
+    return triton_body({"ohlcv": array}, binary_in, outputs, request_id="b1")
 
 
 def answer(status: int, headers: dict, body: bytes) -> triton.InferResult:
@@ -71,8 +69,8 @@ def test_a_json_body_is_read_whatever_its_content_type(url, content_type):
 @pytest.mark.parametrize("binary_in, binary_out", [(False, False), (True, False), (False, True), (True, True),
                                                    (True, None)])
 def test_the_binary_extension_both_ways_gives_the_json_answer(url, binary_in, binary_out):
-    reference = answer(*post(url, triton_body(window(), False, False)[0], {})).as_numpy("probability")
-    body, length = triton_body(window(), binary_in, binary_out)
+    reference = answer(*post(url, ohlcv_body(window(), False, False)[0], {})).as_numpy("probability")
+    body, length = ohlcv_body(window(), binary_in, binary_out)
     status, headers, content = post(url, body, {HEADER: str(length)} if length else {})
     result = answer(status, headers, content)
     assert (HEADER in headers) == (binary_out is not False)
@@ -84,12 +82,27 @@ def test_the_binary_extension_both_ways_gives_the_json_answer(url, binary_in, bi
 
 
 def test_a_gzipped_binary_body_is_read(url):
-    body, length = triton_body(window(), True, True)
+    body, length = ohlcv_body(window(), True, True)
     status, headers, content = post(url, gzip.compress(body), {HEADER: str(length), "Content-Encoding": "gzip"})
     assert answer(status, headers, content).as_numpy("direction").shape == (1,)
 
 
+def test_a_body_with_no_content_type_header_at_all_is_read(url):
+    """urllib adds a form Content-Type to every POST; http.client sends exactly the headers given."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("POST", "/v2/models/baseline/infer", body=JSON_BODY, headers={})
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["outputs"][2]["data"] == ["baseline:1"]
+    connection.close()
+
+
 @pytest.mark.parametrize("body, headers, expected", [
+    (b'{"inputs": [], "outputs": 5}', {}, "not an inference request: outputs"),
+    (b'{"inputs": [3], "parameters": {"binary_data_output": true}}', {}, "not an inference request: inputs.0"),
+    (b'{"inputs": [7, {"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]}'
+     + bytes(4), {HEADER: "103"}, "not an inference request: inputs.0"),
+    (b"not gzip at all", {"Content-Encoding": "gzip"}, "is not gzip"),
     (b"{not json", {}, "the body is not JSON"),
     (b'{"inputs": "ohlcv"}', {}, "not an inference request: inputs: Input should be a valid list"),
     (b'{"inputs": [{"name": "ohlcv"}]}', {}, "not an inference request: inputs.0.shape: Field required"),
@@ -105,9 +118,15 @@ def test_a_body_that_is_not_a_request_is_a_400_in_the_protocols_shape(url, body,
 
 
 def test_a_binary_request_the_model_refuses_is_answered_in_json(url):
-    body, length = triton_body(window(low=-1.0), True, True)
+    body, length = ohlcv_body(window(low=-1.0), True, True)
     status, headers, content = post(url, body, {HEADER: str(length)})
     assert status == 400 and HEADER not in headers and "must be > 0" in json.loads(content)["error"]
+
+
+def test_other_routes_keep_their_reading_and_answer_in_the_protocols_shape(url):
+    base = url.rsplit("/v2/", 1)[0]
+    status, _, content = post(f"{base}/v2/repository/index", b"", {})
+    assert status == 400 and json.loads(content)["error"].startswith("invalid request: ")
 
 
 def test_metadata_and_health_are_untouched(url):

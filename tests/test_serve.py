@@ -31,7 +31,7 @@ from local_seldon.serve import LAUNCHED_LINE
 from local_seldon.serve_process import ServeProcess
 from seldon_market_ab.mlserver_compat import response_from_grpc
 
-from .conftest import MODELS, REPO, running
+from .conftest import MODELS, REPO, running, triton_body
 
 ECHOS = ("echo-a", "echo-b", "echo-c", "echo-d", "echo-e", "echo-f")
 TEST_MANIFESTS = """
@@ -173,15 +173,8 @@ def binary_post(url: str, inputs: dict, request_id: str | None, headers: dict):
     """REST with the binary data extension, the body built and the answer read by tritonclient (a third party's
     encoder: every input as bytes, every output asked for as bytes)."""
     import tritonclient.http as triton
-    from tritonclient.utils import np_to_triton_dtype
 
-    tensors = []
-    for name, value in inputs.items():
-        array = np.asarray(value)
-        array = array.astype(object) if array.dtype.kind in "SU" else array
-        tensors.append(triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype)))
-        tensors[-1].set_data_from_numpy(array, binary_data=True)
-    body, length = triton.InferenceServerClient.generate_request_body(tensors, request_id=request_id or "")
+    body, length = triton_body(inputs, request_id=request_id or "")
     request = urllib.request.Request(url, data=body, headers={"Inference-Header-Content-Length": str(length),
                                                               **headers})
     try:
@@ -458,6 +451,22 @@ def test_gateway_metrics_count_requests_by_target_and_status(serve, window):
     before = metric(serve, "market_ab_gateway_requests_total", target="contextual.pipeline", code="200")
     assert Door(serve, "rest").infer("contextual.pipeline", {"ohlcv": window})[0] == 200
     assert metric(serve, "market_ab_gateway_requests_total", target="contextual.pipeline", code="200") == before + 1
+
+
+@pytest.mark.parametrize("target", ["lightweight", "mab.pipeline", "ab-test.experiment"])
+@pytest.mark.parametrize("request_id", ["\u65e5\u672c", "a b", "x" * 129])
+def test_a_request_id_that_cannot_travel_back_is_refused_at_the_door(door, window, target, request_id):
+    """The id goes back in a header and in gRPC metadata, which cannot carry every string: 400 / INVALID_ARGUMENT
+    before anything runs (gRPC once answered INTERNAL here)."""
+    status, _, _, message = door.infer(target, {"ohlcv": window}, request_id=request_id)
+    assert status == 400 and "request id" in message and "must be" in message
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_pipeline_request_that_feeds_no_step_is_a_client_error(serve, transport):
+    """No input at all: no step can run. The client's mistake (400), not the pipeline's (it once answered 500)."""
+    status, _, _, message = Door(serve, transport).infer("mab.pipeline", {})
+    assert status == 400 and "ran no step" in message and "thompson-router reads mab.inputs" in message
 
 
 def test_metadata_of_a_pipeline_is_what_seldons_pipeline_gateway_answers(serve):
