@@ -328,7 +328,10 @@ def _bytes_of(t: Tensor) -> bytes | None:
     try:
         if t.datatype == "BYTES":
             return pack_bytes([v if isinstance(v, bytes) else str(v).encode() for v in t.values])
-        return np.asarray(t.values, dtype=RAW_DTYPES[t.datatype]).tobytes()
+        dtype = np.dtype(RAW_DTYPES[t.datatype])
+        if dtype.kind in "iu" and any(not np.iinfo(dtype).min <= v <= np.iinfo(dtype).max for v in t.values):
+            return None  # numpy would wrap it round; JSON carries the number as it is
+        return np.asarray(t.values, dtype=dtype).tobytes()
     except (KeyError, ValueError, TypeError, OverflowError):
         return None
 
