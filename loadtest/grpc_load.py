@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -29,34 +30,47 @@ class LoadResult:
         return float(np.percentile(self.latencies, q)) if len(self.latencies) else float("nan")
 
 
+async def run_closed_loop(send: Callable[[int], Awaitable[bool]], count: int, clients: int, seconds: float,
+                          reuse: bool = True, answered: list | None = None) -> LoadResult:
+    """``clients`` callers of ``send(index)`` (True: answered, False: an error), each calling again as soon as its
+    call returns, over indices ``0 .. count-1`` (round and round when ``reuse``), for ``seconds``."""
+    next_index, latencies, errors = 0, [], 0
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def client():
+        nonlocal next_index, errors
+        while time.perf_counter() < deadline:
+            if next_index >= count and not reuse:
+                return  # every unique request was sent
+            index = next_index % count
+            next_index += 1
+            sent = time.perf_counter()
+            if await send(index):
+                latencies.append(time.perf_counter() - sent)
+                if answered is not None:
+                    answered.append(index)
+            else:
+                errors += 1
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return LoadResult(len(latencies), errors, time.perf_counter() - started, np.asarray(latencies))
+
+
 async def _closed_loop(address: str, requests: list[pb.ModelInferRequest], clients: int, seconds: float,
                        reuse: bool, metadata: tuple, answered: list | None) -> LoadResult:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
         await stub.ServerLive(pb.ServerLiveRequest())
-        next_index, latencies, errors = 0, [], 0
-        started = time.perf_counter()
-        deadline = started + seconds
 
-        async def client():
-            nonlocal next_index, errors
-            while time.perf_counter() < deadline:
-                if next_index >= len(requests) and not reuse:
-                    return  # every unique request was sent
-                index = next_index % len(requests)
-                next_index += 1
-                sent = time.perf_counter()
-                try:
-                    await stub.ModelInfer(requests[index], metadata=metadata, timeout=30)
-                    latencies.append(time.perf_counter() - sent)
-                    if answered is not None:
-                        answered.append(index)
-                except grpc.aio.AioRpcError:
-                    errors += 1
+        async def send(index: int) -> bool:
+            try:
+                await stub.ModelInfer(requests[index], metadata=metadata, timeout=30)
+                return True
+            except grpc.aio.AioRpcError:
+                return False
 
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return LoadResult(len(latencies), errors, elapsed, np.asarray(latencies))
+        return await run_closed_loop(send, len(requests), clients, seconds, reuse, answered)
 
 
 def closed_loop(address: str, requests: list[pb.ModelInferRequest], clients: int = 8, seconds: float = 2.0,

@@ -5,36 +5,21 @@ differ only in what the server does with their bodies."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
-import numpy as np
 
-from .grpc_load import LoadResult
+from .grpc_load import LoadResult, run_closed_loop
 
 
 async def _closed_loop(url: str, bodies: list[tuple[bytes, dict]], clients: int, seconds: float) -> LoadResult:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
-        next_index, latencies, errors = 0, [], 0
-        started = time.perf_counter()
-        deadline = started + seconds
+        async def send(index: int) -> bool:
+            body, headers = bodies[index]
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                return response.status == 200
 
-        async def client():
-            nonlocal next_index, errors
-            while time.perf_counter() < deadline:
-                body, headers = bodies[next_index % len(bodies)]
-                next_index += 1
-                sent = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    if response.status == 200:
-                        latencies.append(time.perf_counter() - sent)
-                    else:
-                        errors += 1
-
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return LoadResult(len(latencies), errors, elapsed, np.asarray(latencies))
+        return await run_closed_loop(send, len(bodies), clients, seconds)
 
 
 def rest_closed_loop(url: str, bodies: list[tuple[bytes, dict]], clients: int = 8, seconds: float = 2.0) -> LoadResult:

@@ -171,8 +171,9 @@ class Gateway:
                      for step in plan.steps if any(r.source == name for r in step.inputs)]
             raise GatewayError(400, f"pipeline '{name}' ran no step: the request holds "
                                     f"{', '.join(sorted(tensors)) or 'no input'}, and {'; '.join(first)}")
-        if result.output is None:
-            raise GatewayError(500, f"pipeline '{name}' produced no output: its output takes "
+        if result.output is None:  # every step answered, but the request's path never reached the output: it lacked
+            # a tensor the output needs, or was a message the steps answer without routing (a router's feedback)
+            raise GatewayError(400, f"pipeline '{name}' produced no output: its output takes "
                                     f"{', '.join(r.source for r in plan.output)} ({plan.output_join} join), and "
                                     f"the steps that ran were {', '.join(result.ran) or 'none'}")
         return result.output
