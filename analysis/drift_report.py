@@ -56,7 +56,7 @@ def render_markdown(results: dict) -> str:
         "from a market. The series calibration, judged out of sample (each instrument's windows against a "
         f"calibration built from the other instruments'), flags {out_of_sample}.",
         "",
-        "![false alarms](docs/drift-false-alarms.png)",
+        "![false alarms](drift-false-alarms.png)",
         "",
         "**Detection around stress episodes**: trailing windows ending on each trading day from 20 days before "
         "the onset to 59 days after it; share flagged before and after the onset, and the delay from the onset to "
@@ -77,7 +77,7 @@ def render_markdown(results: dict) -> str:
                 cells.append(f"{100 * summary['before']['share']:.0f}% / {100 * summary['after']['share']:.0f}% / "
                              f"{delay}")
             lines.append(f"| {episode} ({entry['onset']}) | {name} | " + " | ".join(cells) + " |")
-    lines += ["", "![detection](docs/drift-detection.png)", ""]
+    lines += ["", "![detection](drift-detection.png)", ""]
     lines += timeline_markdown(results["timeline"])
     lines += cost_markdown(results["cost"], results["mmd_power"], series_tests)
     return "\n".join(lines)
@@ -153,7 +153,7 @@ def timeline_markdown(timeline: dict) -> list[str]:
                           f"{_pp(row['difference'])} [{_pp(row['low'])}, {_pp(row['high'])}]"]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["![timeline](docs/drift-timeline.png)", ""]
+    lines += ["![timeline](drift-timeline.png)", ""]
     return lines
 
 

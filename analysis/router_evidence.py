@@ -233,7 +233,7 @@ def render_markdown(results: dict) -> str:
                      f" | {_ci(row['regret_at_horizon'], scale=1)} |")
     lines += [
         "",
-        "![simulation](docs/router-simulation.png)",
+        "![simulation](router-simulation.png)",
         "",
         f"**Replay over the real test period** ({real['n']} instrument-days on {real['days']} trading days): "
         f"arms {', '.join(real['arms'])}; reward 1 when the model's direction was right, delivered one trading "
@@ -257,7 +257,7 @@ def render_markdown(results: dict) -> str:
                      f"{share} | {late} |")
     lines += [
         "",
-        "![replay traffic share](docs/router-replay.png)",
+        "![replay traffic share](router-replay.png)",
         "",
         "Off-policy estimates of other policies' accuracy (%) from the Thompson-sampling logs and their "
         "propensities, next to the truth (known here because every model's correctness is known):",

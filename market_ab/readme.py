@@ -80,9 +80,9 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-drift-detector": lambda: markdown_table(DriftSettings),
         "drift-evidence": lambda: drift_report.render_markdown(_json(docs_dir / "drift-evidence.json")),
         "drift-serving": lambda: drift_serving.render_markdown(_json(docs_dir / "drift-serving.json")),
-        # the README links the sample where it lives in the repository, whichever docs_dir was read
+        # docs/demo.md shows the sample where it lives in the repository, whichever docs_dir was read
         "demo-report": lambda: ab_report.readme_sample(_json(docs_dir / "demo-report" / "report.json"),
-                                                       "docs/demo-report"),
+                                                       "docs/demo-report", "demo-report"),
         "stale-features": lambda: stale_features.render_markdown(_json(docs_dir / "stale-features.json")),
         "ab-calibration": lambda: ab_calibration.render_markdown(_json(docs_dir / "ab-calibration.json")),
         "gateway-serving": lambda: gateway_serving.render_markdown(_json(docs_dir / "gateway-serving.json")),

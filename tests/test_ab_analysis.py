@@ -1,5 +1,5 @@
 """The A/B analysis (analysis/ab_analysis.py) on simulated experiments whose truth is known, and its calibration
-at a small size (the full run is docs/ab-calibration.json, rendered in the README)."""
+at a small size (the full run is docs/ab-calibration.json, rendered in the docs)."""
 
 import json
 

@@ -1,5 +1,5 @@
 """The serving benchmark runs end to end (tiny and fast here: its figures are only read from a full run, and no
-test asserts a timing). The README's table is rendered from docs/benchmarks.json (tests/test_readme.py)."""
+test asserts a timing). The docs' table is rendered from docs/benchmarks.json (tests/test_readme.py)."""
 
 import json
 

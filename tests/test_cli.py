@@ -132,7 +132,7 @@ def test_demo_end_to_end(tmp_path):
     assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 6
     assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
-    readme = (REPO / "README.md").read_text()  # the README describes the fault that was injected
+    page = (REPO / "docs" / "demo.md").read_text()  # the docs describe the fault that was injected
     described = f"{FAULT['added_latency_ms']:g} ms of added latency, {FAULT['failure_rate']:.0%} of requests failed"
-    assert described in readme
+    assert described in page
     assert report["fault"] == FAULT

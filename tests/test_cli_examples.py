@@ -29,7 +29,8 @@ from market_ab.cli import build_parser
 from .conftest import MODELS, REPO, copy_repository
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
-FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
+FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", re.M | re.S)
+SHELL = ("", "bash", "sh", "shell", "console")  # fences whose lines are command lines (not text, Python, YAML)
 INLINE = re.compile(r"`([^`\n]+)`")
 PLACEHOLDER = re.compile(r"<([^<>]+)>")  # `--feedback <request id>=1`: a value only a previous answer can give
 MENTIONS = re.compile(r"market-ab|market_ab\.cli")
@@ -96,8 +97,8 @@ def examples_in(text: str, name: str) -> list[Example]:
     a bare `market-ab infer` names the command, it is not a command line)."""
     found, prose = [], text
     for block in FENCE.finditer(text):
-        first = text.count("\n", 0, block.start(1)) + 1
-        for number, line in _lines(block[1], first):
+        first = text.count("\n", 0, block.start(2)) + 1
+        for number, line in _lines(block[2], first) if block[1].strip() in SHELL else ():
             command = _command(line)
             if command is not None:
                 found.append(Example(f"{name}:{number}", command, fenced=True))

@@ -1,4 +1,4 @@
-"""The drift evidence script end to end at a tiny size, and the stored evidence the README renders."""
+"""The drift evidence script end to end at a tiny size, and the stored evidence the docs render."""
 
 import json
 from pathlib import Path
@@ -27,7 +27,7 @@ def test_evidence_script_runs_end_to_end(tmp_path):
 
 
 def test_stored_evidence_is_from_a_full_run():
-    """The README renders docs/drift-evidence.json (tests/test_readme.py); it must come from a full run."""
+    """The docs render docs/drift-evidence.json (tests/test_readme.py); it must come from a full run."""
     results = json.loads((REPO / "docs" / "drift-evidence.json").read_text())
     assert results["false_alarms"]["windows"] >= 200
     assert set(results["detection"]) == set(drift_evidence.EPISODES)

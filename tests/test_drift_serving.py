@@ -1,5 +1,5 @@
 """The drift detector's serving-cost benchmark runs end to end (tiny here: no timing is asserted; the figures are
-read only from a full run). The README renders docs/drift-serving.json (tests/test_readme.py)."""
+read only from a full run). The docs render docs/drift-serving.json (tests/test_readme.py)."""
 
 import json
 

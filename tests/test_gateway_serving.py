@@ -1,5 +1,5 @@
 """The gateway's serving-cost benchmark runs end to end (tiny here: no timing is asserted; the figures are read only
-from a full run). The README renders docs/gateway-serving.json (tests/test_readme.py)."""
+from a full run). The docs render docs/gateway-serving.json (tests/test_readme.py)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""The offline replay and the off-policy estimators, and the evidence the README shows."""
+"""The offline replay and the off-policy estimators, and the evidence the docs show."""
 
 import json
 
@@ -66,7 +66,7 @@ def test_evidence_script_runs_end_to_end(tmp_path):
 
 
 def test_stored_evidence_is_from_a_full_run():
-    """The README renders docs/router-evidence.json (tests/test_readme.py); it must come from a full run."""
+    """The docs render docs/router-evidence.json (tests/test_readme.py); it must come from a full run."""
     results = router_evidence.load_results(REPO / "docs" / "router-evidence.json")
     assert results["simulation"]["seeds"] >= 20 and results["simulation"]["horizon"] >= 5000
     assert results["replay"]["n"] > 3000

@@ -530,12 +530,12 @@ def test_ready_only_when_every_model_is(serve):
     assert get(f"{serve.http_url}/v2/health/ready")[0] == 200
 
 
-def test_the_readmes_calling_example_runs_as_written(serve):
-    readme = (REPO / "README.md").read_text()
-    example = readme.split("**Calling it**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+def test_the_seldon_pages_calling_example_runs_as_written(serve):
+    page = (REPO / "docs" / "seldon.md").read_text()
+    example = page.split("**Calling it**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     example = example.replace("http://127.0.0.1:9000", serve.http_url).replace("127.0.0.1:9001", serve.grpc_address)
     scope: dict = {}
-    exec(compile(example, "README.md", "exec"), scope)  # noqa: S102 - our own README's example
+    exec(compile(example, "docs/seldon.md", "exec"), scope)  # noqa: S102 - our own docs' example
     assert scope["by_rest"]["model"][0].split(":")[0] in ("baseline", "enhanced", "lightweight")  # ab-test, last
     assert scope["feedback"]["status"] == ["applied", "applied"]
 

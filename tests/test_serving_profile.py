@@ -1,5 +1,5 @@
 """The serving profile (loadtest/serving_profile.py): how samples are put in parts, and a tiny run end to end with
-py-spy attached to a real MLServer. The README's table is rendered from docs/serving-profile.json
+py-spy attached to a real MLServer. The docs' table is rendered from docs/serving-profile.json
 (tests/test_readme.py)."""
 
 import json
