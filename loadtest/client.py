@@ -4,7 +4,8 @@
 target goes in the ``seldon-model`` header (gRPC: call metadata), every request carries an id (``x-request-id`` and
 the request's own id; a router's decision id), only UNAVAILABLE / 503 is retried (with the same id, which a router
 answers with the same decision), each attempt has a deadline, gRPC tensors travel as raw contents, and TLS is one
-argument. ``infer_grpc`` and ``infer_rest`` are the plain calls underneath.
+argument. ``send_outcomes`` reports how answered requests turned out (the ``outcomes`` model). ``infer_grpc`` and
+``infer_rest`` are the plain calls underneath.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mlserver.grpc import dataplane_pb2_grpc
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
 
 from seldon_market_ab.mlserver_compat import datatype_of, response_from_grpc
+from seldon_market_ab.tensor_bytes import pack_bytes
 
 ROUTE_HEADER = "x-seldon-route"
 
@@ -46,16 +48,19 @@ _CONTENTS_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "i
 
 def build_grpc_request(model: str, inputs: dict[str, np.ndarray], request_id: str | None = None,
                        raw: bool = True) -> pb.ModelInferRequest:
-    """Raw tensor contents (the fast path) or typed ``*_contents``; NaN and Inf pass through as they are."""
+    """Raw tensor contents for every input (the fast path; the protocol allows raw contents only for all inputs or
+    none) or typed ``*_contents``; NaN and Inf pass through as they are."""
     request = pb.ModelInferRequest(model_name=model, id=request_id or "")
     for name, value in inputs.items():
         array = np.asarray(value)
         datatype = "BYTES" if array.dtype.kind in "OSU" else datatype_of(array)
         tensor = request.inputs.add(name=name, datatype=datatype, shape=list(array.shape))
-        if datatype == "BYTES":
-            tensor.contents.bytes_contents.extend(str(v).encode() for v in array.ravel())
-        elif raw:
-            request.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
+        items = [str(v).encode() for v in array.ravel()] if datatype == "BYTES" else None
+        if raw:
+            request.raw_input_contents.append(pack_bytes(items) if items is not None
+                                              else np.ascontiguousarray(array).tobytes())
+        elif items is not None:
+            tensor.contents.bytes_contents.extend(items)
         else:
             getattr(tensor.contents, _CONTENTS_FIELD[datatype]).extend(array.ravel().tolist())
     return request
@@ -138,6 +143,19 @@ class InferenceClient:
                     raise
             time.sleep(self.backoff_seconds * 2**attempt)
         raise AssertionError("unreachable")
+
+    def send_outcomes(self, request_ids: list[str], models: list[str], correct: list[bool],
+                      returns: list[float] | None = None, protocol: str = "grpc", target: str = "outcomes",
+                      timeout: float = 30.0) -> list[str]:
+        """Tell the outcomes model how answered requests turned out: for each request id, the served model that
+        answered it (an experiment's candidate as ``x-seldon-route`` names it, a router pipeline's arm), whether its
+        direction was right, and optionally the strategy's return. One status per row: ``recorded``, ``duplicate``,
+        ``conflict`` or ``unknown_model``. Safe to retry: a repeated id with the same values counts once."""
+        inputs = {"request_id": np.array(request_ids, dtype=object), "model": np.array(models, dtype=object),
+                  "correct": np.asarray(correct, dtype=np.int32)}
+        if returns is not None:
+            inputs["return"] = np.asarray(returns, dtype=np.float64)
+        return list(self.infer(target, inputs, protocol, timeout=timeout).outputs["status"])
 
     def _post(self, model: str, body: bytes, headers: dict, timeout: float) -> tuple[dict, dict]:
         request = urllib.request.Request(f"{self.http_url}/v2/models/{model}/infer", data=body,

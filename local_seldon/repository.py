@@ -4,6 +4,10 @@ Seldon's agent keeps when it rewrites it, so that a model behaves here as it wil
 
 The original folder is never written to (on a cluster it is a downloaded artifact): the prepared repository is a
 folder of symbolic links, apart from the ``model-settings.json`` files it rewrites.
+
+The outcomes model counts outcomes of the arms it is configured with; unless its Model names them, here they are the
+repository's models that predict a direction, so that a model added to the local stack (an experiment's candidate)
+needs no setting.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 from pathlib import Path
 
 SETTINGS_FILE = "model-settings.json"
+OUTCOMES_RUNTIME = "routers.outcomes.OutcomesRuntime"
 
 
 def model_folders(models_dir: Path) -> dict[str, Path]:
@@ -59,6 +64,9 @@ def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, s
         raise ValueError(f"{models_dir} has no model folder for {', '.join(missing)} (a folder holding a "
                          f"{SETTINGS_FILE} whose name matches the Model)")
     target.mkdir(parents=True, exist_ok=True)
+    all_settings = {name: json.loads((folder / SETTINGS_FILE).read_text()) for name, folder in folders.items()}
+    predictors = ",".join(name for name, settings in all_settings.items()
+                          if any(t.get("name") == "direction" for t in settings.get("outputs") or []))
     in_folders = {folder.name for folder in folders.values()}
     for entry in models_dir.iterdir():
         if entry.name not in in_folders:
@@ -69,9 +77,12 @@ def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, s
         for entry in folder.iterdir():
             if entry.name != SETTINGS_FILE:
                 (copy / entry.name).symlink_to(entry)
-        settings = as_seldon_agent_writes(json.loads((folder / SETTINGS_FILE).read_text()))
-        if model_parameters.get(name):
+        settings = as_seldon_agent_writes(all_settings[name])
+        given = dict(model_parameters.get(name) or {})
+        if settings.get("implementation") == OUTCOMES_RUNTIME and not given.get("arms") and predictors:
+            given["arms"] = predictors
+        if given:
             parameters = settings.setdefault("parameters", {})
-            parameters["extra"] = {**(parameters.get("extra") or {}), **model_parameters[name]}
+            parameters["extra"] = {**(parameters.get("extra") or {}), **given}
         (copy / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
     return target

@@ -124,8 +124,8 @@ def _router_metrics() -> dict:
 class StoreUnavailableError(MLServerError):
     """503: retryable. The message names no store address: clients see it."""
 
-    def __init__(self, what: str):
-        super().__init__(f"the router's state store is unavailable; {what}", status_code=UNAVAILABLE)
+    def __init__(self, what: str, whose: str = "the router's"):
+        super().__init__(f"{whose} state store is unavailable; {what}", status_code=UNAVAILABLE)
 
 
 class BanditRouter(MLModel):
@@ -315,8 +315,8 @@ class BanditRouter(MLModel):
     async def _commit(self, operations: list, what: str) -> list:
         """Apply writes and wait for their commit, within a deadline; a store outage is a retryable 503."""
         try:
-            results = await asyncio.wait_for(self.writer.commit(*operations), STORE_DEADLINE_SECONDS)
-        except (StoreUnavailable, TimeoutError) as error:
+            results = await self.writer.commit_within(STORE_DEADLINE_SECONDS, *operations)
+        except StoreUnavailable as error:
             logger.warning("%s: state store unavailable for %s (%s)", self.name, what, error)
             self._metrics["unavailable"].labels(self.name).inc()
             raise StoreUnavailableError(f"the {what} may not have been applied: send it again (a repeated "

@@ -33,7 +33,28 @@ def default_state_dir() -> Path:
     return Path(state_home) / "seldon-market-ab"
 
 
-class RouterSettings(ExtraSettings):
+class StoreSettings(ExtraSettings):
+    """Where a model that keeps state (a router, the outcomes model) keeps it."""
+
+    store: str = Field("", description="`sqlite:///name.db` (relative to `state_dir`), `sqlite:////abs/path.db` "
+                                       "or `redis://host:port/db`; empty: `sqlite:///<model name>.db`")
+    state_dir: str = Field("", description=f"directory for SQLite state; empty: `${STATE_DIR_ENV}`, else "
+                                           "`$XDG_STATE_HOME/seldon-market-ab`, else `~/.local/state/seldon-market-ab`")
+
+    @model_validator(mode="after")
+    def _known_store(self):
+        if self.store and not self.store.startswith(STORE_SCHEMES):
+            raise ValueError(f"'store' {self.store!r} must start with one of {', '.join(STORE_SCHEMES)}")
+        return self
+
+    def store_url(self, model_name: str) -> str:
+        return self.store or f"sqlite:///{model_name}.db"
+
+    def state_path(self) -> Path:
+        return Path(self.state_dir) if self.state_dir else default_state_dir()
+
+
+class RouterSettings(StoreSettings):
     """``thompson-router``: Thompson sampling over ``arms``."""
 
     arms: CommaList = Field(("baseline", "enhanced", "lightweight"), min_length=1,
@@ -56,10 +77,6 @@ class RouterSettings(ExtraSettings):
                                         "(answered ones are kept as long, for duplicate detection)")
     max_consecutive_errors: int = Field(3, ge=1, description="`error` feedback rows in a row that take an arm out")
     unhealthy_cooldown_seconds: float = Field(300.0, ge=0, description="how long such an arm stays out")
-    store: str = Field("", description="`sqlite:///name.db` (relative to `state_dir`), `sqlite:////abs/path.db` "
-                                       "or `redis://host:port/db`; empty: `sqlite:///<model name>.db`")
-    state_dir: str = Field("", description=f"directory for SQLite state; empty: `${STATE_DIR_ENV}`, else "
-                                           "`$XDG_STATE_HOME/seldon-market-ab`, else `~/.local/state/seldon-market-ab`")
     seed: int = Field(-1, ge=-1, description="random generator seed; -1 draws fresh entropy in every worker")
     min_window: int = Field(1, ge=1, description="OHLCV rows a decision needs; set it to the arms' `min_window`")
 
@@ -71,19 +88,11 @@ class RouterSettings(ExtraSettings):
             raise ValueError(f"'default_arm' {self.default_arm!r} is not one of the arms {list(self.arms)}")
         if self.min_share * len(self.arms) > 1:
             raise ValueError(f"'min_share' {self.min_share} times {len(self.arms)} arms exceeds 1")
-        if self.store and not self.store.startswith(STORE_SCHEMES):
-            raise ValueError(f"'store' {self.store!r} must start with one of {', '.join(STORE_SCHEMES)}")
         return self
 
     @property
     def fallback_arm(self) -> str:
         return self.default_arm or self.arms[0]
-
-    def store_url(self, model_name: str) -> str:
-        return self.store or f"sqlite:///{model_name}.db"
-
-    def state_path(self) -> Path:
-        return Path(self.state_dir) if self.state_dir else default_state_dir()
 
     def policy(self) -> ThompsonSampling:
         family = (BetaBernoulli(self.prior_alpha, self.prior_beta) if self.reward == "bernoulli"

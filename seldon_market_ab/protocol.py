@@ -18,7 +18,8 @@ from mlserver.types import InferenceRequest, ResponseOutput
 from .mlserver_compat import datatype_of
 
 REJECTION_REASONS = ("input_name", "datatype", "shape", "window_too_short", "non_finite", "empty_batch",
-                     "invalid_price", "invalid_reward", "invalid_decision_id", "unknown_arm", "invalid_request_id")
+                     "invalid_price", "invalid_reward", "invalid_decision_id", "unknown_arm", "invalid_request_id",
+                     "invalid_outcome")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_RULE = "1 to 128 characters from A-Z a-z 0-9 . _ : -"
 FLOAT_DATATYPES = ("FP32", "FP64")
@@ -121,7 +122,8 @@ def decode_strings(payload: InferenceRequest, name: str, reason: str) -> list[st
     return values
 
 
-def decode_numbers(payload: InferenceRequest, name: str, datatypes: tuple[str, ...], size: int) -> np.ndarray:
+def decode_numbers(payload: InferenceRequest, name: str, datatypes: tuple[str, ...], size: int,
+                   per: str = "decision_id") -> np.ndarray:
     """A numeric input of ``size`` finite values (shape ``[size]`` or ``[size, 1]``)."""
     request_input = next((i for i in payload.inputs if i.name == name), None)
     if request_input is None:
@@ -141,7 +143,7 @@ def decode_numbers(payload: InferenceRequest, name: str, datatypes: tuple[str, .
         raise InvalidInput(f"input '{name}' does not fit shape {list(request_input.shape)}: {error}",
                            "shape") from None
     if len(values) != size:
-        raise InvalidInput(f"input '{name}' has {len(values)} values; expected {size}, one per decision_id",
+        raise InvalidInput(f"input '{name}' has {len(values)} values; expected {size}, one per {per}",
                            "shape")
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise InvalidInput(f"input '{name}' holds NaN or Inf; every value must be finite", "non_finite")

@@ -166,14 +166,16 @@ def redis_url(tmp_path_factory):
     server.stop()
 
 
-def add_router(repository: Path, name: str, base: str, **extra) -> Path:
-    """Copy ``models/<base>`` into ``repository/<name>`` with ``extra`` settings changed."""
-    import json
-
-    folder = repository / name
-    shutil.copytree(MODELS / base, folder)
+def set_extra(folder: Path, name: str | None = None, **extra) -> Path:
+    """Change ``parameters.extra`` (and the ``name``) of the model in ``folder``."""
     settings = json.loads((folder / "model-settings.json").read_text())
-    settings["name"] = name
+    settings["name"] = name or settings["name"]
     settings["parameters"]["extra"].update(extra)
     (folder / "model-settings.json").write_text(json.dumps(settings, indent=2))
     return folder
+
+
+def add_router(repository: Path, name: str, base: str, **extra) -> Path:
+    """Copy ``models/<base>`` into ``repository/<name>`` with ``extra`` settings changed."""
+    shutil.copytree(MODELS / base, repository / name)
+    return set_extra(repository / name, name, **extra)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -11,7 +12,7 @@ from local_seldon.deployment import Deployment, DeploymentError
 from local_seldon.manifests import load_documents
 from local_seldon.repository import prepare_repository
 
-from .conftest import REPO
+from .conftest import MODELS, REPO
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,19 @@ def test_the_fields_seldons_agent_drops_are_dropped(tmp_path):
     settings = json.loads((prepare_repository(models, {}, tmp_path / "p") / "m" / "model-settings.json").read_text())
     assert "max_batch_size" not in settings and "max_batch_time" not in settings
     assert settings["inputs"] == [{"name": "ohlcv", "datatype": "FP32"}]  # the agent keeps no tensor parameters
+
+
+def test_the_outcomes_model_counts_the_repositorys_predictors_unless_its_model_names_arms(tmp_path):
+    """Under ``market-ab serve`` a model added beside the shipped ones (an experiment's candidate) is an arm of the
+    outcomes model without a setting: every model whose metadata declares a ``direction`` output."""
+    models = tmp_path / "models"
+    for name in ("baseline", "baseline-copy", "thompson-router", "outcomes"):
+        shutil.copytree(MODELS / ("baseline" if name == "baseline-copy" else name), models / name)
+    copy = json.loads((models / "baseline-copy" / "model-settings.json").read_text())
+    (models / "baseline-copy" / "model-settings.json").write_text(json.dumps({**copy, "name": "baseline-copy"}))
+
+    def arms(prepared):
+        return json.loads((prepared / "outcomes" / "model-settings.json").read_text())["parameters"]["extra"]["arms"]
+
+    assert arms(prepare_repository(models, {}, tmp_path / "p1")) == "baseline,baseline-copy"
+    assert arms(prepare_repository(models, {"outcomes": {"arms": "robust"}}, tmp_path / "p2")) == "robust"

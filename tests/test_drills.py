@@ -1,5 +1,6 @@
 """Drills against real processes: a router killed under feedback load, Redis killed and restarted under load, and
-Redis hung while an LSTM in the same server keeps answering. Nothing acknowledged may be lost.
+Redis hung while an LSTM in the same server keeps answering; the outcomes model killed under load. Nothing acknowledged
+may be lost.
 
 Concurrency is coordinated by events (kill after so many acknowledgements), never by sleeping; the only waits are
 polls with a deadline for a restarted Redis to be reachable again."""
@@ -18,7 +19,7 @@ from loadtest.client import InferenceClient, RestError
 from local_seldon.mlserver_process import MLServerProcess
 from training.dataset import ohlcv_windows
 
-from .conftest import MIN_WINDOW, RedisServer, add_router, copy_repository
+from .conftest import MIN_WINDOW, RedisServer, add_router, copy_repository, set_extra
 
 WINDOW = ohlcv_windows("nasdaq", [3900], MIN_WINDOW)
 ROUTER = "thompson-router"
@@ -69,6 +70,48 @@ def test_sigkill_under_feedback_load_loses_no_acknowledged_feedback(tmp_path, ki
             statuses = [feedback(client, decision_id) for decision_id in acknowledged]
             client.close()
         assert set(statuses) == {"duplicate"}, "an acknowledged reward was lost"
+    finally:
+        if redis:
+            redis.stop()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_sigkill_under_outcome_load_loses_no_acknowledged_outcome(tmp_path, kind):
+    redis = RedisServer(tmp_path / "redis").start() if kind == "redis" else None
+    repository = copy_repository(tmp_path / "models", ["outcomes"])
+    if redis:
+        set_extra(repository / "outcomes", store=redis.url)
+    state = tmp_path / "state"
+    ids = [f"o-{i}" for i in range(400)]
+    try:
+        server = MLServerProcess(repository, parallel_workers=1, state_dir=state).start()
+        client = InferenceClient(server.grpc_address)
+        acknowledged, enough = [], threading.Event()
+
+        def send(request_id):
+            try:
+                if client.send_outcomes([request_id], ["baseline"], [1], [0.01], timeout=10) == ["recorded"]:
+                    acknowledged.append(request_id)
+                    if len(acknowledged) >= 100:
+                        enough.set()
+            except grpc.RpcError:
+                pass  # the server is gone: not acknowledged
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(send, request_id) for request_id in ids]
+            assert enough.wait(60)
+            server.stop(signal.SIGKILL)  # while outcomes are still in flight
+            for future in futures:
+                future.result()
+        client.close()
+        assert 100 <= len(acknowledged) < len(ids)
+
+        with MLServerProcess(repository, parallel_workers=1, state_dir=state) as restarted:
+            client = InferenceClient(restarted.grpc_address)
+            statuses = client.send_outcomes(acknowledged, ["baseline"] * len(acknowledged), [1] * len(acknowledged),
+                                            [0.01] * len(acknowledged))
+            client.close()
+        assert set(statuses) == {"duplicate"}, "an acknowledged outcome was lost"
     finally:
         if redis:
             redis.stop()

@@ -37,7 +37,7 @@ def test_each_overlay_renders_and_validates(overlay, crds):
     for _, doc in documents:
         by_kind.setdefault(doc["kind"], set()).add(doc["metadata"]["name"])
     assert by_kind["Model"] == {"baseline", "enhanced", "lightweight", "robust", "aggressive", "conservative",
-                                "thompson-router", "regime-router", "drift-detector"}
+                                "thompson-router", "regime-router", "drift-detector", "outcomes"}
     assert by_kind["Pipeline"] == {"mab", "contextual"} and by_kind["Experiment"] == {"ab-test"}
     assert {"Server", "PrometheusRule", "PodMonitor", "NetworkPolicy", "ConfigMap"} <= set(by_kind)
     models = by_kind["Model"]

@@ -28,6 +28,7 @@ from detectors.drift import DriftRuntime
 from detectors.reference import Reference
 from detectors.settings import DriftSettings
 from local_seldon.mlserver_process import MLServerProcess
+from routers.outcomes import OutcomesRuntime
 from routers.runtime import BanditRouter
 from runtimes.artifact import LSTMArtifact
 from runtimes.lstm import LSTMRuntime
@@ -64,6 +65,8 @@ def signature_of(folder: Path) -> Signature:
     if issubclass(runtime, LSTMRuntime):
         return runtime.signature(LSTMArtifact.load(folder))
     if issubclass(runtime, BanditRouter):
+        return runtime.signature(runtime.settings_class.from_extra(extra, folder.name))
+    if issubclass(runtime, OutcomesRuntime):
         return runtime.signature(runtime.settings_class.from_extra(extra, folder.name))
     if issubclass(runtime, DriftRuntime):
         return runtime.signature(DriftSettings.from_extra(extra, folder.name), Reference.load(folder))
@@ -217,8 +220,14 @@ class MarketValues:
             value = np.array(list(islice(cycle(earlier_ids), n)), dtype=object)
         elif name == "arm":
             value = np.array(list(islice(cycle(arms), n)), dtype=object)
-        elif name in ("reward", "healthy"):
+        elif name == "request_id":  # outcomes of the requests sent so far
+            value = np.array(list(islice(cycle(earlier_ids), n)), dtype=object)
+        elif name == "model":
+            value = np.array(["baseline"] * n, dtype=object)
+        elif name in ("reward", "healthy", "correct"):
             value = np.ones(n)
+        elif name == "return":
+            value = np.full(n, 0.01)
         elif name == "error":
             value = np.zeros(n)
         elif name == "vix":
@@ -309,8 +318,8 @@ def test_requests_built_from_the_metadata_are_answered_as_it_declares(server, me
         assert status == 200, (kind, [t["name"] for t, _ in tensors], answer)
         check_outputs(metadata[name]["outputs"], kind, answer)
         kinds.add(kind)
-    expected = {"decision", "feedback", "health"} if "status" in {t["name"] for t in metadata[name]["outputs"]} \
-        else {"any"}
+    routes = any("request" in parameters(t) for t in metadata[name]["inputs"])  # a router's three request kinds
+    expected = {"decision", "feedback", "health"} if routes else {"any"}
     assert kinds == expected
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from local_seldon.mlserver_process import MLServerProcess
+from routers.outcomes import OutcomesSettings
 from routers.settings import STATE_DIR_ENV, RegimeRouterSettings, RouterSettings, default_state_dir
 from runtimes.lstm import LSTMSettings
 from seldon_market_ab.regimes import RegimeThresholds
@@ -26,14 +27,14 @@ def test_strings_from_seldon_convert():
 
 def test_the_shipped_settings_validate():
     for name, cls in (("thompson-router", RouterSettings), ("regime-router", RegimeRouterSettings),
-                      ("baseline", LSTMSettings)):
+                      ("baseline", LSTMSettings), ("outcomes", OutcomesSettings)):
         extra = json.loads((MODELS / name / "model-settings.json").read_text())["parameters"]["extra"]
         cls.from_extra(extra, name)
 
 
 @pytest.mark.parametrize(("cls", "extra", "expected"), [
     (RouterSettings, {"discont": "0.9"},
-     "unknown key 'discont' = '0.9' (did you mean 'discount'?); allowed keys: arms"),
+     "unknown key 'discont' = '0.9' (did you mean 'discount'?); allowed keys: store, state_dir, arms"),
     (RouterSettings, {"discount": "1.5"}, "'discount' = '1.5': Input should be less than or equal to 1 "
                                           "(allowed: a number in (0, 1])"),
     (RouterSettings, {"reward": "poisson"}, "'reward' = 'poisson': Input should be 'bernoulli' or 'gaussian'"),
@@ -47,6 +48,10 @@ def test_the_shipped_settings_validate():
     (RegimeRouterSettings, {"route_bull": "nope", "arms": "baseline,robust"}, "routes name arms"),
     (RegimeRouterSettings, {"regime_bull_trend": "-0.1"}, "'regime_bear_trend' must be below 'regime_bull_trend'"),
     (RegimeRouterSettings, {"route_sidways": "baseline"}, "did you mean 'route_sideways'?"),
+    (OutcomesSettings, {"arms": "a,a"}, "'arms' must be distinct"),
+    (OutcomesSettings, {"arms": ""}, "'arms' = '': Tuple should have at least 1 item"),
+    (OutcomesSettings, {"store": "mysql://db"}, "'store' 'mysql://db' must start with one of sqlite:///"),
+    (OutcomesSettings, {"ttl_seconds": "0"}, "'ttl_seconds' = '0': Input should be greater than 0"),
     (LSTMSettings, {"torch_threads": "0"}, "'torch_threads' = '0': Input should be greater than or equal to 1"),
     (LSTMSettings, {"batch_windows": "many"}, "'batch_windows' = 'many'"),
     (LSTMSettings, {"max_batch_size": "8"}, "unknown key 'max_batch_size'"),  # MLServer's batching: not ours

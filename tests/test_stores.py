@@ -1,4 +1,4 @@
-"""Both state stores honour one contract: atomic, idempotent feedback that is never lost."""
+"""Both state stores honour one contract: atomic, idempotent feedback and outcomes that are never lost."""
 
 import math
 import multiprocessing
@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from routers.bandit import ThompsonSampling, state_from_dict, state_to_dict
-from routers.stores import ArmHealth, Decision, FeedbackOutcome, open_store
+from routers.stores import ArmHealth, Decision, FeedbackOutcome, Outcome, OutcomeStatus, RecordOutcome, open_store
 
 POLICY = ThompsonSampling(("a", "b"))
 TTL = 3600.0
@@ -120,3 +120,37 @@ def test_concurrent_processes_apply_every_reward_exactly_once(store_url):
     assert state["a"].rewards == state["b"].rewards == 60 and state["a"].total == 60.0
     assert store.pending_count() == 0
     store.close()
+
+
+def record(store, request_id, model="a", correct=True, strategy_return=0.01, created=1000.0):
+    return store.apply(RecordOutcome(Outcome(request_id, model, correct, strategy_return, created)))
+
+
+def test_outcomes_count_once_per_request_id(store):
+    assert record(store, "r1", "a", True, 0.02) is OutcomeStatus.RECORDED
+    assert record(store, "r2", "a", False, -0.01) is OutcomeStatus.RECORDED
+    assert record(store, "r3", "b", True, None) is OutcomeStatus.RECORDED
+    assert record(store, "r1", "a", True, 0.02, created=2000.0) is OutcomeStatus.DUPLICATE  # a retry: counted once
+    assert record(store, "r2", "a", True, -0.01) is OutcomeStatus.CONFLICT  # other values: the first stands
+    assert record(store, "r3", "b", True, 0.5) is OutcomeStatus.CONFLICT
+    counters = store.counters()
+    assert counters["outcomes:a"] == 2 and counters["outcomes_correct:a"] == 1
+    assert counters["outcome_return:a"] == pytest.approx(0.01)
+    assert counters["outcomes:b"] == 1 and counters["outcomes_correct:b"] == 1 and "outcome_return:b" not in counters
+    assert store.outcome("r2") == Outcome("r2", "a", False, -0.01, 1000.0) and store.outcome("nope") is None
+
+
+def test_a_batch_of_outcomes_with_one_id_twice_records_it_once(store):
+    outcome = Outcome("same", "a", True, 0.01, 1000.0)
+    results = store.apply_batch([RecordOutcome(outcome), RecordOutcome(outcome),
+                                 RecordOutcome(Outcome("same", "b", True, 0.01, 1000.0))])
+    assert results == [OutcomeStatus.RECORDED, OutcomeStatus.DUPLICATE, OutcomeStatus.CONFLICT]
+    assert store.counters()["outcomes:a"] == 1 and "outcomes:b" not in store.counters()
+
+
+def test_expire_forgets_old_outcomes_and_keeps_their_counts(store):
+    record(store, "old", created=0.0)
+    record(store, "new", created=5000.0)
+    assert store.expire(now=5000.0, ttl=TTL) == 1
+    assert store.outcome("old") is None and store.outcome("new") is not None
+    assert store.counters()["outcomes:a"] == 2

@@ -1,5 +1,5 @@
-"""Router state stores: one contract (``base.StateStore``), SQLite by default, Redis for several replicas, and
-the writer thread that applies their writes in group commits (``writer.StoreWriter``)."""
+"""Router state and outcome stores: one contract (``base.StateStore``), SQLite by default, Redis for several
+replicas, and the writer thread that applies their writes in group commits (``writer.StoreWriter``)."""
 
 from .base import (
     STORE_SCHEMES,
@@ -8,7 +8,10 @@ from .base import (
     Decision,
     Expire,
     FeedbackOutcome,
+    Outcome,
+    OutcomeStatus,
     RecordDecision,
+    RecordOutcome,
     Snapshot,
     StateStore,
     StateUpdate,
@@ -18,5 +21,6 @@ from .base import (
 )
 from .writer import StoreWriter
 
-__all__ = ["STORE_SCHEMES", "ApplyFeedback", "ArmHealth", "Decision", "Expire", "FeedbackOutcome", "RecordDecision",
-           "Snapshot", "StateStore", "StateUpdate", "StoreUnavailable", "StoreWriter", "UpdateHealth", "open_store"]
+__all__ = ["STORE_SCHEMES", "ApplyFeedback", "ArmHealth", "Decision", "Expire", "FeedbackOutcome", "Outcome",
+           "OutcomeStatus", "RecordDecision", "RecordOutcome", "Snapshot", "StateStore", "StateUpdate",
+           "StoreUnavailable", "StoreWriter", "UpdateHealth", "open_store"]

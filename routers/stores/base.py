@@ -1,11 +1,13 @@
-"""Router state: one interface, two implementations (``sqlite_store``, ``redis_store``).
+"""Router state and outcomes: one interface, two implementations (``sqlite_store``, ``redis_store``).
 
 A store keeps, per router (its namespace): the policy state of every context (the
 whole router, or one regime), the pending and answered decisions, arm health and
-counters. Feedback is applied in one atomic step: look the decision up, update the
-policy state of its context, mark the decision answered. Writes are operations that a
-writer thread applies many at a time (``writer.StoreWriter``); feedback is committed
-before the router answers, so acknowledged feedback survives a restart or a SIGKILL.
+counters; per outcomes model (``routers.outcomes``), the outcome of each answered
+request and per-arm counters. Feedback is applied in one atomic step: look the
+decision up, update the policy state of its context, mark the decision answered.
+Writes are operations that a writer thread applies many at a time
+(``writer.StoreWriter``); feedback and outcomes are committed before the model
+answers, so what was acknowledged survives a restart or a SIGKILL.
 """
 
 from __future__ import annotations
@@ -44,6 +46,49 @@ class FeedbackOutcome(StrEnum):
     CONFLICT = "conflict"  # the decision was already rewarded with another value: ignored
     UNKNOWN = "unknown"  # no such decision (never made, or forgotten after its time-to-live)
     EXPIRED = "expired"  # the decision is older than its time-to-live
+
+
+class OutcomeStatus(StrEnum):
+    RECORDED = "recorded"  # kept and counted
+    DUPLICATE = "duplicate"  # same request id, same values: counted once
+    CONFLICT = "conflict"  # same request id, other values: the first stands
+    UNKNOWN_MODEL = "unknown_model"  # not one of the configured arms: not kept (decided before the store)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The truth about one answered request: was the predicted direction right, and what the strategy returned."""
+
+    request_id: str
+    model: str  # the configured arm that answered
+    correct: bool
+    strategy_return: float | None
+    created: float
+
+    def same_values(self, other: Outcome) -> bool:
+        return (self.model, self.correct, self.strategy_return) == (other.model, other.correct, other.strategy_return)
+
+    def counts(self) -> dict[str, float]:
+        """What recording it adds to the store's counters."""
+        counts = {f"outcomes:{self.model}": 1.0, f"outcomes_correct:{self.model}": float(self.correct)}
+        if self.strategy_return is not None:
+            counts[f"outcome_return:{self.model}"] = self.strategy_return
+        return counts
+
+    def to_json(self) -> str:
+        return json.dumps({"request_id": self.request_id, "model": self.model, "correct": self.correct,
+                           "strategy_return": self.strategy_return, "created": self.created})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Outcome:
+        return cls(**json.loads(text))
+
+
+def outcome_status(kept: Outcome | None, outcome: Outcome) -> OutcomeStatus:
+    """What recording ``outcome`` does, given the outcome its request id already has (if any)."""
+    if kept is None:
+        return OutcomeStatus.RECORDED
+    return OutcomeStatus.DUPLICATE if kept.same_values(outcome) else OutcomeStatus.CONFLICT
 
 
 @dataclass(frozen=True)
@@ -118,14 +163,21 @@ class UpdateHealth:
 
 
 @dataclass(frozen=True)
+class RecordOutcome:
+    """Keep an outcome and count it, once per request id; the result is its ``OutcomeStatus``."""
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
 class Expire:
-    """Forget decisions (pending or answered) older than ``ttl`` seconds; the result is how many."""
+    """Forget decisions (pending or answered) and outcomes older than ``ttl`` seconds; the result is how many."""
 
     now: float
     ttl: float
 
 
-Operation = RecordDecision | ApplyFeedback | UpdateHealth | Expire
+Operation = RecordDecision | ApplyFeedback | UpdateHealth | RecordOutcome | Expire
 
 
 def state_checksum(text: str | bytes) -> int:
@@ -151,11 +203,16 @@ class StateStore(ABC):
         """A pending or answered decision, if still kept."""
 
     @abstractmethod
+    def outcome(self, request_id: str) -> Outcome | None:
+        """A recorded outcome, if still kept."""
+
+    @abstractmethod
     def pending_count(self) -> int: ...
 
     @abstractmethod
     def counters(self) -> dict[str, float]:
-        """``decisions:<arm>`` and ``feedback:<outcome>`` counts."""
+        """``decisions:<arm>`` and ``feedback:<outcome>`` counts; for outcomes ``outcomes:<model>``,
+        ``outcomes_correct:<model>`` and ``outcome_return:<model>`` (the sum of returns)."""
 
     @abstractmethod
     def apply_batch(self, operations: list[Operation], derive: Derive | None = None) -> list:

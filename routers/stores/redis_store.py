@@ -20,12 +20,16 @@ from .base import (
     Expire,
     FeedbackOutcome,
     Operation,
+    Outcome,
+    OutcomeStatus,
     RecordDecision,
+    RecordOutcome,
     Snapshot,
     StateStore,
     StoreUnavailable,
     UpdateHealth,
     feedback_outcome,
+    outcome_status,
     state_checksum,
     translate_errors,
 )
@@ -80,6 +84,11 @@ class RedisStore(StateStore):
         return Decision.from_json(text) if text else None
 
     @translate_errors(redis.RedisError)
+    def outcome(self, request_id: str) -> Outcome | None:
+        text = self._redis.get(self._key("outcome", request_id))
+        return Outcome.from_json(text) if text else None
+
+    @translate_errors(redis.RedisError)
     def pending_count(self) -> int:
         return int(self._redis.zcard(self._key("pending")))
 
@@ -115,6 +124,8 @@ class RedisStore(StateStore):
         if isinstance(operation, UpdateHealth):
             changed.add(None)
             return self._update_health(operation.arm, operation.update)
+        if isinstance(operation, RecordOutcome):
+            return self._record_outcome(operation.outcome)
         if isinstance(operation, Expire):
             return self._expire(operation.now, operation.ttl)
         raise TypeError(f"unknown store operation {operation!r}")
@@ -177,6 +188,23 @@ class RedisStore(StateStore):
             changed.add(result["decision"].context)
         return result["outcome"], result["decision"]
 
+    def _record_outcome(self, outcome: Outcome) -> OutcomeStatus:
+        key = self._key("outcome", outcome.request_id)
+        result: dict = {}
+
+        def transaction(pipe: redis.client.Pipeline) -> None:
+            kept = pipe.get(key)
+            result["status"] = status = outcome_status(Outcome.from_json(kept) if kept else None, outcome)
+            pipe.multi()
+            if status is OutcomeStatus.RECORDED:
+                pipe.set(key, outcome.to_json())
+                pipe.zadd(self._key("outcomes_created"), {outcome.request_id: outcome.created})
+                for name, value in outcome.counts().items():
+                    pipe.hincrbyfloat(self._key("counters"), name, value)
+
+        self._redis.transaction(transaction, key)
+        return result["status"]
+
     def _update_health(self, arm: str, update) -> ArmHealth:
         key = self._key("health")
         result: dict = {}
@@ -194,14 +222,19 @@ class RedisStore(StateStore):
 
     def _expire(self, now: float, ttl: float) -> int:
         old = self._redis.zrangebyscore(self._key("created"), "-inf", now - ttl)
-        if not old:
+        old_outcomes = self._redis.zrangebyscore(self._key("outcomes_created"), "-inf", now - ttl)
+        if not old and not old_outcomes:
             return 0
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*(self._key("decision", d.decode()) for d in old))
-            pipe.zrem(self._key("pending"), *old)
-            pipe.zrem(self._key("created"), *old)
+            if old:
+                pipe.delete(*(self._key("decision", d.decode()) for d in old))
+                pipe.zrem(self._key("pending"), *old)
+                pipe.zrem(self._key("created"), *old)
+            if old_outcomes:
+                pipe.delete(*(self._key("outcome", r.decode()) for r in old_outcomes))
+                pipe.zrem(self._key("outcomes_created"), *old_outcomes)
             pipe.execute()
-        return len(old)
+        return len(old) + len(old_outcomes)
 
     def close(self) -> None:
         self._redis.close()

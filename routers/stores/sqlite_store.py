@@ -25,11 +25,15 @@ from .base import (
     Expire,
     FeedbackOutcome,
     Operation,
+    Outcome,
+    OutcomeStatus,
     RecordDecision,
+    RecordOutcome,
     Snapshot,
     StateStore,
     UpdateHealth,
     feedback_outcome,
+    outcome_status,
     state_checksum,
     translate_errors,
 )
@@ -44,6 +48,10 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_created ON decisions (router, created);
 CREATE TABLE IF NOT EXISTS health (
     router TEXT NOT NULL, arm TEXT NOT NULL, health TEXT NOT NULL, PRIMARY KEY (router, arm));
+CREATE TABLE IF NOT EXISTS outcomes (
+    router TEXT NOT NULL, request_id TEXT NOT NULL, outcome TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (router, request_id));
+CREATE INDEX IF NOT EXISTS outcomes_created ON outcomes (router, created);
 CREATE TABLE IF NOT EXISTS counters (
     router TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (router, name));
 """
@@ -153,6 +161,12 @@ class SQLiteStore(StateStore):
         return Decision.from_json(row[0]) if row else None
 
     @translate_errors(sqlite3.Error)
+    def outcome(self, request_id: str) -> Outcome | None:
+        row = self._db.execute("SELECT outcome FROM outcomes WHERE router = ? AND request_id = ?",
+                               (self.namespace, request_id)).fetchone()
+        return Outcome.from_json(row[0]) if row else None
+
+    @translate_errors(sqlite3.Error)
     def counters(self) -> dict[str, float]:
         rows = self._db.execute("SELECT name, value FROM counters WHERE router = ?", (self.namespace,))
         return dict(rows.fetchall())
@@ -214,6 +228,8 @@ class SQLiteStore(StateStore):
         if isinstance(operation, UpdateHealth):
             effects.changed.add(None)
             return self._update_health(db, operation.arm, operation.update)
+        if isinstance(operation, RecordOutcome):
+            return self._record_outcome(db, operation.outcome, effects)
         if isinstance(operation, Expire):
             return self._expire(db, operation.now, operation.ttl)
         raise TypeError(f"unknown store operation {operation!r}")
@@ -259,6 +275,16 @@ class SQLiteStore(StateStore):
         effects.counts[f"feedback:{outcome.value}"] += 1
         return outcome, decision
 
+    def _record_outcome(self, db, outcome: Outcome, effects: _Batch) -> OutcomeStatus:
+        row = db.execute("SELECT outcome FROM outcomes WHERE router = ? AND request_id = ?",
+                         (self.namespace, outcome.request_id)).fetchone()
+        status = outcome_status(Outcome.from_json(row[0]) if row else None, outcome)
+        if status is OutcomeStatus.RECORDED:
+            db.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?)",
+                       (self.namespace, outcome.request_id, outcome.to_json(), outcome.created))
+            effects.counts.update(outcome.counts())
+        return status
+
     def _state(self, db, batch: _Batch, context: str) -> dict | None:
         """A context's policy state as the batch has it so far (read once per batch)."""
         if context not in batch.states:
@@ -280,8 +306,8 @@ class SQLiteStore(StateStore):
         pending = db.execute("SELECT COUNT(*) FROM decisions WHERE router = ? AND created < ? AND reward IS NULL",
                              (self.namespace, now - ttl)).fetchone()[0]
         self._count(db, "pending", -pending)
-        return db.execute("DELETE FROM decisions WHERE router = ? AND created < ?",
-                          (self.namespace, now - ttl)).rowcount
+        return sum(db.execute(f"DELETE FROM {table} WHERE router = ? AND created < ?",
+                              (self.namespace, now - ttl)).rowcount for table in ("decisions", "outcomes"))
 
     def close(self) -> None:
         with self._lock:

@@ -27,7 +27,7 @@ from concurrent.futures import Future
 
 from seldon_market_ab.company import ExpectedCompany
 
-from .base import Derive, Operation, StateStore
+from .base import Derive, Operation, StateStore, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 DEFAULT_LINGER_SECONDS = 0.01  # how long a batch nobody waits for gathers more writes
@@ -101,6 +101,14 @@ class StoreWriter:
     async def apply(self, *operations: Operation) -> list:
         """Queue writes and wait until they are committed; their results, in order."""
         return await self.commit(*operations)
+
+    async def commit_within(self, deadline: float, *operations: Operation) -> list:
+        """``apply``, or ``StoreUnavailable`` when the store fails or the commit takes longer than ``deadline``
+        seconds (the writes may still be applied later: what an unanswered client retries is idempotent)."""
+        try:
+            return await asyncio.wait_for(self.commit(*operations), deadline)
+        except TimeoutError:
+            raise StoreUnavailable(f"no commit within {deadline} s") from None
 
     def flush(self, timeout: float = 30.0) -> None:
         """Block until everything queued so far is committed."""
