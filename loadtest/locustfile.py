@@ -1,19 +1,21 @@
 """Locust traffic through Seldon's routing (``market-ab serve`` or a cluster): held-out market days in date order
-across instruments, each answer rewarded by its realised next-day move after a delay, sent to the router that
-decided it by request id.
+across instruments; after a delay, each answer's truth (its realised next-day move) goes to the outcomes model and,
+as a reward, to the router that decided it, by request id.
 
     MARKET_AB_TARGET=mab.pipeline MARKET_AB_ROUTER=thompson-router MARKET_AB_GRPC=127.0.0.1:9001 \\
         locust -f loadtest/locustfile.py --headless -u 8 -r 8 -t 60s --stop-timeout 30 --host http://127.0.0.1:9000
 
 Settings (environment): ``MARKET_AB_TARGET`` (the ``seldon-model`` header; default ``mab.pipeline``),
-``MARKET_AB_ROUTER`` (where feedback goes; empty for none, e.g. an experiment), ``MARKET_AB_GRPC`` (the gRPC
+``MARKET_AB_ROUTER`` (where feedback goes; empty for none, e.g. an experiment), ``MARKET_AB_OUTCOMES`` (the outcomes
+model; default ``outcomes``; empty for none), ``MARKET_AB_GRPC`` (the gRPC
 address for ``GrpcUser``), ``MARKET_AB_FEEDBACK_DELAY`` (seconds; default 1), ``MARKET_AB_DAYS`` (held-out days
 per instrument; default 250; each is sent once and the run ends when they are all sent, unless
-``MARKET_AB_CYCLE=1``), ``MARKET_AB_LOG`` (a JSON-lines file: one line per request and one per feedback,
-which the report joins). ``RestUser`` uses Locust's ``--host``. Both users share one sequence of days.
-A run ends once every day was sent, every answer is in and every reward delivered (the last user waits for them),
-so that requests sent = decisions = rewards. A run cut short by ``-t`` keeps what ``--stop-timeout`` lets the users
-finish, and tries to deliver the rewards still waiting (Locust may exit before they all are).
+``MARKET_AB_CYCLE=1``), ``MARKET_AB_LOG`` (a JSON-lines file: one line per request, one per feedback and one per
+outcome, which the report joins). ``RestUser`` uses Locust's ``--host``. Both users share one sequence of days.
+A run ends once every day was sent, every answer is in and every reward and outcome delivered (the last user waits
+for them), so that requests sent = decisions = rewards = outcomes (failed requests have none). A run cut short by
+``-t`` keeps what ``--stop-timeout`` lets the users finish, and tries to deliver what is still waiting (Locust may exit
+before it all is).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from training.dataset import heldout_days  # noqa: E402
 
 TARGET = os.environ.get("MARKET_AB_TARGET", "mab.pipeline")
 ROUTER = os.environ.get("MARKET_AB_ROUTER", "thompson-router")
+OUTCOMES = os.environ.get("MARKET_AB_OUTCOMES", "outcomes")
 GRPC_ADDRESS = os.environ.get("MARKET_AB_GRPC", "127.0.0.1:9001")
 FEEDBACK_DELAY = float(os.environ.get("MARKET_AB_FEEDBACK_DELAY", "1"))
 DAYS = int(os.environ.get("MARKET_AB_DAYS", "250"))
@@ -51,8 +54,8 @@ INSTRUMENTS = ("sp500", "nasdaq")
 _days = None
 _sequence = count()
 _quitting: list = []  # the one greenlet that ends the run
-_in_flight = [0]  # requests sent and not yet answered (and, for a router, not yet given their reward's timer)
-_pending: dict[str, tuple] = {}  # request id -> (user, reward, greenlet) of rewards waiting for their delay
+_in_flight = [0]  # requests sent and not yet answered (and not yet given their truth's timer)
+_pending: dict[str, gevent.Greenlet] = {}  # request id -> its truth (reward, outcome) waiting for its delay
 _log = open(LOG_PATH, "a", buffering=1) if LOG_PATH else None  # noqa: SIM115 - open for the whole run
 
 
@@ -127,23 +130,41 @@ class MarketTraffic:
         latency_ms = 1000 * (time.perf_counter() - started)
         direction = int(np.asarray(outputs["direction"]).ravel()[0])
         correct = (direction == 1) == (day.next_return > 0)
+        strategy_return = day.next_return if direction == 1 else -day.next_return
         # an experiment's candidate is its route (an A/A copy answers with the same model name); a pipeline's, the model
-        record({**entry, "latency_ms": latency_ms, "arm": arm_of_route(route) or served_by(outputs), "route": route,
+        arm = arm_of_route(route) or served_by(outputs)
+        record({**entry, "latency_ms": latency_ms, "arm": arm, "route": route,
                 "probability": float(np.asarray(outputs["probability"]).ravel()[0]), "direction": direction,
-                "correct": bool(correct), "strategy_return": day.next_return if direction == 1 else -day.next_return})
-        if ROUTER:
-            _pending[request_id] = (self, float(correct),
-                                    gevent.spawn_later(FEEDBACK_DELAY, self.feedback, request_id, float(correct)))
+                "correct": bool(correct), "strategy_return": strategy_return})
+        if ROUTER or OUTCOMES:
+            _pending[request_id] = gevent.spawn_later(FEEDBACK_DELAY, self.report_truth, request_id, arm, correct,
+                                                      strategy_return)
 
-    def feedback(self, request_id: str, reward: float) -> None:
+    def report_truth(self, request_id: str, arm: str, correct: bool, strategy_return: float) -> None:
+        """A day later (``FEEDBACK_DELAY`` here): the reward to the router that decided, the outcome to the outcomes
+        model."""
         try:
-            outputs, _ = self.call(ROUTER, {"decision_id": np.array([request_id], dtype=object),
-                                            "reward": np.array([reward])}, uuid.uuid4().hex)
-            status = str(outputs["status"][0])
-        except Exception as error:  # noqa: BLE001
-            status = f"error: {type(error).__name__}: {error}"[:300]
-        record({"kind": "feedback", "request_id": request_id, "reward": reward, "status": status})
-        _pending.pop(request_id, None)
+            if ROUTER:
+                reward = float(correct)
+                status = self._status(ROUTER, {"decision_id": np.array([request_id], dtype=object),
+                                               "reward": np.array([reward])})
+                record({"kind": "feedback", "request_id": request_id, "reward": reward, "status": status})
+            if OUTCOMES:
+                status = self._status(OUTCOMES, {"request_id": np.array([request_id], dtype=object),
+                                                 "model": np.array([arm], dtype=object),
+                                                 "correct": np.array([int(correct)], dtype=np.int32),
+                                                 "return": np.array([strategy_return])})
+                record({"kind": "outcome", "request_id": request_id, "model": arm, "correct": bool(correct),
+                        "strategy_return": strategy_return, "status": status})
+        finally:
+            _pending.pop(request_id, None)
+
+    def _status(self, target: str, inputs: dict) -> str:
+        try:
+            outputs, _ = self.call(target, inputs, uuid.uuid4().hex)
+            return str(outputs["status"][0])
+        except Exception as error:  # noqa: BLE001 - a failure is data for the report
+            return f"error: {type(error).__name__}: {error}"[:300]
 
 
 class GrpcUser(MarketTraffic, User):
@@ -197,6 +218,7 @@ class RestUser(MarketTraffic, HttpUser):
 
 
 @events.test_stop.add_listener
-def deliver_pending_feedback(environment, **_kwargs) -> None:
-    """A run cut short (``-t``): try to deliver the rewards still waiting for their delay, or on their way."""
-    gevent.joinall([greenlet for _, _, greenlet in list(_pending.values())], timeout=FEEDBACK_DELAY + 60)
+def deliver_pending_truth(environment, **_kwargs) -> None:
+    """A run cut short (``-t``): try to deliver the rewards and outcomes still waiting for their delay, or on their
+    way."""
+    gevent.joinall(list(_pending.values()), timeout=FEEDBACK_DELAY + 60)

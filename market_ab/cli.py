@@ -140,6 +140,8 @@ def cmd_infer(args) -> int:
     client = InferenceClient(None if args.rest else args.grpc, args.rest, tls=args.tls, root_certificates=root,
                              retries=args.retries)
     protocol = "rest" if args.rest else "grpc"
+    if args.outcome:
+        return _send_outcomes(client, args, protocol)
     if args.feedback:
         pairs = [item.rsplit("=", 1) for item in args.feedback]
         requests = [("feedback", {"decision_id": np.array([p[0] for p in pairs], dtype=object),
@@ -171,6 +173,44 @@ def cmd_infer(args) -> int:
             print(f"{label}  id={answer.request_id}  route={answer.route or '-'}  {shown}")
     client.close()
     return 0
+
+
+def _send_outcomes(client, args, protocol: str) -> int:
+    import grpc
+
+    from loadtest.client import RestError
+
+    ids, models, correct, returns = zip(*args.outcome, strict=True)
+    given = [r for r in returns if r is not None]
+    if given and len(given) != len(returns):
+        print("market-ab infer: give a RETURN with every --outcome or with none", file=sys.stderr)
+        return 2
+    try:
+        statuses = client.send_outcomes(list(ids), list(models), list(correct), list(returns) if given else None,
+                                        protocol, args.target, args.timeout)
+    except grpc.RpcError as error:
+        print(f"market-ab infer: {args.target}: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    except RestError as error:
+        print(f"market-ab infer: {args.target}: HTTP {error.status}: {error.message}", file=sys.stderr)
+        return 1
+    for request_id, model, status in zip(ids, models, statuses, strict=True):
+        print(f"{request_id}  model={model}  status={status}")
+    client.close()
+    return 0
+
+
+def outcome_argument(text: str) -> tuple[str, str, int, float | None]:
+    """``ID=MODEL:CORRECT[:RETURN]`` -> (request id, model, 0 or 1, return or None)."""
+    request_id, _, rest = text.partition("=")
+    parts = rest.split(":")
+    try:
+        if not request_id or len(parts) not in (2, 3) or not parts[0] or parts[1] not in ("0", "1"):
+            raise ValueError
+        return request_id, parts[0], int(parts[1]), float(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ID=MODEL:CORRECT[:RETURN] (CORRECT 1 if the predicted "
+                                         "direction was right, else 0; e.g. 3f2a=baseline:1:0.004)") from None
 
 
 def _short(value) -> str:
@@ -259,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     infer = add_command(
-        "infer", help="send held-out market windows (or router feedback) to a model, pipeline or experiment through "
-                      "market-ab serve or Seldon, over gRPC or REST")
+        "infer", help="send held-out market windows (or router feedback, or outcomes) to a model, pipeline or "
+                      "experiment through market-ab serve or Seldon, over gRPC or REST")
     infer.add_argument("target", help="the seldon-model header: <model>, <name>.pipeline or <name>.experiment")
     infer.add_argument("--grpc", default="127.0.0.1:9001", metavar="HOST:PORT",
                        help="gRPC address (default: 127.0.0.1:9001, market-ab serve's)")
@@ -269,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--windows", type=int, default=1, help="the last N held-out windows, one request each")
     infer.add_argument("--feedback", nargs="+", metavar="ID=REWARD",
                        help="send router feedback instead: decision (request) ids and their rewards")
+    infer.add_argument("--outcome", nargs="+", metavar="ID=MODEL:CORRECT[:RETURN]", type=outcome_argument,
+                       help="send outcomes to the outcomes model (the target) instead: the request id, the model that "
+                            "answered it, 1 if its direction was right else 0, and the strategy's return")
     infer.add_argument("--request-id", help="the request id (one request only; default: a new one per request)")
     infer.add_argument("--route", help="x-seldon-route to send (stick to an experiment candidate)")
     infer.add_argument("--sticky", action="store_true", help="send each answer's x-seldon-route with the next request")

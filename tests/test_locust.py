@@ -1,7 +1,7 @@
 """A short headless Locust run, REST and gRPC users together, through `market-ab serve` with the real models: every
 request is answered by an arm of the pipeline, the router records a decision for each, each answer's reward reaches
-that router by request id and is applied, and the report built from the run counts the same (requests sent =
-decisions = outcomes joined)."""
+that router by request id and is applied, each answer's outcome is recorded by the outcomes model under the arm that
+answered, and the report built from the run counts the same (requests sent = decisions = rewards = outcomes)."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from collections import Counter
 
 import pytest
 
@@ -22,6 +23,12 @@ def decisions(metrics_url: str, router: str) -> float:
     text = urllib.request.urlopen(metrics_url, timeout=30).read().decode()
     return sum(float(value) for value in re.findall(
         rf'market_ab_router_decisions_total\{{[^}}]*router="{router}"[^}}]*\}} (\S+)', text))
+
+
+def outcomes_by_model(metrics_url: str) -> Counter:
+    text = urllib.request.urlopen(metrics_url, timeout=30).read().decode()
+    return Counter({model: float(value) for model, value in re.findall(
+        r'market_ab_outcomes_total\{[^}]*model="([^"]+)"[^}]*\} (\S+)', text)})
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +45,7 @@ def serve(tmp_path_factory):
 def test_locust_traffic_is_answered_decided_and_rewarded(serve, tmp_path, target, router, arms):
     log = tmp_path / "requests.jsonl"
     before = decisions(serve.mlserver_metrics_url, router)
+    outcomes_before = outcomes_by_model(serve.mlserver_metrics_url)
     env = {**os.environ, "MARKET_AB_TARGET": target, "MARKET_AB_ROUTER": router, "MARKET_AB_GRPC": serve.grpc_address,
            "MARKET_AB_LOG": str(log), "MARKET_AB_DAYS": "40", "MARKET_AB_FEEDBACK_DELAY": "0.5",
            "MARKET_AB_MODELS": str(MODELS)}
@@ -57,6 +65,12 @@ def test_locust_traffic_is_answered_decided_and_rewarded(serve, tmp_path, target
     assert set(feedback) == {r["request_id"] for r in requests}
     assert {e["status"] for e in feedback.values()} == {"applied"}
     assert all(e["reward"] == float(r["correct"]) for r in requests for e in [feedback[r["request_id"]]])
+    outcomes = {e["request_id"]: e for e in entries if e["kind"] == "outcome"}
+    assert set(outcomes) == {r["request_id"] for r in requests}
+    assert {e["status"] for e in outcomes.values()} == {"recorded"}
+    counted = outcomes_by_model(serve.mlserver_metrics_url)
+    counted.subtract(outcomes_before)
+    assert +counted == Counter(r["arm"] for r in requests)  # the arm each answer came from, as the log has it
     # the report built from this log counts the same: requests sent = router decisions = outcomes joined
     report = analyse(ExperimentRun(target, "ab", target, "baseline", None, log, router))
     assert report["counts"]["sent"] == len(requests) == report["counts"]["feedback_applied"]

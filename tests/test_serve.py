@@ -605,7 +605,7 @@ def test_the_client_retries_unavailable_and_nothing_else(serve, window, protocol
     assert client.attempts == 1
 
 
-def test_market_ab_infer_sends_windows_and_feedback(serve):
+def test_market_ab_infer_sends_windows_feedback_and_outcomes(serve):
     def infer(*args):
         return subprocess.run([sys.executable, "-m", "market_ab.cli", "--models-dir", str(MODELS), "infer", *args],
                               capture_output=True, text=True, timeout=120)
@@ -619,6 +619,16 @@ def test_market_ab_infer_sends_windows_and_feedback(serve):
                  *(f"{a['request_id']}=1" for a in answers), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["outputs"]["status"] == ["applied", "applied"]
+    first = answers[0]
+    model = first["outputs"]["model"][0].split(":")[0]
+    done = infer("outcomes", "--grpc", serve.grpc_address, "--outcome", f"{first['request_id']}={model}:1:0.004",
+                 f"{answers[1]['request_id']}=nowhere:0:-0.01")
+    assert done.returncode == 0, done.stderr
+    assert [line.split("status=")[1] for line in done.stdout.splitlines()] == ["recorded", "unknown_model"]
+    done = infer("outcomes", "--rest", serve.http_url, "--outcome", f"{first['request_id']}={model}:1:0.004")
+    assert done.returncode == 0 and done.stdout.split("status=")[1].strip() == "duplicate", done.stderr
+    done = infer("outcomes", "--outcome", "abc=baseline:yes")
+    assert done.returncode == 2 and "is not ID=MODEL:CORRECT[:RETURN]" in done.stderr
     done = infer("ab-test.experiment", "--rest", serve.http_url, "--windows", "3", "--sticky")
     assert done.returncode == 0 and len({line.split("route=")[1].split()[0] for line in done.stdout.splitlines()}) == 1
     done = infer("nope.pipeline", "--grpc", serve.grpc_address)
