@@ -40,6 +40,7 @@ class Deployment:
     experiments: dict[str, Experiment] = field(default_factory=dict)
     model_parameters: dict[str, dict[str, str]] = field(default_factory=dict)  # Model -> spec.parameters
     not_applied: list[str] = field(default_factory=list)  # Kind/name of the objects left to the cluster
+    server: str = "mlserver"  # the Server the local MLServer plays (its name labels Seldon's model metrics)
 
     @classmethod
     def from_documents(cls, documents: list[tuple[str, dict]]) -> Deployment:
@@ -51,6 +52,9 @@ class Deployment:
             label = f"{source}: {kind}/{name}"
             if not str(doc.get("apiVersion", "")).startswith(GROUP + "/") or kind in NOT_APPLIED_KINDS:
                 deployment.not_applied.append(f"{kind}/{name}")
+                if kind == "Server" and str(doc.get("apiVersion", "")).startswith(GROUP + "/") and name \
+                        and not any(n.startswith("Server/") for n in deployment.not_applied[:-1]):
+                    deployment.server = name  # the first Server: one MLServer plays them all
                 continue
             if kind not in IMPLEMENTED:
                 problems.append(f"{label}: kind {kind} is not implemented by market-ab serve")

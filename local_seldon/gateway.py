@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from seldon_market_ab.protocol import InvalidInput, check_id
 from .deployment import Deployment
 from .experiment import Experiment
 from .pipeline import Plan, RowBatcher
+from .seldon_metrics import SeldonMetrics, go_code_name
 from .tensors import Tensor, TensorError, Tensors, infer_request, response_tensors
 
 log = logging.getLogger("market_ab.gateway")
@@ -92,6 +94,7 @@ class Gateway:
         self._side = metrics.counter("gateway_side_batches_total", "Batches for pipeline side steps: sent and "
                                      "answered, failed, or dropped (queue full, or tensors that do not stack)",
                                      ["pipeline", "step", "outcome"])
+        self.seldon = SeldonMetrics(deployment.server)  # what Seldon's agent and pipeline gateway would export
         self._mirror_count = metrics.counter("gateway_mirror_requests_total", "Experiment mirror copies: answered, "
                                              "failed, or dropped (too many in flight)", ["experiment", "outcome"])
 
@@ -147,11 +150,22 @@ class Gateway:
         return GatewayError(404, f"'{pipeline}' is a pipeline: Seldon's pipeline gateway serves no model metadata; "
                                  f"ask its steps' models ({steps})", grpc.StatusCode.UNIMPLEMENTED)
 
-    def observe(self, route_or_kind: Route | str, status: int, seconds: float) -> None:
+    def observe(self, route_or_kind: Route | str, status: int, seconds: float, protocol: str = "rest",
+                grpc_code: grpc.StatusCode | None = None) -> None:
+        """One request answered at a door (``protocol`` ``rest`` or ``grpc``); ``grpc_code`` what gRPC answered."""
         kind, label = (route_or_kind.kind, route_or_kind.label) if isinstance(route_or_kind, Route) \
             else (route_or_kind, "unknown")
         self._requests.labels(kind, label, str(status)).inc()
         self._latency.labels(kind, label).observe(seconds)
+        if isinstance(route_or_kind, Route):  # a request Seldon routes to a model's agent or the pipeline gateway
+            self._seldon_call(route_or_kind.kind, route_or_kind.name, protocol,
+                              SeldonMetrics.code(protocol, status, grpc_code), seconds)
+
+    def _seldon_call(self, kind: str, name: str, protocol: str, code: str, seconds: float) -> None:
+        if kind == "pipeline":
+            self.seldon.pipeline_call(name, protocol, code, seconds)
+        else:
+            self.seldon.model_call(name, protocol, code, seconds)
 
     # pipelines -------------------------------------------------------------------------------------------------
 
@@ -179,10 +193,13 @@ class Gateway:
         return result.output
 
     async def call_step(self, plan: Plan, step: str, inputs: Tensors, rid: str) -> Tensors:
+        started = time.perf_counter()
         try:
             response = await self.stub.ModelInfer(infer_request(step, inputs, rid), metadata=((REQUEST_ID, rid),),
                                                   timeout=self.step_timeout)
+            self.seldon.model_call(step, "grpc", "OK", time.perf_counter() - started)  # a step is a gRPC call
         except grpc.aio.AioRpcError as error:
+            self.seldon.model_call(step, "grpc", go_code_name(error.code()), time.perf_counter() - started)
             status = HTTP_STATUS.get(error.code(), 500)
             raise GatewayError(status, f"pipeline '{plan.name}', step '{step}': {error.details()}",
                                error.code() if status != 500 else grpc.StatusCode.INTERNAL) from None
@@ -228,23 +245,30 @@ class Gateway:
 
     # mirrors -----------------------------------------------------------------------------------------------------
 
-    def mirror(self, experiment: Experiment, send) -> None:
-        """Run ``send()`` (a coroutine function that raises on failure) in the background; its answer is dropped."""
+    def mirror(self, experiment: Experiment, send, protocol: str) -> None:
+        """Run ``send()`` (a coroutine function that raises GatewayError on failure) in the background; its answer is
+        dropped. Seldon counts the copy under the mirror's name."""
         if self._mirrors >= MIRRORS_IN_FLIGHT:
             self._mirror_count.labels(experiment.name, "dropped").inc()
             return
 
         self._mirrors += 1  # counted before the task starts, so that a burst cannot pass the limit
+        kind = "pipeline" if experiment.resource_type == "pipeline" else "model"
 
         async def run() -> None:
+            started, status, code = time.perf_counter(), 200, None
             try:
                 await send()
                 self._mirror_count.labels(experiment.name, "answered").inc()
             except Exception as error:  # noqa: BLE001 - a mirror's failure is counted, never the client's
                 log.info("mirror of experiment %s failed: %s", experiment.name, error)
                 self._mirror_count.labels(experiment.name, "failed").inc()
+                status, code = (error.status, error.code) if isinstance(error, GatewayError) \
+                    else (500, grpc.StatusCode.INTERNAL)
             finally:
                 self._mirrors -= 1
+            self._seldon_call(kind, experiment.mirror, protocol, SeldonMetrics.code(protocol, status, code),
+                              time.perf_counter() - started)
 
         self._spawn(run())
 

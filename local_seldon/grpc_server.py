@@ -56,14 +56,15 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
         try:
             rid = request_id(metadata.get(REQUEST_ID), request.id)
         except GatewayError as error:  # before any metadata goes back: the id could not travel in it
-            self.gateway.observe(route, error.status, time.perf_counter() - started)
+            self.gateway.observe(route, error.status, time.perf_counter() - started, "grpc", error.code)
             await context.abort(error.code, error.message)
         outgoing = tuple((k, v) for k, v in metadata.items() if k in FORWARDED and k != REQUEST_ID)
         outgoing += ((REQUEST_ID, rid),)
         sent = ((REQUEST_ID, rid),) + (((ROUTE_HEADER, route.route_value),) if route.route_value else ())
         await context.send_initial_metadata(sent)
         if route.mirror:
-            self.gateway.mirror(route.experiment, lambda: self._send_copy(route, request, rid, outgoing))
+            self.gateway.mirror(route.experiment, lambda: self._send_copy(route, request, rid, outgoing),
+                                "grpc")
         try:
             if route.kind == "model":
                 answer = await self._backend(self.gateway.stub.ModelInfer, _for_model(request, route.name, rid),
@@ -71,9 +72,9 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
             else:
                 answer = await self._run_pipeline(route.name, request, rid)
         except GatewayError as error:
-            self.gateway.observe(route, error.status, time.perf_counter() - started)
+            self.gateway.observe(route, error.status, time.perf_counter() - started, "grpc", error.code)
             await context.abort(error.code, error.message)
-        self.gateway.observe(route, 200, time.perf_counter() - started)
+        self.gateway.observe(route, 200, time.perf_counter() - started, "grpc", grpc.StatusCode.OK)
         return answer
 
     async def _run_pipeline(self, name: str, request: pb.ModelInferRequest, rid: str) -> pb.ModelInferResponse:
@@ -89,15 +90,14 @@ class GrpcDoor(dataplane_pb2_grpc.GRPCInferenceServiceServicer):
         if route.experiment.resource_type == "pipeline":
             await self._run_pipeline(route.mirror, request, rid)
         else:
-            await self.gateway.stub.ModelInfer(_for_model(request, route.mirror, rid), metadata=metadata,
-                                               timeout=self.gateway.step_timeout)
+            await self._backend(self.gateway.stub.ModelInfer, _for_model(request, route.mirror, rid), metadata)
 
     async def _route(self, context, metadata: dict | None = None, draw: bool = True) -> Route:
         metadata = metadata if metadata is not None else dict(context.invocation_metadata())
         try:
             return self.gateway.route(metadata.get(SELDON_MODEL), metadata.get(ROUTE_HEADER), draw)
         except GatewayError as error:
-            self.gateway.observe("unknown", error.status, 0.0)
+            self.gateway.observe("unknown", error.status, 0.0, "grpc", error.code)
             await context.abort(error.code, error.message)
 
     async def _backend(self, method, request, metadata: tuple = ()):

@@ -113,7 +113,7 @@ class RestDoor:
             response.headers[ROUTE_HEADER] = route.route_value
         if route.mirror:
             rid = response.headers.get(REQUEST_ID) or request_id(None, None)
-            self.gateway.mirror(route.experiment, lambda: self._send_copy(route, body, length, rid))
+            self.gateway.mirror(route.experiment, lambda: self._send_copy(route, body, length, rid), "rest")
         self.gateway.observe(route, response.status, time.perf_counter() - started)
         return response
 
@@ -148,7 +148,8 @@ class RestDoor:
         async with self.session.post(f"{self.backend_http}/v2/models/{route.mirror}/infer", data=body,
                                      headers=_body_headers(length, {REQUEST_ID: rid})) as answer:
             if answer.status != 200:
-                raise RuntimeError(f"{route.mirror} answered {answer.status}: {(await answer.text())[:200]}")
+                raise GatewayError(answer.status, f"{route.mirror} answered {answer.status}: "
+                                                  f"{(await answer.text())[:200]}")
 
     async def _forward(self, request: web.Request, method: str, path: str, body: bytes | None = None,
                        rid: str | None = None, length: str | None = None) -> web.Response:

@@ -468,6 +468,49 @@ def test_gateway_metrics_count_requests_by_target_and_status(serve, window):
     assert metric(serve, "market_ab_gateway_requests_total", target="contextual.pipeline", code="200") == before + 1
 
 
+def test_the_gateway_exports_seldons_own_metric_families(serve, window):
+    """What Seldon 2.10's agent and pipeline gateway export (scheduler/pkg/metrics/agent.go, gateway.go): a model
+    request under the model, a pipeline under the pipeline and each step it ran as a gRPC call, an experiment's request
+    under the candidate that answered it, a refused request under its code; the latency histogram without a model
+    label, in Seldon's buckets."""
+    server = "mlserver-market-ab"  # the manifests' Server
+
+    def model_calls(model, method_type, code):
+        return metric(serve, "seldon_model_infer_total", server=server, model=model, model_internal=f"{model}_1",
+                      method_type=method_type, code=code)
+
+    def histogram(method, code):
+        return metric(serve, "seldon_model_infer_api_seconds_count", server=server, method=method, code=code)
+
+    rest, grpc_door = Door(serve, "rest"), Door(serve, "grpc")
+    before = {"rest": model_calls("lightweight", "rest", "200"), "post": histogram("post", "200"),
+              "router": model_calls("thompson-router", "grpc", "OK"),
+              "pipeline": metric(serve, "seldon_pipeline_infer_total", server="pipeline-gateway", pipeline="mab",
+                                 method_type="grpc", code="OK"),
+              "bad": model_calls("robust", "grpc", "InvalidArgument")}
+    assert rest.infer("lightweight", {"ohlcv": window})[0] == 200
+    assert grpc_door.infer("mab.pipeline", {"ohlcv": window})[0] == 200
+    assert grpc_door.infer("robust", {"ohlcv": window[:, :5]})[0] != 200
+    assert model_calls("lightweight", "rest", "200") == before["rest"] + 1
+    assert histogram("post", "200") >= before["post"] + 1
+    assert model_calls("thompson-router", "grpc", "OK") == before["router"] + 1  # a pipeline's step
+    assert metric(serve, "seldon_pipeline_infer_total", server="pipeline-gateway", pipeline="mab", method_type="grpc",
+                  code="OK") == before["pipeline"] + 1
+    assert metric(serve, "seldon_pipeline_infer_api_seconds_count", server="pipeline-gateway", pipeline="mab",
+                  method="grpc", code="OK") >= 1
+    assert model_calls("robust", "grpc", "InvalidArgument") == before["bad"] + 1
+    status, _, headers, _ = rest.infer("ab-test.experiment", {"ohlcv": window})
+    route = {k.lower(): v for k, v in headers.items()}["x-seldon-route"]
+    candidate = route.strip(":").split(":")[-1].rsplit("_", 1)[0]
+    assert status == 200 and model_calls(candidate, "rest", "200") >= 1
+    text = get(f"{serve.http_url}/metrics")[1]
+    buckets = re.findall(r'seldon_model_infer_api_seconds_bucket\{[^}]*le="([^"]+)"', text)
+    assert sorted({float(b) for b in buckets if b != "+Inf"}) == [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
+                                                                    0.75, 1, 2.5, 5, 7.5, 10]
+    assert 'model=' not in " ".join(line for line in text.splitlines()
+                                    if line.startswith("seldon_model_infer_api_seconds"))
+
+
 @pytest.mark.parametrize("target", ["lightweight", "mab.pipeline", "ab-test.experiment"])
 @pytest.mark.parametrize("request_id", ["\u65e5\u672c", "a b", "x" * 129])
 def test_a_request_id_that_cannot_travel_back_is_refused_at_the_door(door, window, target, request_id):
