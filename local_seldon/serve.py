@@ -1,5 +1,6 @@
-"""``market-ab serve``: one MLServer holding the model repository, and the gateway in front of it executing the
-Pipeline and Experiment manifests, REST and gRPC, until SIGTERM or SIGINT.
+"""``market-ab serve``: one MLServer holding the model repository, the gateway in front of it executing the
+Pipeline and Experiment manifests, REST and gRPC, and a Prometheus scraping both with the manifests' alert rules,
+until SIGTERM or SIGINT.
 
 Start-up refuses what would behave differently on a cluster: a manifest field the gateway does not implement, a
 model the manifests name that the repository lacks, graph mistakes ``market-ab manifests check`` reports.
@@ -26,12 +27,15 @@ from .gateway import Gateway
 from .grpc_server import GrpcDoor
 from .manifests import load_documents
 from .mlserver_process import MLServerProcess, StartInterrupted
+from .prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
+from .prometheus import DEFAULT_SCRAPE_INTERVAL, INSTALL_HINT, PrometheusProcess, rule_groups
 from .repository import model_folders, prepare_repository
 from .rest import RestDoor
 
 READY_LINE = "market-ab serve: ready"  # what a supervising process waits for on stdout
 LAUNCHED_LINE = "market-ab serve: MLServer launched"  # its models are loading
 MLSERVER_LINE = "market-ab serve: MLServer ready"  # MLServer's own addresses, to call a model directly
+PROMETHEUS_LINE = "prometheus:"  # its address, once it is ready
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT = 9000, 9001
 
 
@@ -44,11 +48,15 @@ class ServeOptions:
     host: str = "127.0.0.1"
     seed: int | None = None
     state_dir: Path | None = None
+    prometheus_port: int | None = DEFAULT_PROMETHEUS_PORT  # None: no Prometheus
+    prometheus_dir: Path | None = None  # its configuration and data; default: in the run's temporary folder
+    scrape_interval: str = DEFAULT_SCRAPE_INTERVAL
+    alert_for: str | None = None  # caps every alert's `for:` (demos, tests)
 
 
-def plan_deployment(options: ServeOptions) -> Deployment:
+def plan_deployment(options: ServeOptions, documents: list | None = None) -> Deployment:
     """The deployment the manifests describe, checked against the model repository. Raises ValueError."""
-    deployment = Deployment.from_documents(load_documents(options.manifests))
+    deployment = Deployment.from_documents(documents if documents is not None else load_documents(options.manifests))
     served = set(model_folders(options.models_dir))
     missing = sorted(deployment.models - served)
     if missing:
@@ -58,7 +66,11 @@ def plan_deployment(options: ServeOptions) -> Deployment:
 
 
 def serve(options: ServeOptions) -> int:
-    deployment = plan_deployment(options)
+    if options.prometheus_port is not None and shutil.which("prometheus") is None:
+        raise ValueError(f"prometheus is not installed: {INSTALL_HINT}")
+    documents = load_documents(options.manifests)
+    deployment = plan_deployment(options, documents)
+    rules = rule_groups(documents, options.alert_for)
     workdir = Path(tempfile.mkdtemp(prefix="market-ab-serve-"))
     repository = prepare_repository(options.models_dir, deployment.model_parameters, workdir / "models")
     mlserver = MLServerProcess(repository, parallel_workers=None, state_dir=options.state_dir,
@@ -67,6 +79,7 @@ def serve(options: ServeOptions) -> int:
     # models checks for them (raising from the handler could leave MLServer started but not yet known)
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _remember_signal)
+    prometheus = None
     print(f"market-ab serve: starting MLServer on {repository} (log: {mlserver.log_path})", flush=True)
     if deployment.not_applied:
         print(f"market-ab serve: left to the cluster: {', '.join(deployment.not_applied)}", flush=True)
@@ -77,11 +90,28 @@ def serve(options: ServeOptions) -> int:
             return 128 + _STOP_REQUESTED.number
         print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, metrics "
               f"{mlserver.metrics_url}, pid {mlserver.pid}", flush=True)
+        if options.prometheus_port is not None:
+            prometheus = _start_prometheus(options, mlserver, rules, workdir)
         return _run(_gateway(options, deployment, mlserver))
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         mlserver.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         print("market-ab serve: stopped", flush=True)
+
+
+def _start_prometheus(options: ServeOptions, mlserver: MLServerProcess, rules: dict, workdir: Path):
+    """Prometheus scraping the gateway (its port opens a moment later) and MLServer, with the manifests' rules."""
+    metrics_address = mlserver.metrics_url.split("//", 1)[1].rsplit("/", 1)[0]
+    prometheus = PrometheusProcess(options.prometheus_dir or workdir / "prometheus",
+                                   {"gateway": f"{options.host}:{options.http_port}", "mlserver": metrics_address},
+                                   rules, options.prometheus_port, options.host, options.scrape_interval).start()
+    alerts = sum(1 for group in rules["groups"] for rule in group.get("rules") or [] if "alert" in rule)
+    print(f"{PROMETHEUS_LINE} {prometheus.url}  (pid {prometheus.pid}; {alerts} alert rules from the manifests"
+          f"{f', for: capped at {options.alert_for}' if options.alert_for else ''}; scrapes every "
+          f"{options.scrape_interval}; data in {prometheus.folder})", flush=True)
+    return prometheus
 
 
 class _StopRequest(threading.Event):

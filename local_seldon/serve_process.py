@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .mlserver_process import free_port
-from .serve import MLSERVER_LINE, READY_LINE
+from .serve import MLSERVER_LINE, PROMETHEUS_LINE, READY_LINE
 
 
 class ServeProcess:
@@ -21,8 +21,11 @@ class ServeProcess:
 
     def __init__(self, models_dir: str | Path, manifests: list[str | Path], seed: int | None = 0,
                  log_path: str | Path | None = None, ready_timeout: float = 240.0, extra_args: list[str] = (),
-                 env: dict | None = None):
+                 env: dict | None = None, prometheus: bool = False):
+        """``prometheus``: run the stack's Prometheus too, on a free port (``prometheus_url``)."""
         self.models_dir, self.manifests = Path(models_dir), [Path(m) for m in manifests]
+        self.prometheus_port = free_port() if prometheus else None
+        self.prometheus_url = self.prometheus_pid = None
         self.seed, self.ready_timeout, self.extra_args = seed, ready_timeout, list(extra_args)
         self.http_port, self.grpc_port = free_port(), free_port()
         self.log_path = Path(log_path) if log_path else None
@@ -49,6 +52,7 @@ class ServeProcess:
                    "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
         for manifest in self.manifests:
             command += ["--manifests", str(manifest)]
+        command += ["--prometheus-port", str(self.prometheus_port)] if self.prometheus_port else ["--no-prometheus"]
         return command + (["--seed", str(self.seed)] if self.seed is not None else []) + self.extra_args
 
     def start(self) -> ServeProcess:
@@ -73,6 +77,9 @@ class ServeProcess:
                 found = re.search(r"REST (\S+), gRPC (\S+), metrics (\S+), pid (\d+)", line)
                 self.mlserver_http_url, self.mlserver_grpc_address = found[1], found[2]
                 self.mlserver_metrics_url, self.mlserver_pid = found[3], int(found[4])
+            if line.startswith(PROMETHEUS_LINE):
+                found = re.match(r"\S+ (\S+)\s+\(pid (\d+)", line)
+                self.prometheus_url, self.prometheus_pid = found[1], int(found[2])
             if line.startswith(READY_LINE):
                 return self
 
@@ -99,10 +106,10 @@ class ServeProcess:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
                 killed = True
-        if killed and self.mlserver_pid:  # MLServer has its own process group; nothing stopped it
+        for pid in (self.mlserver_pid, self.prometheus_pid) if killed else ():  # own process groups: nothing stopped
             try:
-                os.killpg(self.mlserver_pid, signal.SIGKILL)
-            except ProcessLookupError:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, TypeError):  # gone, or never started
                 pass
         if getattr(self, "_reader", None):
             self._reader.join(timeout=5)

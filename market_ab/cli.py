@@ -117,10 +117,12 @@ def cmd_serve(args) -> int:
     from local_seldon.serve import ServeOptions, serve
 
     options = ServeOptions(args.models_dir, args.manifests or [Path("manifests/overlays/dev")], args.http_port,
-                           args.grpc_port, args.host, args.seed, args.state_dir)
+                           args.grpc_port, args.host, args.seed, args.state_dir,
+                           None if args.no_prometheus else args.prometheus_port, args.prometheus_dir,
+                           args.scrape_interval, args.alert_for)
     try:
         return serve(options)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"market-ab serve: {error}", file=sys.stderr)
         return 2
 
@@ -198,6 +200,16 @@ def _send_outcomes(client, args, protocol: str) -> int:
         print(f"{request_id}  model={model}  status={status}")
     client.close()
     return 0
+
+
+def _duration(text: str) -> str:
+    from local_seldon.prometheus import duration_seconds
+
+    try:
+        duration_seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def outcome_argument(text: str) -> tuple[str, str, int, float | None]:
@@ -296,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, help="seed of the experiments' random split (default: unseeded)")
     serve.add_argument("--state-dir", type=Path, help="where the routers keep their state between runs "
                                                       "(default: a new temporary folder, so routers start fresh)")
+    serve.add_argument("--prometheus-port", type=int, default=9090,
+                       help="port of the stack's Prometheus, which scrapes the gateway and MLServer with the "
+                            "manifests' alert rules (default: 9090)")
+    serve.add_argument("--no-prometheus", action="store_true", help="run without Prometheus")
+    serve.add_argument("--prometheus-dir", type=Path, help="Prometheus's configuration and data (default: in the "
+                                                           "run's temporary folder, removed when it stops)")
+    serve.add_argument("--scrape-interval", default="2s", type=_duration,
+                       help="how often Prometheus scrapes and evaluates the rules (default: 2s)")
+    serve.add_argument("--alert-for", type=_duration, metavar="DURATION",
+                       help="cap every alert rule's `for:` at DURATION, e.g. 10s, so that alerts fire within a short "
+                            "demo or test; the expressions are unchanged (default: the manifests' durations)")
     serve.set_defaults(func=cmd_serve)
 
     infer = add_command(

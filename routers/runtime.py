@@ -159,6 +159,8 @@ class BanditRouter(MLModel):
             "min_share", "warmup_rewards"})
         self.rng = np.random.default_rng(None if self.config.seed < 0 else self.config.seed)
         self._metrics = _router_metrics()
+        for arm in self.config.arms:  # every arm's series from the start: increase() sees the first decisions, and an
+            self._metrics["decisions"].labels(self.name, arm)  # arm never chosen is visibly starved
         self._snapshot: Snapshot | None = None
         self._checked = 0.0  # time.monotonic() of the last version check
         self._probabilities: dict = {}  # (state version, context, eligible arms) -> propensities

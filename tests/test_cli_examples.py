@@ -203,16 +203,17 @@ def test_the_example_runs(example, tmp_path):
 
 
 class ServeExample(ServeProcess):
-    """The README's `market-ab serve` line as written, plus the repository (after the subcommand) and free ports;
-    ServeProcess reads its output until the ready line and stops it with SIGTERM."""
+    """The README's `market-ab serve` line as written (its Prometheus too), plus the repository (after the
+    subcommand) and free ports; ServeProcess reads its output until the ready line and stops it with SIGTERM."""
 
     def __init__(self, example: Example):
-        super().__init__(MODELS, [], seed=None)
+        super().__init__(MODELS, [], seed=None, prometheus=True)
         self.example = example
 
     def command(self) -> list[str]:
         return [*PROGRAM, *self.example.argv(), "--models-dir", str(self.models_dir),
-                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--prometheus-port", str(self.prometheus_port)]
 
 
 def _request_ids(args, stdout: str) -> list[str]:

@@ -1,0 +1,167 @@
+"""The local stack's Prometheus: the distribution's ``prometheus`` binary scraping the gateway and MLServer, with the
+alert rules of the manifests' PrometheusRule loaded as they are (no second copy of an expression).
+
+``rule_groups`` and ``scrape_config`` are pure: they turn manifests and addresses into Prometheus's two files.
+``PrometheusProcess`` runs the binary and waits until it is ready; ``PrometheusAPI`` asks it what it saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+DEFAULT_PORT = 9090
+DEFAULT_SCRAPE_INTERVAL = "2s"
+INSTALL_HINT = ("install the distribution's package (Debian/Ubuntu: apt-get install prometheus), or run without it: "
+                "--no-prometheus")
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_PR_SET_PDEATHSIG = 1
+
+
+def duration_seconds(text: str) -> float:
+    """A Prometheus duration (``90s``, ``1h30m``) in seconds; ValueError when it is not one."""
+    text = str(text).strip()
+    if not text or _DURATION.sub("", text):
+        raise ValueError(f"{text!r} is not a Prometheus duration such as 30s, 10m or 1h30m")
+    return sum(int(n) * _SECONDS[unit] for n, unit in _DURATION.findall(text))
+
+
+def rule_groups(documents: list[tuple[str, dict]], alert_for: str | None = None) -> dict:
+    """The ``groups`` of every PrometheusRule among ``documents`` (``load_documents``' pairs), as a rule file.
+    ``alert_for`` caps every alert's ``for:`` (for demos and tests: the expressions stay as they are)."""
+    cap = duration_seconds(alert_for) if alert_for else None
+    groups = []
+    for _, doc in documents:
+        if isinstance(doc, dict) and doc.get("kind") == "PrometheusRule":
+            for group in copy.deepcopy((doc.get("spec") or {}).get("groups") or []):
+                for rule in group.get("rules") or []:
+                    if cap is not None and "alert" in rule and duration_seconds(rule.get("for", "0s")) > cap:
+                        rule["for"] = alert_for
+                groups.append(group)
+    return {"groups": groups}
+
+
+def scrape_config(targets: dict[str, str], interval: str = DEFAULT_SCRAPE_INTERVAL,
+                  rule_file: str | None = "rules.yaml") -> dict:
+    """``targets``: job name -> ``host:port`` serving ``/metrics``."""
+    duration_seconds(interval)
+    return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
+            **({"rule_files": [rule_file]} if rule_file else {}),
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [address]}]}
+                               for job, address in targets.items()]}
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the stack's own stop still ends it
+        pass
+
+
+class PrometheusProcess:
+    def __init__(self, folder: Path, targets: dict[str, str], rules: dict, port: int = DEFAULT_PORT,
+                 host: str = "127.0.0.1", interval: str = DEFAULT_SCRAPE_INTERVAL, ready_timeout: float = 60.0):
+        """``folder`` holds its configuration, log and data (``data/``)."""
+        self.folder, self.port, self.host, self.ready_timeout = Path(folder), port, host, ready_timeout
+        self.binary = shutil.which("prometheus")
+        if self.binary is None:
+            raise FileNotFoundError(f"prometheus is not installed: {INSTALL_HINT}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+        (self.folder / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(targets, interval), sort_keys=False))
+        self.log_path = self.folder / "prometheus.log"
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> PrometheusProcess:
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [self.binary, f"--config.file={self.folder / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={self.folder / 'data'}", f"--web.listen-address={self.host}:{self.port}"],
+                cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + self.ready_timeout
+        while not self._ready():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"prometheus did not become ready on {self.url}; its log:\n{self.log_tail()}")
+            time.sleep(0.1)  # polling its readiness endpoint, with a deadline
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
+                return answer.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+class PrometheusAPI:
+    """The HTTP API calls the stack's users make: instant and range queries, alerts and rules."""
+
+    def __init__(self, url: str, timeout: float = 10.0):
+        self.url, self.timeout = url.rstrip("/"), timeout
+
+    def _get(self, path: str, **params) -> dict:
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=self.timeout) as answer:
+            body = json.loads(answer.read())
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus {path}: {body.get('error', body)}")
+        return body["data"]
+
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        """``[{"metric": {...labels}, "value": float}]`` at ``at`` (epoch seconds; default now)."""
+        return [{"metric": r["metric"], "value": float(r["value"][1])}
+                for r in self._get("/api/v1/query", query=expr, time=at)["result"]]
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        """``[{"metric": {...labels}, "values": [(epoch seconds, float), ...]}]``."""
+        return [{"metric": r["metric"], "values": [(float(t), float(v)) for t, v in r["values"]]}
+                for r in self._get("/api/v1/query_range", query=expr, start=start, end=end, step=step)["result"]]
+
+    def alerts(self) -> list[dict]:
+        """Active alerts (pending and firing): ``labels``, ``state``, ``activeAt``, ``value``."""
+        return self._get("/api/v1/alerts")["alerts"]
+
+    def alert_rules(self) -> list[dict]:
+        return [rule for group in self._get("/api/v1/rules", type="alert")["groups"] for rule in group["rules"]]
+
+    def targets(self) -> list[dict]:
+        return self._get("/api/v1/targets")["activeTargets"]
