@@ -259,7 +259,13 @@ def sample_ratio_mismatch(counts: dict[str, int], weights: dict[str, float], thr
 
 def off_policy(logs: list[ArmLog], reward: str = "correct") -> dict:
     """IPS, self-normalised IPS and doubly-robust estimates (with normal 95% intervals) of the reward of always
-    choosing each arm, from the requests a bandit routed with logged propensities."""
+    choosing each arm, from the requests a bandit routed with logged propensities.
+
+    An arm's value is identifiable only if every request could have gone to it: a request routed elsewhere with
+    propensity 1 (a deterministic router's choice) gave that arm probability 0, and nothing in the log says what it
+    would have answered. ``support`` is the share of requests where the arm had a chance; below 1 the arm is not
+    identifiable: IPS and SNIPS are left out (they would count those requests as zero reward), and DR stands on its
+    reward model alone for the unsupported share (``dr_model_share``)."""
     arms = tuple(log.name for log in logs)
     t = np.concatenate([log.t for log in logs])
     order = np.argsort(t, kind="stable")
@@ -274,8 +280,12 @@ def off_policy(logs: list[ArmLog], reward: str = "correct") -> dict:
         target[:, i] = 1.0
         ips, dr = ips_terms(replay_log, target), dr_terms(replay_log, target, model)
         weights = target[np.arange(len(chosen)), chosen] / propensity
-        out[arm] = {"ips": _mean_and_interval(ips), "dr": _mean_and_interval(dr),
-                    "snips": float(ips.sum() / weights.sum()) if weights.sum() else math.nan,
+        supported = (chosen == i) | (propensity < 1.0)  # propensity 1 for another arm: this one had none
+        support = float(supported.mean()) if len(chosen) else 0.0
+        identifiable = bool(len(chosen)) and bool(supported.all())
+        out[arm] = {"identifiable": identifiable, "support": support, "dr_model_share": 1.0 - support,
+                    "ips": _mean_and_interval(ips) if identifiable else None, "dr": _mean_and_interval(dr),
+                    "snips": float(ips.sum() / weights.sum()) if identifiable and weights.sum() else None,
                     "chosen": int((chosen == i).sum())}
     return out
 

@@ -205,10 +205,20 @@ def experiment_markdown(experiment: dict) -> list[str]:
             lines.append(f"| {regime} | " + " | ".join(
                 f"{cells[arm]['n']} ({cells[arm]['accuracy']:.0%})" if arm in cells else "0" for arm in arms) + " |")
     if experiment.get("off_policy"):
-        lines += ["", "| arm (always chosen) | IPS [95% CI] | SNIPS | DR [95% CI] | chosen |", "|---|---|---|---|---|"]
+        lines += ["", "| arm (always chosen) | traffic that supports it | IPS [95% CI] | SNIPS | DR [95% CI] "
+                      "| chosen |", "|---|---|---|---|---|---|"]
         for name, e in experiment["off_policy"].items():
-            lines.append(f"| {name} | {e['ips']['value']:.3f} {_ci(e['ips']['ci'], '{:.3f}')} | {e['snips']:.3f} | "
-                         f"{e['dr']['value']:.3f} {_ci(e['dr']['ci'], '{:.3f}')} | {e['chosen']:,} |")
+            dr = f"{e['dr']['value']:.3f} {_ci(e['dr']['ci'], '{:.3f}')}"
+            if e["identifiable"]:
+                ips = f"{e['ips']['value']:.3f} {_ci(e['ips']['ci'], '{:.3f}')}"
+                snips = "-" if e["snips"] is None else f"{e['snips']:.3f}"
+            else:  # the router never gave it a chance on the rest: no estimate, only a model's extrapolation
+                ips = snips = "not identifiable"
+                dr = f"{dr}, reward model alone on {_pct(e['dr_model_share'])} of requests"
+            lines.append(f"| {name} | {_pct(e['support'])} | {ips} | {snips} | {dr} | {e['chosen']:,} |")
+        if any(not e["identifiable"] for e in experiment["off_policy"].values()):
+            lines += ["", "An arm is not identifiable when the router sent some requests elsewhere with certainty "
+                          "(propensity 1): nothing logged says what it would have answered there."]
     return lines
 
 

@@ -97,6 +97,20 @@ def test_off_policy_estimates_recover_each_arms_value_from_a_logging_policy():
             low, high = estimates[arm][method]["ci"]
             assert low < truth < high, (arm, method, estimates[arm][method])
         assert estimates[arm]["snips"] == pytest.approx(truth, abs=0.03)
+        assert estimates[arm]["identifiable"] and estimates[arm]["support"] == 1.0
+
+
+def test_an_arm_a_deterministic_router_never_gave_a_chance_is_not_identifiable():
+    """A router that sends each regime to one arm with certainty: "always choose b" on the days it chose a with
+    propensity 1 has no data, so there is no IPS or SNIPS estimate, only a DR that rests on its reward model there."""
+    t = np.arange(10)
+    certain_a = ArmLog("a", t[:6], np.ones(6, bool), np.zeros(6), np.zeros(6), np.zeros(6, bool), np.ones(6))
+    sometimes_b = ArmLog("b", t[6:], np.zeros(4, bool), np.zeros(4), np.zeros(4), np.zeros(4, bool), np.full(4, 0.5))
+    estimates = ab_analysis.off_policy([certain_a, sometimes_b])
+    assert estimates["a"]["identifiable"] and estimates["a"]["support"] == 1.0  # b's days gave a half a chance
+    assert not estimates["b"]["identifiable"] and estimates["b"]["support"] == pytest.approx(0.4)
+    assert estimates["b"]["ips"] is None and estimates["b"]["snips"] is None
+    assert estimates["b"]["dr_model_share"] == pytest.approx(0.6) and estimates["b"]["dr"]["value"] is not None
 
 
 def test_business_impact_follows_the_return_difference_and_charges_latency():
