@@ -25,6 +25,7 @@ from .ab_analysis import (
     recommend,
     summarise_arm,
 )
+from .live_metrics import alerts_markdown, live_markdown
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,13 @@ class ExperimentRun:
     router: str | None = None
 
 
+def log_entries(path: Path) -> list[dict]:
+    """Every line of a Locust log (requests, feedback, outcomes)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def read_log(path: Path) -> tuple[list[dict], dict[str, dict]]:
-    entries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    entries = log_entries(path)
     requests = sorted((e for e in entries if e["kind"] == "request"), key=lambda e: e["t"])
     feedback = {e["request_id"]: e for e in entries if e["kind"] == "feedback"}
     return requests, feedback
@@ -138,10 +144,11 @@ def per_regime(requests: list[dict]) -> dict:
 
 # writing ---------------------------------------------------------------------------------------------------
 
-def write_report(folder: Path, report: dict) -> dict[str, Path]:
+def write_report(folder: Path, report: dict, extra_plots: dict[str, Path] | None = None) -> dict[str, Path]:
+    """``extra_plots``: drawn elsewhere into ``folder`` (the dashboard's panels), shown after the report's own."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report, indent=1, default=_json_default))
-    plots = draw(report, folder)
+    plots = {**draw(report, folder), **(extra_plots or {})}
     (folder / "report.md").write_text(render_markdown(report))
     (folder / "report.html").write_text(render_html(report, plots))
     return {"json": folder / "report.json", "md": folder / "report.md", "html": folder / "report.html", **plots}
@@ -219,6 +226,8 @@ def experiment_markdown(experiment: dict) -> list[str]:
         if any(not e["identifiable"] for e in experiment["off_policy"].values()):
             lines += ["", "An arm is not identifiable when the router sent some requests elsewhere with certainty "
                           "(propensity 1): nothing logged says what it would have answered there."]
+    if experiment.get("live"):
+        lines += live_markdown(experiment["live"])
     return lines
 
 
@@ -245,7 +254,8 @@ def readme_sample(report: dict, folder: str, link: str | None = None) -> str:
                        ("accuracy posteriors and routing regret", "posterior-regret.png"),
                        ("routing and accuracy per regime", "regimes.png"), ("accuracy per arm", "accuracy.png"),
                        ("latency percentiles per arm", "latency.png"), ("business impact", "business-impact.png"),
-                       ("drift verdicts", "drift.png")):
+                       ("drift verdicts", "drift.png"),
+                       *((("the dashboard's panels", "dashboard.png"),) if report.get("prometheus") else ())):
         lines.append(f"![{name}]({link}/{file})")
     return "\n".join(lines)
 
@@ -267,6 +277,8 @@ def render_markdown(report: dict) -> str:
                   f"each, every 20 days): {len(drifted)} drifted."
                   + (" Drifted: " + "; ".join(f"{d['instrument']} {d['first_date']} to {d['last_date']}"
                                               for d in drifted) + "." if drifted else "")]
+    if report.get("prometheus"):
+        lines += ["", *alerts_markdown(report["prometheus"])]
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -36,7 +37,9 @@ from mlserver.settings import ModelParameters, ModelSettings
 from prometheus_client.parser import text_string_to_metric_families
 from tqdm.auto import tqdm
 
-from local_seldon.mlserver_process import MLServerProcess
+from local_seldon.manifests import load_documents
+from local_seldon.mlserver_process import MLServerProcess, free_port
+from local_seldon.prometheus import PrometheusAPI, PrometheusProcess, rule_groups
 from routers.stores import open_store
 from routers.stores.writer import DEFAULT_LINGER_SECONDS
 from routers.thompson import ThompsonRouter
@@ -54,6 +57,10 @@ CLIENTS = 8
 MANY_CLIENTS = 32
 BATCH = 32
 ROUTER = "thompson-router"
+OUTCOMES = "outcomes"
+SCRAPE_INTERVAL = "2s"
+SETTLED_SCRAPES = 3
+RULES = Path(__file__).resolve().parents[1] / "manifests" / "base" / "monitoring" / "prometheusrule.yaml"
 
 # (name, what is measured, ratio = numerator ÷ denominator, goal) — the rows of the README table.
 ROWS = [
@@ -65,6 +72,10 @@ ROWS = [
     ("thompson_vs_echo", "thompson-router decisions ÷ echo (same payload)", "thompson_decisions", "echo_window", 0.7),
     ("feedback_vs_echo", "feedback ÷ echo (tiny payload), acknowledged feedback durable before the reply",
      "feedback", "echo_tiny", 0.5),
+    ("outcomes_vs_echo", "outcomes ÷ echo (the same tiny payload), acknowledged outcomes durable before the reply",
+     "outcomes", "echo_outcomes", 0.5),
+    ("scraped_vs_not", "LSTM raw windows with Prometheus scraping the server every 2 s (the manifests' rules "
+     "evaluated) ÷ without", "lstm_raw_scraped", "lstm_raw", 0.97),
     ("regime_vs_echo", "regime-router decisions ÷ echo (same payload)", "regime_decisions", "echo_window", None),
     ("typed_vs_raw", "LSTM, typed `fp32_contents` ÷ `raw_input_contents`", "lstm_typed", "lstm_raw", None),
     ("lstm_raw_vs_echo_32_clients", "LSTM raw windows ÷ echo, 32 clients", "lstm_raw_32", "echo_window_32", None),
@@ -91,7 +102,7 @@ IN_PROCESS_GOALS = {"features_served_one_window_us": 50.0, "decision_p99_us": 20
 
 def prepare_repository(models_dir: Path, destination: Path, parallel_workers: int) -> Path:
     """The models measured, the echo runtime, and the shipped ``settings.json`` with ``parallel_workers``."""
-    for name in ("baseline", ROUTER, "regime-router"):
+    for name in ("baseline", ROUTER, "regime-router", OUTCOMES):
         shutil.copytree(models_dir / name, destination / name)
     for name, extra in VARIANTS.items():
         shutil.copytree(models_dir / "baseline", destination / name)
@@ -134,13 +145,43 @@ class Workload:
         return [build_grpc_request(model, {"ohlcv": self.window}, request_id=f"{prefix}-{i}") for i in range(count)]
 
     @staticmethod
+    def outcomes(prefix: str, count: int, model: str = OUTCOMES):
+        """One outcome per request, each for another answered request (every one is recorded, none a duplicate)."""
+        return [build_grpc_request(model, {"request_id": np.array([f"{prefix}-{i}"], dtype=object),
+                                              "model": np.array(["baseline"], dtype=object),
+                                              "correct": np.array([1], dtype=np.int32), "return": np.array([0.001])})
+                for i in range(count)]
+
+    @staticmethod
     def feedback(ids: list[str], model: str = ROUTER):
         return [build_grpc_request(model, {"decision_id": np.array([i], dtype=object), "reward": np.array([1.0])})
                 for i in ids]
 
 
+@contextmanager
+def scraped(server, rules: dict):
+    """A real Prometheus scraping ``server`` every ``SCRAPE_INTERVAL`` and evaluating ``rules`` meanwhile, in its
+    steady state: the load starts once it has scraped ``SETTLED_SCRAPES`` times (its start-up work is over)."""
+    folder = Path(tempfile.mkdtemp(prefix="market-ab-benchmark-prometheus-"))
+    address = server.metrics_url.split("//", 1)[1].rsplit("/", 1)[0]
+    prometheus = PrometheusProcess(folder, {"mlserver": address}, rules, free_port(),
+                                   interval=SCRAPE_INTERVAL).start()
+    api = PrometheusAPI(prometheus.url)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # polls its own count of scrapes
+        scrapes = api.query('count_over_time(up{job="mlserver"}[5m])')
+        if scrapes and scrapes[0]["value"] >= SETTLED_SCRAPES:
+            break
+        time.sleep(0.2)
+    try:
+        yield prometheus
+    finally:
+        prometheus.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_round(index: int, server, workers_server, workload: Workload, seconds: float, rng: random.Random,
-              in_process_batch: float) -> dict:
+              in_process_batch: float, rules: dict) -> dict:
     """Every load once, in a shuffled order (feedback after the decisions it answers)."""
     capacity = int(seconds * 6000) + 100  # more unique requests than any run can send
     loads = {
@@ -153,6 +194,9 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
         "lstm_raw_32": (server, workload.window_requests("baseline"), MANY_CLIENTS, True),
         "regime_decisions": (server, workload.decisions("regime-router", f"regime-{index}", capacity), CLIENTS, False),
         "echo_tiny": (server, Workload.feedback(["echo-id"], "echo"), CLIENTS, True),
+        "outcomes": (server, Workload.outcomes(f"outcome-{index}", capacity), CLIENTS, False),
+        "echo_outcomes": (server, Workload.outcomes("echo-outcome", 1, "echo"), CLIENTS, True),
+        "lstm_raw_scraped": (server, workload.window_requests("baseline"), CLIENTS, True),
         "lstm_raw_workers": (workers_server, workload.window_requests("baseline"), CLIENTS, True),
         "lstm_no_wait": (server, workload.window_requests(NO_WAIT), CLIENTS, True),
         "lstm_no_wait_32": (server, workload.window_requests(NO_WAIT), MANY_CLIENTS, True),
@@ -189,6 +233,9 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
         before, cpu = lstm_histograms(target, model), target.cpu_seconds()
         if name.startswith("lstm_batch_rest"):
             results[name] = rest_closed_loop(f"{target.http_url}/v2/models/{model}/infer", requests, clients, seconds)
+        elif name == "lstm_raw_scraped":
+            with scraped(target, rules):
+                results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
         else:
             results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
         server_cpu[name] = (target.cpu_seconds() - cpu) / max(results[name].requests, 1)
@@ -423,6 +470,10 @@ def where_the_time_goes(results: dict) -> list[str]:
         "tiny payload; each feedback request waits for its group commit (SQLite, `synchronous=FULL`), in which the "
         f"writer also derives the new propensities, and a commit held {per_batch('feedback'):.1f} feedback rows on "
         "average.",
+        "outcomes_vs_echo": f"{cpu('outcomes'):,.0f} µs against the echo's {cpu('echo_outcomes'):,.0f} µs for the "
+        "same payload; each outcome waits for its group commit (SQLite, `synchronous=FULL`) before the reply.",
+        "scraped_vs_not": f"{cpu('lstm_raw_scraped'):,.0f} µs of server CPU per request while scraped, against "
+        f"{cpu('lstm_raw'):,.0f} µs; Prometheus itself shares the two cores.",
     }
     lines = ["Goals missed, by how much, and where the time goes (server CPU per request, medians over rounds; "
              "the profile below splits it by part):", ""]
@@ -538,6 +589,7 @@ def main(argv=None) -> int:
     routers = [in_process_router(args.models_dir, workload, workdir / f"in-process-state-{i}") for i in range(3)]
     in_process.update({key: statistics.median(r[key] for r in routers) for key in routers[0]})
     rng = random.Random(args.seed)
+    rules = rule_groups(load_documents([RULES]))
     with MLServerProcess(repository, parallel_workers=None, state_dir=workdir / "state") as server, \
             MLServerProcess(workers_repository, parallel_workers=None, state_dir=workdir / "workers-state") as workers:
         # Train the router past its warm-up, so decisions use a real posterior.
@@ -548,7 +600,7 @@ def main(argv=None) -> int:
         rounds = []
         for index in tqdm(range(args.rounds), desc="benchmark rounds"):
             batch = in_process_batch_samples(artifact, workload)
-            rounds.append(run_round(index, server, workers, workload, args.seconds, rng, batch))
+            rounds.append(run_round(index, server, workers, workload, args.seconds, rng, batch, rules))
         server_figures = {"ready_seconds": server.ready_seconds, "workers_ready_seconds": workers.ready_seconds,
                           "workers": args.workers, "resident_mb": server.resident_memory() / 2**20,
                           "workers_resident_mb": workers.resident_memory() / 2**20}

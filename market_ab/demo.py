@@ -10,6 +10,11 @@ Experiments, in order:
   estimates.
 - ``fault-test`` (faulty): baseline against ``faulty``, the baseline artifact served by
   ``runtimes.faults.FaultyLSTMRuntime`` with ``FAULT`` injected, 50/50: the guardrails must roll it back.
+
+The stack runs its Prometheus, with the manifests' alert rules (``for:`` capped at ``ALERT_FOR``). After each
+experiment the demo waits until Prometheus has scraped every acknowledged outcome, so that each arm's live counts
+come three ways (Locust log, outcomes store, Prometheus) and are checked against each other; at the end it reads the
+alerts that fired and every dashboard panel's series over the run.
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from analysis import live_metrics
 from analysis.ab_analysis import BusinessModel, DecisionPolicy
-from analysis.ab_report import ExperimentRun, analyse, look_at, read_log, write_report
+from analysis.ab_report import ExperimentRun, analyse, log_entries, look_at, read_log, write_report
 from loadtest.client import InferenceClient
 from local_seldon.deployment import Deployment
 from local_seldon.manifests import load_documents
+from local_seldon.prometheus import PrometheusAPI
 from local_seldon.repository import SETTINGS_FILE
 from local_seldon.serve_process import ServeProcess
 from routers.stores import open_store
@@ -45,6 +52,9 @@ DEMO_EXPERIMENTS = [
     {"apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Experiment", "metadata": {"name": "fault-test"},
      "spec": {"candidates": [{"name": "baseline", "weight": 50}, {"name": "faulty", "weight": 50}]}},
 ]
+ALERT_FOR, SCRAPE_INTERVAL = "5s", "2s"  # alerts can fire within a few minutes' run; expressions unchanged
+SETTLE_SECONDS = 60.0  # how long Prometheus may take to scrape what was acknowledged, or fire the expected alerts
+DASHBOARD = Path(__file__).resolve().parents[1] / "manifests" / "base" / "monitoring" / "market-ab-dashboard.json"
 RUNS = [("aa-test", "aa", "aa-test.experiment", None), ("ab-test", "ab", "ab-test.experiment", None),
         ("mab", "ab", "mab.pipeline", "thompson-router"), ("contextual", "ab", "contextual.pipeline", "regime-router"),
         ("fault-test", "faulty", "fault-test.experiment", None)]
@@ -84,25 +94,47 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
     out = reports_dir / run
     logs = out / "logs" if keep_logs else workdir / "logs"  # by default the raw logs stay beside their report
     logs.mkdir(parents=True)
-    experiments = []
-    with ServeProcess(repository, [*manifests, extra], seed=seed, log_path=workdir / "serve.log",
-                      extra_args=["--state-dir", str(state_dir)]) as serve:
+    experiments, windows = [], []
+    with ServeProcess(repository, [*manifests, extra], seed=seed, log_path=workdir / "serve.log", prometheus=True,
+                      extra_args=["--state-dir", str(state_dir), "--alert-for", ALERT_FOR, "--scrape-interval",
+                                  SCRAPE_INTERVAL, "--prometheus-dir", str(workdir / "prometheus")]) as serve:
+        prometheus = PrometheusAPI(serve.prometheus_url)
+        outcomes = open_store("sqlite:///outcomes.db", "outcomes", state_dir)  # the outcomes model's default store
+        run_started = time.time()
+        totals = settled_totals(outcomes, prometheus)
         for name, kind, target, router in tqdm(RUNS, desc="experiments", unit="experiment"):
             log = logs / f"{name}.jsonl"
+            started = time.time()
             drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
+            windows.append({"name": name, "start": started, "end": time.time()})
             weights = None
             if name in deployment.experiments:
                 weights = dict(deployment.experiments[name].candidates)
             experiment = ExperimentRun(name, kind, target, "baseline", weights, log, router)
             propensities = logged_propensities(state_dir, router, log) if router else None
             experiments.append(analyse(experiment, propensities, DecisionPolicy(), BusinessModel()))
+            after = settled_totals(outcomes, prometheus)
+            experiments[-1]["live"] = live_metrics.live_summary(
+                live_metrics.from_log(log_entries(log)), live_metrics.difference(after[0], totals[0]),
+                live_metrics.difference(after[1], totals[1]))
+            totals = after
+        outcomes.close()
         drift = drift_verdicts(serve, days, models_dir)
+        wait_for_alerts(prometheus, [("MarketAbErrorRate", "faulty"), ("MarketAbLatencyHigh", "faulty")])
+        run_ended = time.time()
+        seen = {"scrape_interval": SCRAPE_INTERVAL, "alert_for": ALERT_FOR, "windows": windows,
+                "alerts": live_metrics.firing_alerts(prometheus, run_started, run_ended, 2.0)}
+        panels = live_metrics.dashboard_series(prometheus, json.loads(DASHBOARD.read_text()), run_started,
+                                               run_ended, 2.0)
+    out.mkdir(parents=True, exist_ok=True)
+    dashboard = {"the dashboard's panels": live_metrics.draw_dashboard(panels, out / "dashboard.png", run_started)}
     settings = (f"{days} held-out days per instrument, each sent once (at most {seconds:g} s per experiment), "
                 f"{workers} Locust users, feedback after {feedback_delay:g} s, seed {seed}")
     report = {"run": run, "scenarios": days, "workers": workers, "seed": seed, "settings": settings, "fault": FAULT,
               "policy": DecisionPolicy().__dict__,
-              "business_model": BusinessModel().__dict__, "experiments": experiments, "drift": drift}
-    write_report(out, report)
+              "business_model": BusinessModel().__dict__, "experiments": experiments, "drift": drift,
+              "prometheus": seen}
+    write_report(out, report, dashboard)
     return out
 
 
@@ -136,6 +168,30 @@ def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests
         print(f"opened in headless Chromium: {seen['images_loaded']} of {seen['images']} plots loaded; screenshot "
               f"{seen['screenshot']}")
     return 0
+
+
+def settled_totals(outcomes, prometheus: PrometheusAPI) -> tuple[dict, dict]:
+    """The outcome totals per model in the store and in Prometheus, once Prometheus has scraped every outcome the
+    store holds (at most ``SETTLE_SECONDS``; after that, what it has, and the report shows the difference)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        store, scraped = live_metrics.from_store(outcomes.counters()), live_metrics.from_prometheus(prometheus)
+        if live_metrics.same_counts(store, scraped, 1e-6) or time.monotonic() > deadline:
+            return store, scraped
+        time.sleep(0.5)  # Prometheus scrapes on its own clock: ask again
+
+
+def wait_for_alerts(prometheus: PrometheusAPI, expected: list[tuple[str, str]]) -> None:
+    """Until the alerts ``(alertname, model)`` the run is expected to provoke fire, at most ``SETTLE_SECONDS`` (the
+    report shows what did)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        # the ALERTS series, which the report reads, rather than the alerts API: it is written an evaluation later
+        firing = {(row["metric"].get("alertname"), row["metric"].get("model"))
+                  for row in prometheus.query('ALERTS{alertstate="firing"}')}
+        if set(expected) <= firing:
+            return
+        time.sleep(0.5)
 
 
 def drift_verdicts(serve: ServeProcess, days: int, models_dir: Path, window: int = 60, stride: int = 20) -> list[dict]:

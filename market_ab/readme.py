@@ -15,6 +15,7 @@ from analysis import ab_calibration, ab_report, drift_report, stale_features
 from analysis.router_evidence import load_results, render_markdown
 from detectors.settings import DriftSettings
 from loadtest import benchmark, drift_serving, fuzz, gateway_serving, serving_profile
+from routers.outcomes import OutcomesSettings
 from routers.settings import RegimeRouterSettings, RouterSettings
 from runtimes.faults import FaultyLSTMSettings
 from runtimes.lstm import LSTMSettings
@@ -78,6 +79,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-thompson-router": lambda: markdown_table(RouterSettings),
         "settings-regime-router": regime_router_settings_table,
         "settings-drift-detector": lambda: markdown_table(DriftSettings),
+        "settings-outcomes": lambda: markdown_table(OutcomesSettings),
         "drift-evidence": lambda: drift_report.render_markdown(_json(docs_dir / "drift-evidence.json")),
         "drift-serving": lambda: drift_serving.render_markdown(_json(docs_dir / "drift-serving.json")),
         # docs/demo.md shows the sample where it lives in the repository, whichever docs_dir was read
@@ -93,6 +95,8 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "model-metadata": lambda: metadata_table(models_dir),
         "rest-binary": lambda: benchmark.render_rows(_json(docs_dir / "benchmarks.json"),
                                                      ("rest_binary_vs_json", "rest_binary_vs_grpc")),
+        "write-path": lambda: benchmark.render_rows(_json(docs_dir / "benchmarks.json"),
+                                                    ("feedback_vs_echo", "outcomes_vs_echo", "scraped_vs_not")),
     }
 
 

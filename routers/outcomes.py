@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse
 from pydantic import model_validator
@@ -146,15 +145,16 @@ class OutcomesRuntime(MLModel):
             raise InvalidInput(f"input 'model' has {len(models)} values; expected {len(ids)}, one per request_id",
                                "shape")
         correct = decode_numbers(payload, "correct", ("INT32", "INT64", "BOOL"), len(ids), "request_id")
-        if not np.isin(correct, (0, 1)).all():
+        flags = correct.tolist()
+        if not all(flag in (0, 1) for flag in flags):
             raise InvalidInput(f"input 'correct' must hold 1 (the predicted direction was right) or 0, got "
-                               f"{sorted(set(correct.tolist()) - {0, 1})[:5]}", "invalid_outcome")
+                               f"{sorted(set(flags) - {0, 1})[:5]}", "invalid_outcome")
         returns = [None] * len(ids)
         if any(i.name == "return" for i in payload.inputs):
             returns = decode_numbers(payload, "return", ("FP64", "FP32"), len(ids), "request_id").tolist()
         return [None if (arm := self._arm(model)) is None else
                 Outcome(request_id, arm, bool(ok), None if value is None else float(value), now)
-                for request_id, model, ok, value in zip(ids, models, correct, returns, strict=True)]
+                for request_id, model, ok, value in zip(ids, models, flags, returns, strict=True)]
 
     def _arm(self, model: str) -> str | None:
         """The configured arm a ``model`` value names: itself, or its name without ``:version``."""

@@ -122,14 +122,26 @@ def test_demo_end_to_end(tmp_path):
     assert all(d["is_drift"] in (0, 1) and d["first_date"] < d["last_date"] for d in report["drift"])
     assert experiments["fault-test"]["counts"]["failed"] > 0
     assert experiments["aa-test"]["recommendation"]["decision"] != "promote"
+    # each arm's live outcomes, three ways: the Locust log, the outcomes store, Prometheus; equal counts
+    for experiment in report["experiments"]:
+        live = experiment["live"]
+        assert live["store_equals_log"] and live["prometheus_equals_store"], (experiment["name"], live)
+        stored = sum(arm["store"]["outcomes"] for arm in live["arms"].values() if arm["store"])
+        assert stored == experiment["counts"]["answered"], experiment["name"]  # one outcome per answer
+        assert set(live["arms"]) == {name for name, arm in experiment["arms"].items() if arm["served"]}
+    # the faulty candidate's alerts fired in the real Prometheus; no baseline alert did
+    fired = {(a["alertname"], a["labels"].get("model")) for a in report["prometheus"]["alerts"]}
+    assert {("MarketAbErrorRate", "faulty"), ("MarketAbLatencyHigh", "faulty")} <= fired, fired
+    assert not {pair for pair in fired if pair[1] == "baseline"}, fired
     plots = [png for png in folder.glob("*.png") if png.name != "report-screenshot.png"]
     html = (folder / "report.html").read_text()
-    assert len(plots) == 7 and all(f'src="{png.name}"' in html for png in plots)
+    assert len(plots) == 8 and all(f'src="{png.name}"' in html for png in plots)
+    assert "What Prometheus saw" in html and "MarketAbErrorRate" in html
     # the demo opened the report in headless Chromium and kept a screenshot; every plot loads, and a missing one shows
     assert (folder / "report-screenshot.png").stat().st_size > 50_000
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 7
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 8
     plots[0].unlink()
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 6
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 7
     assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
     page = (REPO / "docs" / "demo.md").read_text()  # the docs describe the fault that was injected

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from analysis import live_metrics
 from loadtest.client import InferenceClient
 from local_seldon.prometheus import PrometheusAPI, duration_seconds, rule_groups, scrape_config
 from local_seldon.serve_process import ServeProcess
@@ -169,6 +170,11 @@ def test_each_alert_the_traffic_provokes_fires_for_its_source_only(stack, traffi
     assert not [a for a in fired if a["alertname"] in ("MarketAbErrorRate", "MarketAbLatencyHigh")
                 and a.get("model") != "faulty"], fired
     assert not [a for a in fired if a["alertname"] in SILENT], fired
+    # what the demo's report reads: the ALERTS series over a time range
+    seen = live_metrics.firing_alerts(prometheus, time.time() - 600, time.time(), 1.0)
+    assert {(a["alertname"], tuple(sorted(labels.items()))) for name, labels in PROVOKED.items() for a in seen
+            if a["alertname"] == name and labels.items() <= a["labels"].items()} and \
+        {a["alertname"] for a in seen} >= set(PROVOKED), seen
 
 
 def test_the_gateway_and_models_metrics_are_reachable_as_prometheus_scrapes_them(stack):

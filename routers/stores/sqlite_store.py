@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 from .base import (
@@ -184,26 +185,26 @@ class SQLiteStore(StateStore):
         batch = _Batch()
         results = []
         with self._transaction() as db:
-            decisions: list[Decision] = []  # a run of decisions is written with a few statements, not 5 per row
-            for operation in [*operations, None]:
-                if isinstance(operation, RecordDecision):
-                    decisions.append(operation.decision)
+            # a run of decisions, or of outcomes, is written with a few statements, not several per row
+            for kind, run in groupby(operations, key=type):
+                run = list(run)
+                if kind is RecordDecision:
+                    results += self._record_decisions(db, [operation.decision for operation in run])
                     continue
-                if decisions:
-                    results += self._record_decisions(db, decisions)
-                    decisions = []
-                if operation is None:
-                    break
-                db.execute("SAVEPOINT operation")
-                effects = _Batch()
-                try:
-                    results.append(self._apply(db, operation, batch, effects))
-                    db.execute("RELEASE operation")
-                    batch.merge(effects)
-                except Exception as error:  # undo this operation only; the others commit
-                    db.execute("ROLLBACK TO operation")
-                    db.execute("RELEASE operation")
-                    results.append(error)
+                if kind is RecordOutcome:
+                    results += self._record_outcomes(db, [operation.outcome for operation in run], batch)
+                    continue
+                for operation in run:
+                    db.execute("SAVEPOINT operation")
+                    effects = _Batch()
+                    try:
+                        results.append(self._apply(db, operation, batch, effects))
+                        db.execute("RELEASE operation")
+                        batch.merge(effects)
+                    except Exception as error:  # undo this operation only; the others commit
+                        db.execute("ROLLBACK TO operation")
+                        db.execute("RELEASE operation")
+                        results.append(error)
             self._write_states(db, batch, derive)
             if batch.changed:
                 batch.counts["version"] += 1
@@ -228,8 +229,6 @@ class SQLiteStore(StateStore):
         if isinstance(operation, UpdateHealth):
             effects.changed.add(None)
             return self._update_health(db, operation.arm, operation.update)
-        if isinstance(operation, RecordOutcome):
-            return self._record_outcome(db, operation.outcome, effects)
         if isinstance(operation, Expire):
             return self._expire(db, operation.now, operation.ttl)
         raise TypeError(f"unknown store operation {operation!r}")
@@ -275,15 +274,26 @@ class SQLiteStore(StateStore):
         effects.counts[f"feedback:{outcome.value}"] += 1
         return outcome, decision
 
-    def _record_outcome(self, db, outcome: Outcome, effects: _Batch) -> OutcomeStatus:
-        row = db.execute("SELECT outcome FROM outcomes WHERE router = ? AND request_id = ?",
-                         (self.namespace, outcome.request_id)).fetchone()
-        status = outcome_status(Outcome.from_json(row[0]) if row else None, outcome)
-        if status is OutcomeStatus.RECORDED:
-            db.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?)",
-                       (self.namespace, outcome.request_id, outcome.to_json(), outcome.created))
-            effects.counts.update(outcome.counts())
-        return status
+    def _record_outcomes(self, db, outcomes: list[Outcome], batch: _Batch) -> list[OutcomeStatus]:
+        """Insert the outcomes whose ids are new; each result is its status against the outcome its id keeps."""
+        kept: dict[str, Outcome] = {}
+        ids = list(dict.fromkeys(o.request_id for o in outcomes))
+        for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
+            chunk = ids[start:start + 500]
+            rows = db.execute(f"SELECT outcome FROM outcomes WHERE router = ? AND request_id IN "
+                              f"({','.join('?' * len(chunk))})", (self.namespace, *chunk))
+            kept.update((o.request_id, o) for o in map(Outcome.from_json, (row[0] for row in rows)))
+        statuses, new = [], []
+        for outcome in outcomes:
+            status = outcome_status(kept.get(outcome.request_id), outcome)
+            if status is OutcomeStatus.RECORDED:
+                kept[outcome.request_id] = outcome
+                new.append(outcome)
+                batch.counts.update(outcome.counts())
+            statuses.append(status)
+        db.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?)",
+                       [(self.namespace, o.request_id, o.to_json(), o.created) for o in new])
+        return statuses
 
     def _state(self, db, batch: _Batch, context: str) -> dict | None:
         """A context's policy state as the batch has it so far (read once per batch)."""
