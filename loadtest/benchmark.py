@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib.metadata import version
 from pathlib import Path
 
@@ -230,16 +230,15 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
             continue
         target, requests, clients, reuse = loads[name]
         model = models.get(name, "baseline")
-        before, cpu = lstm_histograms(target, model), target.cpu_seconds()
-        if name.startswith("lstm_batch_rest"):
-            results[name] = rest_closed_loop(f"{target.http_url}/v2/models/{model}/infer", requests, clients, seconds)
-        elif name == "lstm_raw_scraped":
-            with scraped(target, rules):
+        with scraped(target, rules) if name == "lstm_raw_scraped" else nullcontext():  # measured in steady state
+            before, cpu = lstm_histograms(target, model), target.cpu_seconds()
+            if name.startswith("lstm_batch_rest"):
+                results[name] = rest_closed_loop(f"{target.http_url}/v2/models/{model}/infer", requests, clients,
+                                                 seconds)
+            else:
                 results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
-        else:
-            results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
-        server_cpu[name] = (target.cpu_seconds() - cpu) / max(results[name].requests, 1)
-        after = lstm_histograms(target, model)
+            server_cpu[name] = (target.cpu_seconds() - cpu) / max(results[name].requests, 1)
+            after = lstm_histograms(target, model)
         passes = after["forward_windows_count"] - before["forward_windows_count"]
         if name.startswith("lstm"):  # how many windows a forward pass took, from the runtime's histogram
             per_batch[name] = (after["forward_windows_sum"] - before["forward_windows_sum"]) / passes \

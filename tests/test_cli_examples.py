@@ -231,6 +231,9 @@ def _run_infer(example: Example, serve: ServeProcess, values: dict[str, str]) ->
     done = subprocess.run([*PROGRAM, *argv, *addresses], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{example.where}: `market-ab {example.command}`:\n{done.stderr[-3000:]}"
     answers = done.stdout.splitlines()
+    if args.outcome:  # any id may be reported once; the example's ids are its own
+        assert [line.split("status=")[1] for line in answers] == ["recorded"] * len(args.outcome), done.stdout
+        return []
     if args.feedback:  # the id came from a decision the router made, so the reward must reach it
         statuses = [s for line in answers for s in (json.loads(line)["outputs"]["status"] if args.json else
                                                     re.findall(r"status=(\S+)", line))]
