@@ -263,9 +263,11 @@ def off_policy(logs: list[ArmLog], reward: str = "correct") -> dict:
 
     An arm's value is identifiable only if every request could have gone to it: a request routed elsewhere with
     propensity 1 (a deterministic router's choice) gave that arm probability 0, and nothing in the log says what it
-    would have answered. ``support`` is the share of requests where the arm had a chance; below 1 the arm is not
-    identifiable: IPS and SNIPS are left out (they would count those requests as zero reward), and DR stands on its
-    reward model alone for the unsupported share (``dr_model_share``)."""
+    would have answered. ``support`` is the share of requests not known to have excluded the arm; below 1 the arm
+    is not identifiable: IPS and SNIPS are left out (they would count those requests as zero reward), and DR stands
+    on its reward model alone for the excluded share (``dr_model_share``). The log holds only the chosen arm's
+    propensity, so with more than two arms a request sent elsewhere with a propensity below 1 may still have given
+    this arm none (an arm out of health); the Thompson router's ``min_share`` keeps every eligible arm above it."""
     arms = tuple(log.name for log in logs)
     t = np.concatenate([log.t for log in logs])
     order = np.argsort(t, kind="stable")
@@ -280,9 +282,9 @@ def off_policy(logs: list[ArmLog], reward: str = "correct") -> dict:
         target[:, i] = 1.0
         ips, dr = ips_terms(replay_log, target), dr_terms(replay_log, target, model)
         weights = target[np.arange(len(chosen)), chosen] / propensity
-        supported = (chosen == i) | (propensity < 1.0)  # propensity 1 for another arm: this one had none
-        support = float(supported.mean()) if len(chosen) else 0.0
-        identifiable = bool(len(chosen)) and bool(supported.all())
+        excluded = (chosen != i) & (propensity >= 1.0)  # certainly sent elsewhere: this arm had no chance
+        support = 1.0 - float(excluded.mean()) if len(chosen) else 0.0
+        identifiable = bool(len(chosen)) and not excluded.any()
         out[arm] = {"identifiable": identifiable, "support": support, "dr_model_share": 1.0 - support,
                     "ips": _mean_and_interval(ips) if identifiable else None, "dr": _mean_and_interval(dr),
                     "snips": float(ips.sum() / weights.sum()) if identifiable and weights.sum() else None,

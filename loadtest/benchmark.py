@@ -164,16 +164,17 @@ def scraped(server, rules: dict):
     steady state: the load starts once it has scraped ``SETTLED_SCRAPES`` times (its start-up work is over)."""
     folder = Path(tempfile.mkdtemp(prefix="market-ab-benchmark-prometheus-"))
     address = server.metrics_url.split("//", 1)[1].rsplit("/", 1)[0]
-    prometheus = PrometheusProcess(folder, {"mlserver": address}, rules, free_port(),
-                                   interval=SCRAPE_INTERVAL).start()
-    api = PrometheusAPI(prometheus.url)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # polls its own count of scrapes
-        scrapes = api.query('count_over_time(up{job="mlserver"}[5m])')
-        if scrapes and scrapes[0]["value"] >= SETTLED_SCRAPES:
-            break
-        time.sleep(0.2)
+    prometheus = PrometheusProcess(folder, {"mlserver": address}, rules, free_port(), interval=SCRAPE_INTERVAL)
     try:
+        prometheus.start()
+        api, deadline = PrometheusAPI(prometheus.url), time.monotonic() + 60
+        while True:  # polls its own count of scrapes
+            scrapes = api.query('count_over_time(up{job="mlserver"}[5m])')
+            if scrapes and scrapes[0]["value"] >= SETTLED_SCRAPES:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"prometheus did not scrape {address} {SETTLED_SCRAPES} times in 60 s")
+            time.sleep(0.2)
         yield prometheus
     finally:
         prometheus.stop()

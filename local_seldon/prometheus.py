@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -64,12 +65,17 @@ def scrape_config(targets: dict[str, str], interval: str = DEFAULT_SCRAPE_INTERV
                                for job, address in targets.items()]}
 
 
+try:  # resolved here, not in the child between fork and exec, where loading a library is not safe
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: the stack's own stop still ends it
+    _PRCTL = None
+
+
 def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the process that started it dies, even by SIGKILL."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: the stack's own stop still ends it
-        pass
+    """In the child before exec: SIGTERM when the thread that started it ends (the stack's main thread), even by
+    SIGKILL."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class PrometheusProcess:
@@ -95,6 +101,16 @@ class PrometheusProcess:
         return self._process.pid if self._process else None
 
     def start(self) -> PrometheusProcess:
+        """Start it and wait until it answers; call from a thread that lives as long as it should (it stops when
+        that thread ends). RuntimeError when its port is taken (its readiness would be another Prometheus's) or it
+        does not become ready."""
+        with socket.socket() as probe:
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as error:
+                raise RuntimeError(f"port {self.port} on {self.host} is in use ({error.strerror}); the distribution's "
+                                   "prometheus package may run one as a service there: choose another with "
+                                   "--prometheus-port, or run without it: --no-prometheus") from None
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 [self.binary, f"--config.file={self.folder / 'prometheus.yml'}",
@@ -102,7 +118,7 @@ class PrometheusProcess:
                 cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self.ready_timeout
-        while not self._ready():
+        while self._process.poll() is not None or not self._ready():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"prometheus did not become ready on {self.url}; its log:\n{self.log_tail()}")

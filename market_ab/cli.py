@@ -333,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--feedback", nargs="+", metavar="ID=REWARD",
                        help="send router feedback instead: decision (request) ids and their rewards")
     infer.add_argument("--outcome", nargs="+", metavar="ID=MODEL:CORRECT[:RETURN]", type=outcome_argument,
-                       help="send outcomes to the outcomes model (the target) instead: the request id, the model that "
-                            "answered it, 1 if its direction was right else 0, and the strategy's return")
+                       help="send outcomes to the outcomes model (the target) instead: the request id, the name of the "
+                            "model that answered it (without :version), 1 if its direction was right else 0, and the "
+                            "strategy's return")
     infer.add_argument("--request-id", help="the request id (one request only; default: a new one per request)")
     infer.add_argument("--route", help="x-seldon-route to send (stick to an experiment candidate)")
     infer.add_argument("--sticky", action="store_true", help="send each answer's x-seldon-route with the next request")

@@ -94,38 +94,26 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
     out = reports_dir / run
     logs = out / "logs" if keep_logs else workdir / "logs"  # by default the raw logs stay beside their report
     logs.mkdir(parents=True)
-    experiments, windows = [], []
+    windows: list[dict] = []
     with ServeProcess(repository, [*manifests, extra], seed=seed, log_path=workdir / "serve.log", prometheus=True,
                       extra_args=["--state-dir", str(state_dir), "--alert-for", ALERT_FOR, "--scrape-interval",
                                   SCRAPE_INTERVAL, "--prometheus-dir", str(workdir / "prometheus")]) as serve:
         prometheus = PrometheusAPI(serve.prometheus_url)
         outcomes = open_store("sqlite:///outcomes.db", "outcomes", state_dir)  # the outcomes model's default store
         run_started = time.time()
-        totals = settled_totals(outcomes, prometheus)
-        for name, kind, target, router in tqdm(RUNS, desc="experiments", unit="experiment"):
-            log = logs / f"{name}.jsonl"
-            started = time.time()
-            drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
-            windows.append({"name": name, "start": started, "end": time.time()})
-            weights = None
-            if name in deployment.experiments:
-                weights = dict(deployment.experiments[name].candidates)
-            experiment = ExperimentRun(name, kind, target, "baseline", weights, log, router)
-            propensities = logged_propensities(state_dir, router, log) if router else None
-            experiments.append(analyse(experiment, propensities, DecisionPolicy(), BusinessModel()))
-            after = settled_totals(outcomes, prometheus)
-            experiments[-1]["live"] = live_metrics.live_summary(
-                live_metrics.from_log(log_entries(log)), live_metrics.difference(after[0], totals[0]),
-                live_metrics.difference(after[1], totals[1]))
-            totals = after
-        outcomes.close()
+        try:
+            experiments = run_all(serve, outcomes, prometheus, logs, deployment, state_dir, windows, days, workers,
+                                  seconds, feedback_delay, models_dir)
+        finally:
+            outcomes.close()
         drift = drift_verdicts(serve, days, models_dir)
         wait_for_alerts(prometheus, [("MarketAbErrorRate", "faulty"), ("MarketAbLatencyHigh", "faulty")])
         run_ended = time.time()
+        step = max(2.0, (run_ended - run_started) / 1000)  # within Prometheus's 11,000 points per series
         seen = {"scrape_interval": SCRAPE_INTERVAL, "alert_for": ALERT_FOR, "windows": windows,
-                "alerts": live_metrics.firing_alerts(prometheus, run_started, run_ended, 2.0)}
+                "alerts": live_metrics.firing_alerts(prometheus, run_started, run_ended, step)}
         panels = live_metrics.dashboard_series(prometheus, json.loads(DASHBOARD.read_text()), run_started,
-                                               run_ended, 2.0)
+                                               run_ended, step)
     out.mkdir(parents=True, exist_ok=True)
     dashboard = {"the dashboard's panels": live_metrics.draw_dashboard(panels, out / "dashboard.png", run_started)}
     settings = (f"{days} held-out days per instrument, each sent once (at most {seconds:g} s per experiment), "
@@ -168,6 +156,30 @@ def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests
         print(f"opened in headless Chromium: {seen['images_loaded']} of {seen['images']} plots loaded; screenshot "
               f"{seen['screenshot']}")
     return 0
+
+
+def run_all(serve: ServeProcess, outcomes, prometheus: PrometheusAPI, logs: Path, deployment: Deployment,
+            state_dir: Path, windows: list, days: int, workers: int, seconds: float, feedback_delay: float,
+            models_dir: Path) -> list[dict]:
+    """Each experiment of ``RUNS`` in turn: Locust traffic, its analysis, and its arms' live outcomes three ways
+    (the log, the store, Prometheus once it has scraped them); ``windows`` gets each one's start and end."""
+    experiments = []
+    totals = settled_totals(outcomes, prometheus)
+    for name, kind, target, router in tqdm(RUNS, desc="experiments", unit="experiment"):
+        log = logs / f"{name}.jsonl"
+        started = time.time()
+        drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
+        windows.append({"name": name, "start": started, "end": time.time()})
+        weights = dict(deployment.experiments[name].candidates) if name in deployment.experiments else None
+        experiment = ExperimentRun(name, kind, target, "baseline", weights, log, router)
+        propensities = logged_propensities(state_dir, router, log) if router else None
+        experiments.append(analyse(experiment, propensities, DecisionPolicy(), BusinessModel()))
+        after = settled_totals(outcomes, prometheus)
+        experiments[-1]["live"] = live_metrics.live_summary(
+            live_metrics.from_log(log_entries(log)), live_metrics.difference(after[0], totals[0]),
+            live_metrics.difference(after[1], totals[1]))
+        totals = after
+    return experiments
 
 
 def settled_totals(outcomes, prometheus: PrometheusAPI) -> tuple[dict, dict]:

@@ -6,7 +6,8 @@ answered: an experiment's candidate, a router pipeline's arm; ``name`` or ``name
 ``status`` BYTES [n]: ``recorded``, ``duplicate``, ``conflict`` or ``unknown_model``.
 
 Outcomes are committed to the routers' store layer before the reply (group commits by the store writer), one per
-request id, so a client may send them again after a timeout. The per-arm counters are labelled only by the
+request id, so a client may send them again after a timeout; they are counted as they commit, so an outcome whose
+reply was lost is counted all the same, once. The per-arm counters are labelled only by the
 configured ``arms``, never by a string from a request, so their series stay bounded.
 """
 
@@ -49,8 +50,8 @@ class OutcomesSettings(StoreSettings):
 
     arms: CommaList = Field(LSTM_MODELS, min_length=1, description="the served models whose outcomes are counted "
                             "(the metrics' `model` label); a row naming another is answered `unknown_model`. Under "
-                            "`market-ab serve`, empty or absent: every model of the repository that predicts a "
-                            "direction")
+                            "`market-ab serve`, unless the Model in the manifests names them: every model of the "
+                            "repository that predicts a direction")
     ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="how long an outcome is kept, for duplicate "
                                                                  "detection (the counters keep it for ever)")
 
@@ -95,7 +96,8 @@ class OutcomesRuntime(MLModel):
             self._metrics["return"].labels(arm)
         # State never lives in the model folder: on Seldon that folder is a downloaded artifact.
         self.store = open_store(self.config.store_url(self.name), self.name, self.config.state_path())
-        self.writer = StoreWriter(self.store, name=f"{self.name}-store-writer")
+        # counted where they commit: a request that times out still recorded its rows, and its retry is a duplicate
+        self.writer = StoreWriter(self.store, name=f"{self.name}-store-writer", applied=self._recorded)
         self._next_sweep = self.clock()
         serve_signature(self, self.signature(self.config))
         return True
@@ -126,8 +128,6 @@ class OutcomesRuntime(MLModel):
         for row in rows:
             status = OutcomeStatus.UNKNOWN_MODEL if row is None else next(statuses)
             self._metrics["rows"].labels(status.value).inc()
-            if status is OutcomeStatus.RECORDED:
-                self._count(row)
             answer.append(status.value)
         self._sweep_expired()
         return InferenceResponse(id=payload.id, model_name=self.name, model_version=self.version,
@@ -162,6 +162,11 @@ class OutcomesRuntime(MLModel):
             return model
         name = model.rsplit(":", 1)[0]
         return name if name in self.config.arms else None
+
+    def _recorded(self, operation, status) -> None:
+        """In the writer thread, for every committed write: count the outcomes recorded."""
+        if isinstance(operation, RecordOutcome) and status is OutcomeStatus.RECORDED:
+            self._count(operation.outcome)
 
     def _count(self, outcome: Outcome) -> None:
         self._metrics["outcomes"].labels(outcome.model).inc()

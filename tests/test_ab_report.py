@@ -39,5 +39,10 @@ def test_the_stored_sample_is_a_run_of_the_defaults_with_every_plot():
     for experiment in report["experiments"]:
         assert experiment["counts"]["sent"] == 2 * report["scenarios"]
     html = (SAMPLE / "report.html").read_text()
-    for png in ("traffic-share", "accuracy", "latency", "posterior-regret", "regimes", "drift", "business-impact"):
+    for png in ("traffic-share", "accuracy", "latency", "posterior-regret", "regimes", "drift", "business-impact",
+                "dashboard"):
         assert (SAMPLE / f"{png}.png").stat().st_size > 10_000 and f'src="{png}.png"' in html
+    # the live numbers: each arm's outcomes agree across the log, the store and Prometheus; the faulty alerts fired
+    assert all(e["live"]["store_equals_log"] and e["live"]["prometheus_equals_store"] for e in report["experiments"])
+    fired = {(a["alertname"], a["labels"].get("model")) for a in report["prometheus"]["alerts"]}
+    assert {("MarketAbErrorRate", "faulty"), ("MarketAbLatencyHigh", "faulty")} <= fired

@@ -181,3 +181,17 @@ def test_the_gateway_and_models_metrics_are_reachable_as_prometheus_scrapes_them
     serve, _ = stack
     text = urllib.request.urlopen(f"{serve.http_url}/metrics", timeout=10).read().decode()
     assert "seldon_model_infer_total" in text and "market_ab_gateway_requests_total" in text
+
+
+def test_a_port_already_taken_is_refused_not_mistaken_for_ours(tmp_path):
+    """The distribution's package may run a Prometheus as a service on 9090: its readiness is not ours."""
+    import socket
+
+    from local_seldon.prometheus import PrometheusProcess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"port {port} on 127.0.0.1 is in use.*--prometheus-port"):
+            PrometheusProcess(tmp_path, {"x": "127.0.0.1:1"}, {"groups": []}, port).start()

@@ -216,3 +216,39 @@ def test_commit_gives_the_results_in_order_or_the_first_error(store):
 
     assert [outcome for outcome, _ in asyncio.run(main())] == [FeedbackOutcome.APPLIED] * 2
     writer.close()
+
+
+class GatedStore:
+    """A real store whose batches wait until the test opens the gate."""
+
+    def __init__(self, store):
+        self.store, self.gate = store, threading.Event()
+
+    def apply_batch(self, operations, derive=None):
+        assert self.gate.wait(30)
+        return self.store.apply_batch(operations, derive)
+
+
+def test_a_write_whose_waiter_gave_up_is_still_reported_applied(store):
+    """What counts committed writes (the outcomes model's counters) must see a write whose request timed out: it was
+    recorded, and the client's retry will be a duplicate."""
+    from routers.stores import Outcome, OutcomeStatus, RecordOutcome, StoreUnavailable
+
+    gated, applied, done = GatedStore(store), [], threading.Event()
+
+    def record(operation, result):
+        applied.append((operation, result))
+        done.set()
+
+    writer = StoreWriter(gated, applied=record)
+    operation = RecordOutcome(Outcome("late", "a", True, 0.01, 1000.0))
+
+    async def give_up():
+        with pytest.raises(StoreUnavailable, match="no commit within"):
+            await writer.commit_within(0.05, operation)
+
+    asyncio.run(give_up())
+    gated.gate.set()
+    assert done.wait(10) and applied == [(operation, OutcomeStatus.RECORDED)]
+    assert store.outcome("late") is not None
+    writer.close()

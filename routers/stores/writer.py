@@ -69,9 +69,13 @@ class StoreWriter:
     def __init__(self, store: StateStore, derive: Derive | None = None,
                  after_commit: Callable[[], None] | None = None, max_batch: int = 512,
                  linger: float = DEFAULT_LINGER_SECONDS, urgent_wait: float = DEFAULT_URGENT_WAIT_SECONDS,
-                 name: str = "store-writer", observe: Callable[[int, int], None] | None = None):
-        """``observe(writes, awaited)`` after each commit: how many writes it held, and how many were awaited."""
+                 name: str = "store-writer", observe: Callable[[int, int], None] | None = None,
+                 applied: Callable[[Operation, object], None] | None = None):
+        """``observe(writes, awaited)`` after each commit: how many writes it held, and how many were awaited.
+        ``applied(operation, result)`` for every write that committed, in this thread, whether or not anybody still
+        waits for it (a waiter that gave up at its deadline does not see the result; what counts it must)."""
         self.store, self.derive, self.after_commit, self.observe = store, derive, after_commit, observe
+        self.applied = applied
         self.max_batch, self.linger, self.urgent_wait = max_batch, linger, urgent_wait
         self.company = ExpectedCompany(max_batch)  # how many urgent writes the next commit waits for
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -187,6 +191,13 @@ class StoreWriter:
             logger.exception("store write of %d operations failed", len(batch))
             results = [error] * len(batch)
         self.commits += 1
+        if self.applied is not None:
+            for (operation, _), result in zip(batch, results, strict=True):
+                if not isinstance(result, BaseException):
+                    try:
+                        self.applied(operation, result)
+                    except Exception:
+                        logger.exception("applied hook failed")
         if self.after_commit is not None:  # before the waiters resume, so that it does not run beside them
             try:
                 self.after_commit()
