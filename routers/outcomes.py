@@ -63,7 +63,7 @@ class OutcomesSettings(StoreSettings):
 
 
 def _outcome_metrics() -> dict:
-    return {
+    return metrics.cached({
         "outcomes": metrics.counter("outcomes", "Outcomes recorded, by the model that answered", ["model"]),
         "correct": metrics.counter("outcomes_correct", "Outcomes whose predicted direction was right", ["model"]),
         # a gauge: returns may be negative, and a counter cannot go down
@@ -73,7 +73,7 @@ def _outcome_metrics() -> dict:
                                 "unknown_model)", ["status"]),
         "rejected": metrics.counter("outcome_rejected_requests", "Outcome requests rejected as bad input",
                                     ["reason"]),
-    }
+    })
 
 
 class OutcomesRuntime(MLModel):

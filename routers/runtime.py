@@ -93,7 +93,7 @@ def _observe_commit(writes: dict, all_writes: int, awaited: int) -> None:
 
 
 def _router_metrics() -> dict:
-    return {
+    return metrics.cached({
         "decisions": metrics.counter("router_decisions_total", "Routing decisions by arm", ["router", "arm"]),
         "regimes": metrics.counter("router_decisions_by_regime_total", "Routing decisions by regime",
                                    ["router", "regime"]),
@@ -118,7 +118,7 @@ def _router_metrics() -> dict:
                                     "the state store was unavailable", ["router", "reason"]),
         "unavailable": metrics.counter("router_store_unavailable_total", "Feedback and health messages answered "
                                        "503 because the state store was unavailable", ["router"]),
-    }
+    })
 
 
 class StoreUnavailableError(MLServerError):
@@ -412,7 +412,7 @@ class BanditRouter(MLModel):
             raise InvalidInput(f"input 'decision_id' holds {ascii(malformed[0][:40])}; decision ids are request ids: "
                                f"{REQUEST_ID_RULE}", "invalid_decision_id")
         try:
-            rewards = decode_numbers(payload, "reward", ("FP64", "FP32"), len(ids)).astype(np.float64)
+            rewards = np.asarray(decode_numbers(payload, "reward", ("FP64", "FP32"), len(ids)), dtype=np.float64)
         except InvalidInput as error:
             raise InvalidInput(str(error), "invalid_reward" if error.reason == "non_finite" else error.reason) \
                 from None

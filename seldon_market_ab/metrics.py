@@ -36,3 +36,25 @@ def histogram(name: str, documentation: str, labelnames, buckets) -> Histogram:
 
 def gauge(name: str, documentation: str, labelnames, multiprocess_mode: str = "mostrecent") -> Gauge:
     return _get_or_create(Gauge, PREFIX + name, documentation, labelnames, multiprocess_mode=multiprocess_mode)
+
+
+class CachedLabels:
+    """A metric whose children are looked up once per label values. prometheus-client's ``labels()`` validates and
+    takes a lock on every call, which a router pays several times per request; label values here come from a bounded
+    set (arms, outcomes, reasons), so the cache stays small."""
+
+    __slots__ = ("metric", "_children")
+
+    def __init__(self, metric):
+        self.metric, self._children = metric, {}
+
+    def labels(self, *values):
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
+def cached(metrics: dict) -> dict:
+    """Each metric of ``metrics`` with its children cached."""
+    return {name: CachedLabels(metric) for name, metric in metrics.items()}

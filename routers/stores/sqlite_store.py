@@ -185,7 +185,7 @@ class SQLiteStore(StateStore):
         batch = _Batch()
         results = []
         with self._transaction() as db:
-            # a run of decisions, or of outcomes, is written with a few statements, not several per row
+            # a run of decisions, rewards or outcomes is written with a few statements, not several per row
             for kind, run in groupby(operations, key=type):
                 run = list(run)
                 if kind is RecordDecision:
@@ -193,6 +193,9 @@ class SQLiteStore(StateStore):
                     continue
                 if kind is RecordOutcome:
                     results += self._record_outcomes(db, [operation.outcome for operation in run], batch)
+                    continue
+                if kind is ApplyFeedback:
+                    results += self._apply_feedbacks(db, run, batch)
                     continue
                 for operation in run:
                     db.execute("SAVEPOINT operation")
@@ -224,8 +227,6 @@ class SQLiteStore(StateStore):
     def _apply(self, db, operation: Operation, batch: _Batch, effects: _Batch):
         """One operation inside the batch's transaction. What it changes in memory (states, counters) goes to
         ``effects``, which join the batch only if the operation succeeds."""
-        if isinstance(operation, ApplyFeedback):
-            return self._apply_feedback(db, operation, batch, effects)
         if isinstance(operation, UpdateHealth):
             effects.changed.add(None)
             return self._update_health(db, operation.arm, operation.update)
@@ -254,25 +255,46 @@ class SQLiteStore(StateStore):
         db.executemany(ADD_TO_COUNTER, [(self.namespace, name, n, n) for name, n in counts.items() if n])
         return [kept[d.decision_id] for d in decisions]
 
-    def _apply_feedback(self, db, op: ApplyFeedback, batch: _Batch, effects: _Batch):
-        row = db.execute("SELECT decision, reward FROM decisions WHERE router = ? AND decision_id = ?",
-                         (self.namespace, op.decision_id)).fetchone()
-        decision = Decision.from_json(row[0]) if row else None
-        outcome = feedback_outcome(decision, row[1] if row else None, op.reward, op.now, op.ttl)
-        if outcome is FeedbackOutcome.APPLIED:
-            effects.states[decision.context] = op.update(self._state(db, batch, decision.context), decision)
-            effects.changed.add(decision.context)
-            db.execute("UPDATE decisions SET reward = ? WHERE router = ? AND decision_id = ?",
-                       (op.reward, self.namespace, op.decision_id))
-            effects.counts["pending"] -= 1
-            if op.health is not None:
-                before = self._health(db, decision.arm)
-                after = op.health(before)
+    def _apply_feedbacks(self, db, operations: list[ApplyFeedback], batch: _Batch) -> list:
+        """A run of rewards: their decisions read with one statement, each reward applied in order in memory (a
+        repeated id in the run sees the reward before it), then written with a few statements. An operation that
+        raises changes nothing and its result is the error."""
+        known: dict[str, tuple[Decision, float | None]] = {}
+        ids = list(dict.fromkeys(op.decision_id for op in operations))
+        for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
+            chunk = ids[start:start + 500]
+            rows = db.execute(f"SELECT decision_id, decision, reward FROM decisions WHERE router = ? AND decision_id "
+                              f"IN ({','.join('?' * len(chunk))})", (self.namespace, *chunk))
+            known.update((i, (Decision.from_json(text), reward)) for i, text, reward in rows)
+        health: dict[str, ArmHealth] = {}  # arm -> its health as this run has it
+        changed_health: set[str] = set()
+        rewarded, results = [], []
+        for op in operations:
+            decision, previous = known.get(op.decision_id, (None, None))
+            outcome = feedback_outcome(decision, previous, op.reward, op.now, op.ttl)
+            if outcome is FeedbackOutcome.APPLIED:
+                try:
+                    state = op.update(self._state(db, batch, decision.context), decision)
+                    before = health.get(decision.arm) or self._health(db, decision.arm)
+                    after = op.health(before) if op.health is not None else before
+                except Exception as error:  # this reward only: nothing of it is written
+                    results.append(error)
+                    continue
+                batch.states[decision.context] = state
+                batch.changed.add(decision.context)
+                known[op.decision_id] = (decision, op.reward)
+                rewarded.append((op.reward, self.namespace, op.decision_id))
+                batch.counts["pending"] -= 1
+                health[decision.arm] = after
                 if after != before:
-                    effects.changed.add(None)
-                    self._update_health(db, decision.arm, lambda _: after)
-        effects.counts[f"feedback:{outcome.value}"] += 1
-        return outcome, decision
+                    changed_health.add(decision.arm)
+                    batch.changed.add(None)
+            batch.counts[f"feedback:{outcome.value}"] += 1
+            results.append((outcome, decision))
+        db.executemany("UPDATE decisions SET reward = ? WHERE router = ? AND decision_id = ?", rewarded)
+        db.executemany("INSERT OR REPLACE INTO health VALUES (?, ?, ?)",
+                       [(self.namespace, arm, json.dumps(asdict(health[arm]))) for arm in sorted(changed_health)])
+        return results
 
     def _record_outcomes(self, db, outcomes: list[Outcome], batch: _Batch) -> list[OutcomeStatus]:
         """Insert the outcomes whose ids are new; each result is its status against the outcome its id keeps."""
