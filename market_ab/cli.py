@@ -157,12 +157,8 @@ def cmd_infer(args) -> int:
         request_id = args.request_id if args.request_id and len(requests) == 1 else uuid.uuid4().hex
         try:
             answer = client.infer(args.target, inputs, protocol, request_id, route, args.timeout)
-        except grpc.RpcError as error:
-            print(f"market-ab infer: {args.target}: {error.code().name}: {error.details()}", file=sys.stderr)
-            return 1
-        except RestError as error:
-            print(f"market-ab infer: {args.target}: HTTP {error.status}: {error.message}", file=sys.stderr)
-            return 1
+        except (grpc.RpcError, RestError) as error:
+            return _call_failed(args.target, error)
         if args.sticky and answer.route:
             route = answer.route
         outputs = {name: value.tolist() if hasattr(value, "tolist") else value for name, value in
@@ -175,6 +171,16 @@ def cmd_infer(args) -> int:
             print(f"{label}  id={answer.request_id}  route={answer.route or '-'}  {shown}")
     client.close()
     return 0
+
+
+def _call_failed(target: str, error) -> int:
+    """The status and message of a failed call (gRPC or REST), on stderr; the exit code."""
+    from loadtest.client import RestError
+
+    shown = f"HTTP {error.status}: {error.message}" if isinstance(error, RestError) else \
+        f"{error.code().name}: {error.details()}"
+    print(f"market-ab infer: {target}: {shown}", file=sys.stderr)
+    return 1
 
 
 def _send_outcomes(client, args, protocol: str) -> int:
@@ -190,12 +196,8 @@ def _send_outcomes(client, args, protocol: str) -> int:
     try:
         statuses = client.send_outcomes(list(ids), list(models), list(correct), list(returns) if given else None,
                                         protocol, args.target, args.timeout)
-    except grpc.RpcError as error:
-        print(f"market-ab infer: {args.target}: {error.code().name}: {error.details()}", file=sys.stderr)
-        return 1
-    except RestError as error:
-        print(f"market-ab infer: {args.target}: HTTP {error.status}: {error.message}", file=sys.stderr)
-        return 1
+    except (grpc.RpcError, RestError) as error:
+        return _call_failed(args.target, error)
     for request_id, model, status in zip(ids, models, statuses, strict=True):
         print(f"{request_id}  model={model}  status={status}")
     client.close()

@@ -234,15 +234,21 @@ class SQLiteStore(StateStore):
             return self._expire(db, operation.now, operation.ttl)
         raise TypeError(f"unknown store operation {operation!r}")
 
+    def _rows_by_id(self, db, select: str, ids: list[str]) -> list[tuple]:
+        """``select ... IN`` (its first parameter this store's namespace) for ``ids``, in chunks: SQLite caps the
+        number of bound parameters."""
+        rows = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows += db.execute(f"{select} ({','.join('?' * len(chunk))})", (self.namespace, *chunk)).fetchall()
+        return rows
+
     def _record_decisions(self, db, decisions: list[Decision]) -> list[Decision]:
         """Insert the decisions whose ids are new; each result is the decision its id keeps (the first)."""
         kept: dict[str, Decision] = {}
         ids = list(dict.fromkeys(d.decision_id for d in decisions))
-        for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
-            chunk = ids[start:start + 500]
-            rows = db.execute(f"SELECT decision FROM decisions WHERE router = ? AND decision_id IN "
-                              f"({','.join('?' * len(chunk))})", (self.namespace, *chunk))
-            kept.update((d.decision_id, d) for d in map(Decision.from_json, (row[0] for row in rows)))
+        rows = self._rows_by_id(db, "SELECT decision FROM decisions WHERE router = ? AND decision_id IN", ids)
+        kept.update((d.decision_id, d) for d in map(Decision.from_json, (row[0] for row in rows)))
         new = []
         for decision in decisions:
             if decision.decision_id not in kept:
@@ -261,11 +267,9 @@ class SQLiteStore(StateStore):
         raises changes nothing and its result is the error."""
         known: dict[str, tuple[Decision, float | None]] = {}
         ids = list(dict.fromkeys(op.decision_id for op in operations))
-        for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
-            chunk = ids[start:start + 500]
-            rows = db.execute(f"SELECT decision_id, decision, reward FROM decisions WHERE router = ? AND decision_id "
-                              f"IN ({','.join('?' * len(chunk))})", (self.namespace, *chunk))
-            known.update((i, (Decision.from_json(text), reward)) for i, text, reward in rows)
+        rows = self._rows_by_id(db, "SELECT decision_id, decision, reward FROM decisions WHERE router = ? AND "
+                                    "decision_id IN", ids)
+        known.update((i, (Decision.from_json(text), reward)) for i, text, reward in rows)
         health: dict[str, ArmHealth] = {}  # arm -> its health as this run has it
         changed_health: set[str] = set()
         rewarded, results = [], []
@@ -300,11 +304,8 @@ class SQLiteStore(StateStore):
         """Insert the outcomes whose ids are new; each result is its status against the outcome its id keeps."""
         kept: dict[str, Outcome] = {}
         ids = list(dict.fromkeys(o.request_id for o in outcomes))
-        for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
-            chunk = ids[start:start + 500]
-            rows = db.execute(f"SELECT outcome FROM outcomes WHERE router = ? AND request_id IN "
-                              f"({','.join('?' * len(chunk))})", (self.namespace, *chunk))
-            kept.update((o.request_id, o) for o in map(Outcome.from_json, (row[0] for row in rows)))
+        rows = self._rows_by_id(db, "SELECT outcome FROM outcomes WHERE router = ? AND request_id IN", ids)
+        kept.update((o.request_id, o) for o in map(Outcome.from_json, (row[0] for row in rows)))
         statuses, new = [], []
         for outcome in outcomes:
             status = outcome_status(kept.get(outcome.request_id), outcome)
