@@ -210,13 +210,15 @@ class BanditRouter(MLModel):
         is checked at most every ``SNAPSHOT_MAX_AGE_SECONDS`` (a read on every decision would cost more than the
         decision), and at once after this worker's own feedback and health messages."""
         checked = time.monotonic()
-        if not force and self._snapshot is not None and checked - self._checked < SNAPSHOT_MAX_AGE_SECONDS:
-            return self._snapshot
-        self._checked = checked
-        version = await self._read(self.store.version)
-        if self._snapshot is None or version != self._snapshot.version:
-            self._snapshot = await self._read(self.store.snapshot)
-            self._publish_state(self._snapshot)
+        if not force and self._snapshot is not None:
+            if checked - self._checked < SNAPSHOT_MAX_AGE_SECONDS:
+                return self._snapshot
+            self._checked = checked
+            if await self._read(self.store.version) == self._snapshot.version:
+                return self._snapshot
+        self._checked = checked  # forced: this worker's own write changed the state, no need to ask
+        self._snapshot = await self._read(self.store.snapshot)
+        self._publish_state(self._snapshot)
         return self._snapshot
 
     async def _read(self, read, *args):
@@ -395,7 +397,8 @@ class BanditRouter(MLModel):
         """How an applied reward changes its arm's health (``max_consecutive_errors`` errors: a cooldown)."""
         def update(health: ArmHealth) -> ArmHealth:
             if not error:  # a success ends an error streak, but not a cooldown or a health message
-                return replace(health, consecutive_errors=0) if health.healthy(now) else health
+                ends_streak = health.consecutive_errors and health.healthy(now)
+                return replace(health, consecutive_errors=0) if ends_streak else health
             errors = health.consecutive_errors + 1
             if errors >= self.config.max_consecutive_errors:
                 return ArmHealth(errors, max(health.unhealthy_until, now + self.config.unhealthy_cooldown_seconds))

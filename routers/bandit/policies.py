@@ -13,8 +13,6 @@ sampling, for checks.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from .posteriors import ArmStats, BetaBernoulli, probability_best
@@ -129,11 +127,8 @@ class ThompsonSampling(Policy):
         reward = float(reward)
         self.family.check_reward(reward)
         γ = self.discount
-        out = {a: replace(s, weight=s.weight * γ, total=s.total * γ, total_sq=s.total_sq * γ) if γ < 1 else s
-               for a, s in state.items()}
-        s = out[arm]
-        out[arm] = replace(s, weight=s.weight + 1, total=s.total + reward, total_sq=s.total_sq + reward * reward,
-                           rewards=s.rewards + 1)
+        out = {a: s.discounted(γ) for a, s in state.items()} if γ < 1 else dict(state)
+        out[arm] = out[arm].rewarded(reward)
         return out
 
     def summary(self, state: State) -> dict[str, tuple[float, float, float]]:
@@ -162,9 +157,7 @@ class EpsilonGreedy(Policy):
         return dict(zip(arms, p, strict=True))
 
     def update(self, state: State, arm: str, reward: float) -> State:
-        s = state[arm]
-        return {**state, arm: replace(s, weight=s.weight + 1, total=s.total + reward,
-                                      total_sq=s.total_sq + reward * reward, rewards=s.rewards + 1)}
+        return {**state, arm: state[arm].rewarded(reward)}
 
 
 class FixedSplit(Policy):
