@@ -74,6 +74,7 @@ install_patches()  # in MLServer's main process too, which imports this module t
 
 WHOLE_ROUTER = "all"  # the context of a router without contexts
 EXPIRY_SWEEP_SECONDS = 600.0  # how often (at most) decisions older than their time-to-live are deleted
+DERIVE_WHILE_DECIDING_SECONDS = 0.5  # rarer decisions derive propensities for themselves (~0.2 ms, once per state)
 SNAPSHOT_MAX_AGE_SECONDS = 0.01  # how stale a decision's view of other workers' feedback may be
 STORE_DEADLINE_SECONDS = 2.0  # a store read from a decision, or a feedback's commit, that takes longer has failed
 STORE_RETRY_SECONDS = 1.0  # after a store failure, decisions fall back without asking the store for this long
@@ -168,6 +169,7 @@ class BanditRouter(MLModel):
         self._store_down_until = 0.0  # time.monotonic() until which decisions fall back without the store
         self._health_timer: asyncio.TimerHandle | None = None
         self._read_after_commit = 0  # the writer's commit count when the snapshot was last read after a commit
+        self._last_decision = self.clock()  # the writer derives what decisions read while they keep coming
         # State never lives in the model folder: on Seldon that folder is a downloaded artifact.
         self.store = open_store(self.config.store_url(self.name), self.name, self.config.state_path())
         writes = {kind: self._metrics["commit_writes"].labels(self.name, kind) for kind in ("all", "awaited")}
@@ -235,8 +237,12 @@ class BanditRouter(MLModel):
         """A context's policy state: the stored statistics, with fresh ones for arms added since."""
         return {**self.policy.initial_state(), **(state_from_dict(stored) if stored else {})}
 
-    def _derive(self, context: str, stored: dict) -> dict:
-        """What decisions read beside a new state; runs in the writer thread, once per state change."""
+    def _derive(self, context: str, stored: dict) -> dict | None:
+        """What decisions read beside a new state; runs in the writer thread, once per state change, while this
+        worker is deciding (a decision in the last ``DERIVE_WHILE_DECIDING_SECONDS``). A stream of feedback alone (a
+        day's truth sent in bulk) derives nothing: the next decision derives for itself, once per state."""
+        if self.clock() - self._last_decision > DERIVE_WHILE_DECIDING_SECONDS:
+            return None
         state = self.state(stored)
         return {"policy": self._policy_key, "probabilities": self.policy.probabilities(state),
                 "summary": self.policy.summary(state)}
@@ -274,7 +280,7 @@ class BanditRouter(MLModel):
                                           "'arm' BYTES [n] with 'healthy' INT32 [n] as a health message",
                                           self.optional_inputs)
         check_prices(check_windows(name, ohlcv, 5, self.min_rows, "open, high, low, close, volume"))
-        now = self.clock()
+        now = self._last_decision = self.clock()
         decision_id, from_client = self._decision_id(payload)
         fallback = []
         try:

@@ -9,7 +9,7 @@ import pytest
 from mlserver.settings import ModelParameters, ModelSettings
 
 from loadtest.client import build_request, decode_outputs
-from routers.runtime import EXPIRY_SWEEP_SECONDS
+from routers.runtime import DERIVE_WHILE_DECIDING_SECONDS, EXPIRY_SWEEP_SECONDS, WHOLE_ROUTER
 from routers.thompson import ThompsonRouter
 from training.dataset import ohlcv_windows
 
@@ -67,6 +67,28 @@ def test_feedback_is_applied_up_to_the_time_to_live_and_expired_after(router):
     router.clock.now += 0.001
     assert feedback(router, "too-late") == "expired"
     assert feedback(router, "too-late") == "expired"  # and it stays so: nothing was applied
+
+
+def test_the_writer_derives_propensities_only_while_the_router_decides(router):
+    """Deriving the propensities of a new state costs more than a reward; a stream of feedback alone (a day's
+    truth sent in bulk) skips it, and the next decision derives for itself, with the same result."""
+    for i in range(3):
+        decide(router, f"d{i}")
+    assert feedback(router, "d0") == "applied"
+    snapshot = router.store.snapshot()
+    assert snapshot.derived[WHOLE_ROUTER]["probabilities"] == router.policy.probabilities(
+        router.state(snapshot.states[WHOLE_ROUTER]))
+    router.clock.now += DERIVE_WHILE_DECIDING_SECONDS + 0.001
+    assert feedback(router, "d1") == "applied"
+    snapshot = router.store.snapshot()
+    assert snapshot.derived == {}  # the entry derived before is not this state's
+    expected = router.policy.probabilities(router.state(snapshot.states[WHOLE_ROUTER]))
+    for i in range(3, 8):
+        answer = infer(router, {"ohlcv": WINDOW}, f"d{i}")
+        assert answer["propensity"][0] == pytest.approx(expected[answer["arm"][0]])
+    assert feedback(router, "d2") == "applied"  # deciding again: the writer derives again
+    snapshot = router.store.snapshot()
+    assert set(snapshot.derived) == {WHOLE_ROUTER}
 
 
 def test_the_expiry_sweep_forgets_old_decisions_at_most_every_interval(router):

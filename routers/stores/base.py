@@ -120,8 +120,9 @@ class ArmHealth:
 # update(policy state of the decision's context or None, decision) -> new policy state
 StateUpdate = Callable[[dict | None, Decision], dict]
 HealthUpdate = Callable[[ArmHealth], ArmHealth]
-# derive(context, new policy state) -> what decisions read beside it (propensities, posterior summary)
-Derive = Callable[[str, dict], dict]
+# derive(context, new policy state) -> what decisions read beside it (propensities, posterior summary), or None when
+# nobody will read it (decisions then derive for themselves, once per state)
+Derive = Callable[[str, dict], dict | None]
 
 
 @dataclass(frozen=True)

@@ -134,8 +134,9 @@ class RedisStore(StateStore):
         """Store what decisions read beside a state, tied to that state by its checksum (if another replica
         changes the state meanwhile, readers see the mismatch and derive for themselves)."""
         state = self._redis.hget(self._key("state"), context)
-        if state is not None:
-            extra = {**derive(context, json.loads(state)), "state_checksum": state_checksum(state)}
+        derived = derive(context, json.loads(state)) if state is not None else None
+        if derived:
+            extra = {**derived, "state_checksum": state_checksum(state)}
             self._redis.hset(self._key("derived"), context, json.dumps(extra))
 
     def _record_decision(self, decision: Decision) -> Decision:

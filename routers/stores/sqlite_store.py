@@ -220,7 +220,8 @@ class SQLiteStore(StateStore):
             if context not in batch.changed:
                 continue
             text = json.dumps(state)
-            extra = {**derive(context, state), "state_checksum": state_checksum(text)} if derive else None
+            derived = derive(context, state) if derive else None
+            extra = {**derived, "state_checksum": state_checksum(text)} if derived else None
             db.execute("INSERT OR REPLACE INTO policy_state VALUES (?, ?, ?, ?)",
                        (self.namespace, context, text, json.dumps(extra) if extra else None))
 
