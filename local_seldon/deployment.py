@@ -101,6 +101,49 @@ class Deployment:
                 names |= {name for name, _ in experiment.candidates} | ({experiment.mirror} - {None})
         return names | set(self.model_parameters)
 
+    def updated_experiment(self, name: str, spec, served: set[str]) -> Experiment:
+        """Experiment ``name`` as ``spec`` (its manifest's ``spec``) redefines it while serving, checked like a
+        manifest: candidates and the mirror must be served (``served``: the repository's models), weights 0 or more
+        and not all 0. ``default`` and ``resourceType`` stay as deployed: they decide which requests the experiment
+        splits, which a change of weights must not move. DeploymentError, one line per problem."""
+        current = self.experiments.get(name)
+        if current is None:
+            raise KeyError(f"no experiment '{name}'; these manifests define "
+                           f"{', '.join(sorted(self.experiments)) or 'none'}")
+        if not isinstance(spec, dict):
+            raise DeploymentError(f"expected the Experiment's spec as a JSON object, got {type(spec).__name__}")
+        problems = unimplemented_fields("Experiment", spec)
+        candidates = spec.get("candidates")
+        if not isinstance(candidates, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("name"), str) and type(c.get("weight")) is int
+                for c in candidates):
+            problems.append("spec.candidates: expected a list of {\"name\": string, \"weight\": integer}")
+        mirror = spec.get("mirror")
+        if mirror is not None and not (isinstance(mirror, dict) and isinstance(mirror.get("name"), str)
+                                       and type(mirror.get("percent", 0)) is int):
+            problems.append("spec.mirror: expected {\"name\": string, \"percent\": integer}")
+        if problems:
+            raise DeploymentError("\n".join(problems))
+        problems += [f"{where}: {message}" for where, message in experiment_problems({"spec": spec})]
+        for key, deployed in (("default", current.default), ("resourceType", current.resource_type)):
+            given = spec.get(key, "model" if key == "resourceType" else None)
+            if given != deployed:
+                problems.append(f"spec.{key}: {given!r} differs from the deployed {deployed!r}; the admin port "
+                                "changes candidates, weights and the mirror, not which requests the experiment splits")
+        names = [c["name"] for c in candidates]
+        problems += [f"spec.candidates: '{n}' is listed twice" for n in sorted({n for n in names
+                                                                                 if names.count(n) > 1})]
+        targets = set(self.plans) if current.resource_type == "pipeline" else served
+        what = "pipeline" if current.resource_type == "pipeline" else "model"
+        for where, target in [(f"spec.candidates[{i}].name", n) for i, n in enumerate(names)] + \
+                ([("spec.mirror.name", mirror["name"])] if mirror else []):
+            if target not in targets:
+                problems.append(f"{where}: no {what} '{target}' is served; there are "
+                                f"{', '.join(sorted(targets)) or 'none'}")
+        if problems:
+            raise DeploymentError("\n".join(problems))
+        return Experiment.from_spec(name, spec)
+
     def _dangling(self, sources: dict[str, str]) -> list[str]:
         problems = []
         defaults: dict[str, str] = {}

@@ -10,8 +10,10 @@ What Seldon 2.10 does (its Envoy routes, read from its source):
   whose ``x-seldon-route`` contains a candidate's value goes to that candidate (sticky sessions).
 - ``mirror`` receives a copy of ``percent`` % of the requests; its answer is dropped.
 
-One choice here is ours: Seldon's Envoy matches no route for an ``x-seldon-route`` that names no candidate; the
-local gateway draws a candidate as if the header were absent.
+Two choices here are ours: Seldon's Envoy matches no route for an ``x-seldon-route`` that names no candidate; the
+local gateway draws a candidate as if the header were absent. And a candidate at weight 0 takes no request, sticky
+or not: that is how a rollback stops a candidate at once (on a cluster, Seldon keeps a header route per candidate
+listed, so a rollback there removes the candidate or accepts its sticky clients).
 """
 
 from __future__ import annotations
@@ -34,11 +36,29 @@ class Experiment:
 
     @classmethod
     def from_manifest(cls, experiment: dict) -> Experiment:
-        spec = experiment["spec"]
+        return cls.from_spec(experiment["metadata"]["name"], experiment["spec"])
+
+    @classmethod
+    def from_spec(cls, name: str, spec: dict) -> Experiment:
         mirror = spec.get("mirror") or {}
-        return cls(experiment["metadata"]["name"], tuple((c["name"], int(c["weight"])) for c in spec["candidates"]),
+        return cls(name, tuple((c["name"], int(c["weight"])) for c in spec["candidates"]),
                    spec.get("default"), mirror.get("name"), int(mirror.get("percent", 0)),
                    spec.get("resourceType", "model"))
+
+    def spec(self) -> dict:
+        """The Experiment's ``spec`` as a manifest writes it.
+
+        >>> Experiment("ab", (("baseline", 70), ("enhanced", 30)), "baseline").spec()["candidates"][1]
+        {'name': 'enhanced', 'weight': 30}
+        """
+        spec = {"candidates": [{"name": name, "weight": weight} for name, weight in self.candidates]}
+        if self.default:
+            spec["default"] = self.default
+        if self.mirror:
+            spec["mirror"] = {"name": self.mirror, "percent": self.mirror_percent}
+        if self.resource_type != "model":
+            spec["resourceType"] = self.resource_type
+        return spec
 
     def handles(self, seldon_model: str) -> bool:
         """Whether a request with this ``seldon-model`` header is split by this experiment."""
@@ -72,14 +92,16 @@ class Experiment:
         return self.candidates[int(rng.choice(len(weights), p=weights / weights.sum()))][0]
 
     def sticky(self, route_header: str | None, versions: dict[str, str] | None = None) -> str | None:
-        """The candidate an ``x-seldon-route`` value names, if any.
+        """The candidate an ``x-seldon-route`` value names, if any and if its weight is above 0.
 
         >>> Experiment("ab", (("baseline", 70), ("enhanced", 30))).sticky(":enhanced_1:")
         'enhanced'
+        >>> Experiment("ab", (("baseline", 100), ("enhanced", 0))).sticky(":enhanced_1:") is None
+        True
         """
         versions = versions or {}
-        for name, _ in self.candidates if route_header else ():
-            if self.route_value(name, versions.get(name, "1")) in route_header:
+        for name, weight in self.candidates if route_header else ():
+            if weight > 0 and self.route_value(name, versions.get(name, "1")) in route_header:
                 return name
         return None
 

@@ -97,6 +97,18 @@ class Gateway:
         self.seldon = SeldonMetrics(deployment.server)  # what Seldon's agent and pipeline gateway would export
         self._mirror_count = metrics.counter("gateway_mirror_requests_total", "Experiment mirror copies: answered, "
                                              "failed, or dropped (too many in flight)", ["experiment", "outcome"])
+        self._model_seconds = metrics.CachedLabels(metrics.histogram(
+            "gateway_model_seconds", "Time from request to answer of each model the gateway called: a plain model, an "
+            "experiment's candidate or mirror, a pipeline step (a rollout's latency gate: Seldon's own histogram has "
+            "no model label)", ["model"], buckets=metrics.LATENCY_BUCKETS))
+        self._weights = metrics.gauge("gateway_experiment_weight", "Each experiment candidate's weight in force",
+                                      ["experiment", "candidate"])
+        self.experiment_updates = metrics.counter("gateway_experiment_updates_total", "Changes of an experiment's "
+                                                  "candidates and weights through the admin port: applied or "
+                                                  "rejected", ["experiment", "outcome"])
+        self.generations = dict.fromkeys(deployment.experiments, 1)  # bumped by each applied change
+        for experiment in deployment.experiments.values():
+            self._publish_weights(experiment)
 
     async def start(self) -> None:
         self._channel = grpc.aio.insecure_channel(self.backend_grpc, options=[
@@ -113,6 +125,25 @@ class Gateway:
         await self._channel.close()
 
     # routing ---------------------------------------------------------------------------------------------------
+
+    def replace_experiment(self, experiment: Experiment) -> int:
+        """Serve ``experiment`` in place of the one of its name, from the next request on; its new generation.
+        Routing reads an experiment once per request on this event loop, so a request sees the old weights or the
+        new ones, never a mix; and an ``x-seldon-route`` sticks only to a candidate the new one lists above 0."""
+        old = self.deployment.experiments[experiment.name]
+        self.deployment.experiments[experiment.name] = experiment
+        self.generations[experiment.name] += 1
+        for name in {n for n, _ in old.candidates} - {n for n, _ in experiment.candidates}:
+            self._weights.remove(experiment.name, name)
+        self._publish_weights(experiment)
+        self.experiment_updates.labels(experiment.name, "applied").inc()
+        log.info("experiment %s: candidates %s (generation %d)", experiment.name,
+                 ", ".join(f"{n} {w}" for n, w in experiment.candidates), self.generations[experiment.name])
+        return self.generations[experiment.name]
+
+    def _publish_weights(self, experiment: Experiment) -> None:
+        for name, weight in experiment.candidates:
+            self._weights.labels(experiment.name, name).set(weight)
 
     def route(self, seldon_model: str | None, route_header: str | None = None, draw: bool = True) -> Route:
         """Where a request with this ``seldon-model`` header goes; GatewayError 404 when nowhere. ``draw=False``
@@ -166,6 +197,7 @@ class Gateway:
             self.seldon.pipeline_call(name, protocol, code, seconds)
         else:
             self.seldon.model_call(name, protocol, code, seconds)
+            self._model_seconds.labels(name).observe(seconds)
 
     # pipelines -------------------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import grpc
 from aiohttp import web
 from mlserver.grpc import dataplane_pb2_grpc
 
+from .admin import ADMIN_HOST, DEFAULT_ADMIN_PORT, AdminDoor
 from .deployment import Deployment
 from .gateway import Gateway
 from .grpc_server import GrpcDoor
@@ -36,6 +37,7 @@ READY_LINE = "market-ab serve: ready"  # what a supervising process waits for on
 LAUNCHED_LINE = "market-ab serve: MLServer launched"  # its models are loading
 MLSERVER_LINE = "market-ab serve: MLServer ready"  # MLServer's own addresses, to call a model directly
 PROMETHEUS_LINE = "prometheus:"  # its address, once it is ready
+ADMIN_LINE = "admin:"  # the admin port's address
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT = 9000, 9001
 
 
@@ -52,6 +54,7 @@ class ServeOptions:
     prometheus_dir: Path | None = None  # its configuration and data; default: in the run's temporary folder
     scrape_interval: str = DEFAULT_SCRAPE_INTERVAL
     alert_for: str | None = None  # caps every alert's `for:` (demos, tests)
+    admin_port: int | None = DEFAULT_ADMIN_PORT  # None: no admin port
 
 
 def plan_deployment(options: ServeOptions, documents: list | None = None) -> Deployment:
@@ -152,6 +155,12 @@ async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLSe
     dataplane_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(GrpcDoor(gateway), server)
     server.add_insecure_port(f"{options.host}:{options.grpc_port}")
     await server.start()
+    admin = None
+    if options.admin_port is not None:  # loopback only, whatever --host says
+        admin = web.AppRunner(AdminDoor(gateway).app(), access_log=None)
+        await admin.setup()
+        await web.TCPSite(admin, ADMIN_HOST, options.admin_port).start()
+        print(f"{ADMIN_LINE} http://{ADMIN_HOST}:{options.admin_port}/admin/experiments", flush=True)
 
     mlserver_exit = loop.create_future()
     # the MLServer process's end, as an event (a pidfd is readable once the process has exited)
@@ -172,5 +181,7 @@ async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLSe
     await server.stop(grace=5)
     await gateway.close()  # before the REST door's HTTP session, which its mirrors use
     await runner.cleanup()
+    if admin is not None:
+        await admin.cleanup()
     stopped.cancel()
     return 1 if failed else 0

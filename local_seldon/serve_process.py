@@ -21,13 +21,15 @@ class ServeProcess:
 
     def __init__(self, models_dir: str | Path, manifests: list[str | Path], seed: int | None = 0,
                  log_path: str | Path | None = None, ready_timeout: float = 240.0, extra_args: list[str] = (),
-                 env: dict | None = None, prometheus: bool = False):
-        """``prometheus``: run the stack's Prometheus too, on a free port (``prometheus_url``)."""
+                 env: dict | None = None, prometheus: bool = False, admin: bool = True):
+        """``prometheus``: run the stack's Prometheus too, on a free port (``prometheus_url``); ``admin``: the admin
+        port, on a free port (``admin_url``)."""
         self.models_dir, self.manifests = Path(models_dir), [Path(m) for m in manifests]
         self.prometheus_port = free_port() if prometheus else None
         self.prometheus_url = self.prometheus_pid = None
         self.seed, self.ready_timeout, self.extra_args = seed, ready_timeout, list(extra_args)
         self.http_port, self.grpc_port = free_port(), free_port()
+        self.admin_port = free_port() if admin else None
         self.log_path = Path(log_path) if log_path else None
         self.env = env or {}
         self.lines: list[str] = []  # everything the command printed
@@ -43,6 +45,10 @@ class ServeProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
+    def admin_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.admin_port}" if self.admin_port else None
+
+    @property
     def pid(self) -> int | None:
         """The ``market-ab serve`` process, which runs the gateway."""
         return self._process.pid if self._process else None
@@ -53,6 +59,7 @@ class ServeProcess:
         for manifest in self.manifests:
             command += ["--manifests", str(manifest)]
         command += ["--prometheus-port", str(self.prometheus_port)] if self.prometheus_port else ["--no-prometheus"]
+        command += ["--admin-port", str(self.admin_port)] if self.admin_port else ["--no-admin"]
         return command + (["--seed", str(self.seed)] if self.seed is not None else []) + self.extra_args
 
     def start(self) -> ServeProcess:

@@ -119,7 +119,7 @@ def cmd_serve(args) -> int:
     options = ServeOptions(args.models_dir, args.manifests or [Path("manifests/overlays/dev")], args.http_port,
                            args.grpc_port, args.host, args.seed, args.state_dir,
                            None if args.no_prometheus else args.prometheus_port, args.prometheus_dir,
-                           args.scrape_interval, args.alert_for)
+                           args.scrape_interval, args.alert_for, None if args.no_admin else args.admin_port)
     try:
         return serve(options)
     except (ValueError, OSError, RuntimeError) as error:
@@ -321,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--alert-for", type=_duration, metavar="DURATION",
                        help="cap every alert rule's `for:` at DURATION, e.g. 10s, so that alerts fire within a short "
                             "demo or test; the expressions are unchanged (default: the manifests' durations)")
+    serve.add_argument("--admin-port", type=int, default=9002,
+                       help="loopback-only port where GET/PUT /admin/experiments/NAME read and change an experiment's "
+                            "candidates and weights while serving (default: 9002)")
+    serve.add_argument("--no-admin", action="store_true", help="run without the admin port")
     serve.set_defaults(func=cmd_serve)
 
     infer = add_command(

@@ -1,0 +1,68 @@
+"""The local stack's admin port: an Experiment's candidates and weights, read and changed while serving.
+
+``GET /admin/experiments`` lists them; ``GET /admin/experiments/<name>`` answers ``{"name", "generation", "spec"}``;
+``PUT /admin/experiments/<name>`` with the Experiment's ``spec`` as JSON checks it like a manifest
+(``Deployment.updated_experiment``: 400 with one line per problem, in MLServer's ``{"error": ...}`` shape) and
+applies it from the next request on (``Gateway.replace_experiment``). It listens on loopback only, apart from the
+inference ports, so that nothing that can send a request can also move the traffic: on a cluster the same change is
+a patch of the Experiment resource, which Kubernetes' RBAC guards.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from .deployment import DeploymentError
+from .gateway import Gateway
+from .rest import error_response
+
+DEFAULT_ADMIN_PORT = 9002
+ADMIN_HOST = "127.0.0.1"
+
+
+class AdminDoor:
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_get("/admin/experiments", self.list_experiments)
+        app.router.add_get("/admin/experiments/{name}", self.get_experiment)
+        app.router.add_put("/admin/experiments/{name}", self.put_experiment)
+        return app
+
+    def _view(self, name: str) -> dict:
+        return {"name": name, "generation": self.gateway.generations[name],
+                "spec": self.gateway.deployment.experiments[name].spec()}
+
+    async def list_experiments(self, _request: web.Request) -> web.Response:
+        return web.json_response({"experiments": [self._view(n) for n in sorted(self.gateway.deployment.experiments)]})
+
+    async def get_experiment(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.gateway.deployment.experiments:
+            return self._unknown(name)
+        return web.json_response(self._view(name))
+
+    async def put_experiment(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.gateway.deployment.experiments:
+            return self._unknown(name)
+        try:
+            spec = orjson.loads(await request.read())
+            experiment = self.gateway.deployment.updated_experiment(name, spec, self.gateway.models)
+        except orjson.JSONDecodeError as error:
+            return self._rejected(name, f"expected the Experiment's spec as JSON: {error}")
+        except DeploymentError as error:
+            return self._rejected(name, str(error))
+        self.gateway.replace_experiment(experiment)
+        return web.json_response(self._view(name))
+
+    def _rejected(self, name: str, message: str) -> web.Response:
+        self.gateway.experiment_updates.labels(name, "rejected").inc()
+        return error_response(400, f"experiment '{name}' not changed: {message}")
+
+    def _unknown(self, name: str) -> web.Response:
+        known = ", ".join(sorted(self.gateway.deployment.experiments)) or "none"
+        return error_response(404, f"no experiment '{name}'; these manifests define {known}")
