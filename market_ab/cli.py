@@ -299,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "$SELDON_CRDS, or ../shared/reference/seldon-crds)")
     manifests_check.set_defaults(func=cmd_manifests_check)
 
+    from rollouts.commands import add_commands as add_rollout_commands
+
+    add_rollout_commands(add_command, shared)
+
     serve = add_command(
         "serve", help="serve the model repository with MLServer behind a gateway that runs the Seldon Pipelines and "
                       "Experiments of the manifests (REST and gRPC, routed by the seldon-model header)")

@@ -60,12 +60,14 @@ RUNS = [("aa-test", "aa", "aa-test.experiment", None), ("ab-test", "ab", "ab-tes
         ("fault-test", "faulty", "fault-test.experiment", None)]
 
 
-def demo_repository(models_dir: Path, folder: Path, seed: int) -> Path:
-    """``models_dir`` linked into ``folder``, with ``baseline-copy`` and ``faulty`` beside it."""
+def demo_repository(models_dir: Path, folder: Path, seed: int, only: set[str] | None = None) -> Path:
+    """``models_dir`` (or the models ``only`` names) linked into ``folder``, with ``baseline-copy`` and ``faulty``
+    beside it."""
     models_dir = Path(models_dir).resolve()
     folder.mkdir(parents=True)
     for entry in models_dir.iterdir():
-        (folder / entry.name).symlink_to(entry)
+        if only is None or entry.name in only:
+            (folder / entry.name).symlink_to(entry)
     settings = json.loads((models_dir / "baseline" / SETTINGS_FILE).read_text())
     for name, changes in (("baseline-copy", {}),
                           ("faulty", {"implementation": "runtimes.faults.FaultyLSTMRuntime"})):

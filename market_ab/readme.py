@@ -15,6 +15,7 @@ from analysis import ab_calibration, ab_report, drift_report, stale_features
 from analysis.router_evidence import load_results, render_markdown
 from detectors.settings import DriftSettings
 from loadtest import benchmark, drift_serving, fuzz, gateway_serving, serving_profile
+from rollouts.document import fields_table as rollout_fields
 from routers.outcomes import OutcomesSettings
 from routers.settings import RegimeRouterSettings, RouterSettings
 from runtimes.faults import FaultyLSTMSettings
@@ -80,6 +81,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-regime-router": regime_router_settings_table,
         "settings-drift-detector": lambda: markdown_table(DriftSettings),
         "settings-outcomes": lambda: markdown_table(OutcomesSettings),
+        "rollout-fields": rollout_fields,
         "drift-evidence": lambda: drift_report.render_markdown(_json(docs_dir / "drift-evidence.json")),
         "drift-serving": lambda: drift_serving.render_markdown(_json(docs_dir / "drift-serving.json")),
         # docs/demo.md shows the sample where it lives in the repository, whichever docs_dir was read

@@ -85,7 +85,7 @@ class Gates(_Part):
     error_rate: ErrorRateGate = Field(default_factory=ErrorRateGate, alias="errorRate")
     latency: LatencyGate = Field(default_factory=LatencyGate)
     accuracy: AccuracyGate = Field(default_factory=AccuracyGate)
-    min_requests: int = Field(50, ge=1, alias="minRequests")  # per arm, before a guardrail judges
+    min_requests: int = Field(20, ge=1, alias="minRequests")  # per arm, before a guardrail judges
 
 
 class Promote(_Part):
@@ -171,3 +171,52 @@ def _line(problem: dict) -> str:
     if problem["type"] == "value_error":  # our own checks name what was given
         return f"{where}: {message}"
     return f"{where}: {message} (given {problem['input']!r})"
+
+
+def fields_table() -> str:
+    """The docs' table of ``spec``: each field by its document name, its default and what it means."""
+    lines = ["| field | default | meaning |", "|---|---|---|"]
+
+    def visit(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            key = f"{prefix}{info.alias or name}"
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, _Part) and annotation is not Webhook:
+                visit(annotation, key + ".")
+                continue
+            default = "required" if info.is_required() else info.get_default(call_default_factory=True)
+            shown = default if default == "required" else f"`{_show(default)}`"
+            lines.append(f"| `{key}` | {shown} | {_meanings.get(key, '')} |")
+
+    visit(RolloutSpec, "")
+    return "\n".join(lines)
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return "[]" if not value else str(list(value))
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    return str(value)
+
+
+_meanings = {
+    "experiment": "the Seldon Experiment whose weights move",
+    "baseline": "the candidate that keeps the rest of the traffic",
+    "candidate": "the model rolled out",
+    "steps": "the candidate's weight in percent at each step, rising",
+    "interval": "seconds between looks (`30s`, `1m`, `1h30m`)",
+    "minOutcomes": "the candidate's outcomes a step needs before it may advance",
+    "gates.errorRate.margin": "fail when the candidate's server-error rate is surely above the baseline's plus this",
+    "gates.latency.ratio": "fail when the candidate's p99 is surely above the baseline's p99 times this ...",
+    "gates.latency.slackMs": "... plus this many milliseconds",
+    "gates.latency.histogram": "a latency histogram with a `model` label (Seldon's own has none)",
+    "gates.accuracy.alpha": "level of the always-valid test: fail when the candidate is less accurate",
+    "gates.accuracy.scale": "the test's mixture: the size of accuracy differences it is tuned to find",
+    "gates.minRequests": "requests per arm before a guardrail judges",
+    "promote.policy": "`superior` (significantly more accurate) or `noninferior` (significantly not `margin` worse)",
+    "promote.margin": "the non-inferiority margin",
+    "maxDuration": "ends the rollout kept_baseline",
+    "prometheus": "where the figures come from (`--prometheus` overrides)",
+    "webhooks": "`{name, url, events}`: each event POSTed as JSON (events: all when empty)",
+}

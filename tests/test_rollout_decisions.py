@@ -5,6 +5,7 @@ calls)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def test_each_problem_is_a_line_naming_its_field(spec, expected):
 # the gates ----------------------------------------------------------------------------------------------------------
 
 def test_the_error_gate_fails_a_candidate_that_fails_and_waits_for_requests():
-    assert g.error_rate(SPEC, arm(500), arm(49, 10)).verdict == g.INCONCLUSIVE
+    assert g.error_rate(SPEC, arm(500), arm(19, 10)).verdict == g.INCONCLUSIVE  # minRequests 20
     failing = g.error_rate(SPEC, arm(500), arm(100, 10))
     assert failing.verdict == g.FAIL and failing.figures["difference_ci"][0] > 0.01
     assert g.error_rate(SPEC, arm(500, 1), arm(100, 0)).verdict == g.PASS
@@ -155,3 +156,26 @@ def test_simulated_rollouts_end_as_their_candidates_deserve():
     for run in better:  # through every step in order, never skipping one
         weights = [d.candidate_weight for d in run.decisions]
         assert [w for i, w in enumerate(weights) if i == 0 or w != weights[i - 1]] == [10, 25, 50, 100]
+
+
+def test_the_error_gate_counts_what_the_error_rate_alert_counts():
+    import yaml
+
+    from rollouts.figures import SERVER_FAILURE
+
+    rules = yaml.safe_load((Path(__file__).resolve().parents[1] / "manifests/base/monitoring/prometheusrule.yaml")
+                           .read_text())
+    expr = next(rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]
+                if rule.get("alert") == "MarketAbErrorRate")
+    assert f'code=~"{SERVER_FAILURE}"' in expr
+
+
+def test_counters_since_the_start_survive_a_restart_of_their_process():
+    from rollouts.figures import Counters
+
+    start = Counters({("candidate", "requests"): 100.0, ("candidate", "le=0.01"): 90.0,
+                      ("candidate", "le=inf"): 100.0})
+    now = Counters({("candidate", "requests"): 130.0, ("candidate", "le=0.01"): 5.0, ("candidate", "le=inf"): 8.0})
+    figures = now.since(start, "candidate")
+    assert figures.requests == 30 and figures.latency == ((0.01, 5.0), (math.inf, 8.0))  # restarted: from zero
+    assert Counters.from_dict(now.as_dict()) == now

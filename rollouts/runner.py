@@ -1,0 +1,242 @@
+"""``market-ab rollout run``: the loop around ``controller.decide``, easy to follow in its log.
+
+    start (or resume) -> set the step's weights -> every interval: read the figures from Prometheus, decide,
+    write the decision to the audit log, move the weights, tell the display, the metrics and the webhooks
+    -> end: promoted (candidate 100) or rolled_back / kept_baseline / aborted (baseline 100)
+
+The decision is durable in the audit log before the weights move, so a loop killed between the two resumes by
+setting the weights the log says (never a step ahead of it). SIGINT and SIGTERM end a run aborted.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from .audit import AuditLog
+from .controller import ABORTED, PHASES, PROGRESSING, PROMOTED, Decision, Progress, decide
+from .document import Rollout
+from .figures import Counters, FiguresError, PrometheusFigures
+from .gates import INCONCLUSIVE
+
+RUN_EVENTS = ("start", "resume", "advance", "hold", "roll_back", "promote", "keep_baseline", "abort")
+
+
+def _now_iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="milliseconds")
+
+
+class RolloutMetrics:
+    """``market_ab_rollout_step``, ``..._candidate_weight``, ``..._phase`` (the index in ``PHASES``) and
+    ``..._candidate_requests``, on a registry of their own (``--metrics-port`` serves it)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        labels = ["rollout", "experiment"]
+        self.step = Gauge("market_ab_rollout_step", "The step a rollout holds (1-based; 0 before the first)",
+                          labels, registry=self.registry)
+        self.weight = Gauge("market_ab_rollout_candidate_weight", "The candidate's weight in percent", labels,
+                            registry=self.registry)
+        self.phase = Gauge("market_ab_rollout_phase", "0 progressing, 1 promoted, 2 rolled_back, 3 kept_baseline, "
+                           "4 aborted", labels, registry=self.registry)
+        self.requests = Gauge("market_ab_rollout_candidate_requests", "Requests routed to the candidate since the "
+                              "rollout began", labels, registry=self.registry)
+
+    def show(self, rollout: Rollout, step: int, weight: int, phase: str, candidate_requests: int) -> None:
+        labels = (rollout.name, rollout.spec.experiment)
+        self.step.labels(*labels).set(step)
+        self.weight.labels(*labels).set(weight)
+        self.phase.labels(*labels).set(PHASES.index(phase))
+        self.requests.labels(*labels).set(candidate_requests)
+
+
+class Display:
+    """One status line rewritten in place on a terminal; a plain line per look otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+
+    def look(self, rollout: Rollout, decision: Decision, outcomes: int) -> None:
+        spec, progress = rollout.spec, decision.progress
+        in_step = outcomes - progress.step_outcomes
+        gates = " ".join(f"{gate.name}={gate.verdict}" for gate in decision.gates)
+        line = (f"{rollout.name}: step {progress.step + 1}/{len(spec.steps)} weight {decision.candidate_weight}% "
+                f"outcomes {in_step}/{spec.min_outcomes} {gates} -> {decision.action}")
+        if self.tty and decision.action == "hold":
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(("\r\033[K" if self.tty else "") + line + "\n")
+            if decision.action != "hold":
+                for reason in decision.reasons:
+                    self.stream.write(f"  {reason}\n")
+        self.stream.flush()
+
+    def say(self, text: str) -> None:
+        self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+class Webhooks:
+    """POSTs each event to the webhooks that want it; a failed call is reported, never stops the rollout."""
+
+    def __init__(self, rollout: Rollout, display: Display, timeout: float = 5.0):
+        self.rollout, self.display, self.timeout = rollout, display, timeout
+
+    def post(self, event: str, payload: dict) -> None:
+        for hook in self.rollout.spec.webhooks:
+            if hook.events and event not in hook.events:
+                continue
+            body = json.dumps({"rollout": self.rollout.name, "experiment": self.rollout.spec.experiment,
+                               "event": event, **payload}).encode()
+            request = urllib.request.Request(hook.url, data=body, headers={"Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(request, timeout=self.timeout).close()
+            except OSError as error:
+                self.display.say(f"webhook {hook.name}: {event} not delivered ({error})")
+
+
+class RolloutRunner:
+    def __init__(self, rollout: Rollout, target, audit: AuditLog, figures: PrometheusFigures | None = None,
+                 display: Display | None = None, metrics: RolloutMetrics | None = None,
+                 clock: Callable[[], float] = time.time, stop: threading.Event | None = None):
+        self.rollout, self.spec, self.target, self.audit = rollout, rollout.spec, target, audit
+        self.figures = figures or PrometheusFigures(rollout.spec)
+        self.display = display or Display()
+        self.metrics = metrics or RolloutMetrics()
+        self.webhooks = Webhooks(rollout, self.display)
+        self.clock, self.stop = clock, stop or threading.Event()
+        self.candidate_requests = 0  # as of the last look
+
+    # the loop ---------------------------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Run (or resume) the rollout to its end; the final line's fields."""
+        progress, start, weight, reasons = self._begin()
+        while progress.phase == PROGRESSING:
+            if self.stop.wait(self.spec.interval):
+                return self._end(ABORTED, ["aborted by a signal or `market-ab rollout abort`"], start, progress)
+            try:
+                counters = self.figures.counters()
+            except FiguresError as error:  # a Prometheus outage holds the rollout; it never decides blind
+                self.display.say(f"{self.rollout.name}: figures unavailable, holding: {error}")
+                continue
+            baseline, candidate = counters.since(start, "baseline"), counters.since(start, "candidate")
+            self.candidate_requests = candidate.requests
+            decision = decide(self.spec, progress, baseline, candidate, self.clock())
+            self.audit.append({"event": "decision", "time": _now_iso(self.clock()), "action": decision.action,
+                               "step": decision.progress.step + 1, "weights": self._weights(decision.candidate_weight),
+                               "candidate_requests": candidate.requests,
+                               "gates": [{"name": gate.name, "verdict": gate.verdict, "figures": gate.figures,
+                                          "reason": gate.reason} for gate in decision.gates],
+                               "reasons": list(decision.reasons), "progress": decision.progress.as_dict()})
+            if decision.candidate_weight != weight:
+                self._set_weights(decision.candidate_weight)
+                weight = decision.candidate_weight
+            progress, reasons = decision.progress, list(decision.reasons)
+            self.display.look(self.rollout, decision, candidate.outcomes)
+            self.metrics.show(self.rollout, progress.step + 1, weight, PROGRESSING, candidate.requests)
+            if decision.action != "hold":
+                self.webhooks.post(decision.action, {"step": progress.step + 1, "weights": self._weights(weight),
+                                                     "reasons": list(decision.reasons)})
+        return self._end(progress.phase, reasons, start, progress)
+
+    def _begin(self) -> tuple[Progress, Counters, int, list[str]]:
+        run = self.audit.unfinished_run()
+        if run and run[0].get("rollout") == self.rollout.name:
+            start = Counters.from_dict(run[0]["start_counters"])
+            last = next(r for r in reversed(run) if "progress" in r)
+            progress, reasons = Progress(**last["progress"]), last.get("reasons", [])
+            weight = self.spec.steps[progress.step] if progress.phase == PROGRESSING else \
+                100 if progress.phase == PROMOTED else 0
+            self.audit.append({"event": "resume", "time": _now_iso(self.clock()), "pid": os.getpid(),
+                               "step": progress.step + 1, "weights": self._weights(weight),
+                               "progress": progress.as_dict()})
+            self.display.say(f"{self.rollout.name}: resuming at step {progress.step + 1}/{len(self.spec.steps)} "
+                             f"(candidate {weight}%), audit {self.audit.path}")
+            event = "resume"
+        else:
+            now = self.clock()
+            progress, start, weight, reasons = Progress.begin(now), self.figures.counters(), self.spec.steps[0], []
+            self.audit.append({"event": "start", "time": _now_iso(now), "rollout": self.rollout.name,
+                               "pid": os.getpid(), "spec": self.spec.model_dump(by_alias=True),
+                               "start_counters": start.as_dict(), "step": 1, "weights": self._weights(weight),
+                               "progress": progress.as_dict()})
+            self.display.say(f"{self.rollout.name}: {self.spec.baseline} -> {self.spec.candidate} through "
+                             f"experiment {self.spec.experiment} ({self.target}), steps "
+                             f"{list(self.spec.steps)} every {self.spec.interval:g} s; audit {self.audit.path}")
+            event = "start"
+        self._set_weights(weight)
+        self.metrics.show(self.rollout, progress.step + 1, weight, PROGRESSING, 0)
+        self.webhooks.post(event, {"step": progress.step + 1, "weights": self._weights(weight)})
+        return progress, start, weight, reasons
+
+    def _end(self, phase: str, reasons: list[str], start: Counters, progress: Progress) -> dict:
+        weight = 100 if phase == PROMOTED else 0
+        self._set_weights(weight)  # again after a decision: a resumed run may not have set it
+        changed = self.clock()
+        requests = self._final_candidate_requests(start, changed)
+        final = {"rollout": self.rollout.name, "phase": phase, "reasons": reasons, "candidate_requests": requests}
+        self.audit.append({"event": "end", "time": _now_iso(changed), **final, "step": progress.step + 1,
+                           "weights": self._weights(weight)})
+        self.metrics.show(self.rollout, progress.step + 1, weight, phase, requests)
+        self.webhooks.post({ABORTED: "abort"}.get(phase, phase), {"reasons": reasons, "candidate_requests": requests})
+        self.display.say(f"{self.rollout.name}: {phase}: {'; '.join(reasons)} ({requests} candidate requests)")
+        return final
+
+    # helpers ----------------------------------------------------------------------------------------------------
+
+    def _weights(self, candidate_weight: int) -> dict[str, int]:
+        return {self.spec.baseline: 100 - candidate_weight, self.spec.candidate: candidate_weight}
+
+    def _set_weights(self, candidate_weight: int) -> None:
+        self.target.set_weights(self._weights(candidate_weight))
+
+    def _final_candidate_requests(self, start: Counters, changed: float, timeout: float = 30.0) -> int:
+        """The candidate's requests once Prometheus has scraped its counters after the last weight change (requests
+        in flight then are answered and counted), or after ``timeout`` seconds."""
+        fresh = f'max(timestamp(seldon_model_infer_total{{model="{self.spec.candidate}"}}))'
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                scraped = self.figures.api.query(fresh)
+                if not scraped or scraped[0]["value"] > changed:
+                    break
+                time.sleep(0.25)  # Prometheus's next scrape is at most one scrape interval away
+            return self.figures.counters().since(start, "candidate").requests
+        except (FiguresError, OSError, RuntimeError) as error:
+            self.display.say(f"{self.rollout.name}: the final count is the last look's: {error}")
+            return self.candidate_requests
+
+
+def live_loop(run: list[dict]) -> int | None:
+    """The pid of a loop still running this unfinished run, if any (``market-ab rollout`` processes only)."""
+    owner = next((r.get("pid") for r in reversed(run) if r.get("event") in ("start", "resume")), None)
+    if not owner or owner == os.getpid():
+        return None
+    try:
+        command = open(f"/proc/{owner}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return None
+    return owner if b"rollout" in command else None
+
+
+def describe(run: list[dict]) -> dict:
+    """``market-ab rollout status``: where the last run stands, from its audit lines."""
+    if not run:
+        return {"phase": "none"}
+    last = run[-1]
+    gates = next((r["gates"] for r in reversed(run) if "gates" in r), [])
+    return {"rollout": run[0].get("rollout"), "phase": last.get("phase", PROGRESSING), "step": last.get("step"),
+            "weights": last.get("weights"), "since": run[0].get("time"), "updated": last.get("time"),
+            "candidate_requests": last.get("candidate_requests"),
+            "gates": {g["name"]: g["verdict"] for g in gates}, "reasons": last.get("reasons", []),
+            "waiting": [g["reason"] for g in gates if g["verdict"] == INCONCLUSIVE]}
