@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -50,7 +50,7 @@ from seldon_market_ab.features import compute_features
 from training.dataset import ohlcv_windows
 
 from .client import InferenceClient, build_grpc_request, build_request
-from .grpc_load import closed_loop
+from .grpc_load import LoadResult, closed_loop
 from .rest_load import rest_closed_loop
 
 CLIENTS = 8
@@ -75,7 +75,8 @@ ROWS = [
     ("outcomes_vs_echo", "outcomes ÷ echo (the same tiny payload), acknowledged outcomes durable before the reply",
      "outcomes", "echo_outcomes", 0.5),
     ("scraped_vs_not", "LSTM raw windows with Prometheus scraping the server every 2 s (the manifests' rules "
-     "evaluated) ÷ without", "lstm_raw_scraped", "lstm_raw", 0.97),
+     "evaluated) ÷ the same Prometheus paused, in alternating slices", "lstm_raw_scraped", "lstm_raw_unscraped",
+     0.97),
     ("regime_vs_echo", "regime-router decisions ÷ echo (same payload)", "regime_decisions", "echo_window", None),
     ("typed_vs_raw", "LSTM, typed `fp32_contents` ÷ `raw_input_contents`", "lstm_typed", "lstm_raw", None),
     ("lstm_raw_vs_echo_32_clients", "LSTM raw windows ÷ echo, 32 clients", "lstm_raw_32", "echo_window_32", None),
@@ -181,6 +182,31 @@ def scraped(server, rules: dict):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def scraped_and_not(server, requests, clients: int, seconds: float, rules: dict, slices: int = 4) -> dict:
+    """The load with a Prometheus scraping ``server`` and with the same Prometheus paused (SIGSTOP: no scrape, no
+    rule, no CPU), in ``slices`` alternating pairs of slices, so that the machine's drift over a round (a shared
+    two-core box) falls on both alike. ``{name: (LoadResult, server CPU seconds per request)}``."""
+    parts: dict[str, list] = {"lstm_raw_scraped": [], "lstm_raw_unscraped": []}
+    cpu: dict[str, float] = dict.fromkeys(parts, 0.0)
+    with scraped(server, rules) as prometheus:  # measured in its steady state
+        try:
+            for index in range(2 * slices):
+                paused = (index % 4) in (0, 3)  # paused, scraped, scraped, paused, ...: neither goes first always
+                os.kill(prometheus.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+                key = "lstm_raw_unscraped" if paused else "lstm_raw_scraped"
+                started = server.cpu_seconds()
+                parts[key].append(closed_loop(server.grpc_address, requests, clients, seconds / slices, reuse=True))
+                cpu[key] += server.cpu_seconds() - started
+        finally:
+            os.kill(prometheus.pid, signal.SIGCONT)  # it must be able to stop
+    out = {}
+    for key, results in parts.items():
+        merged = LoadResult(sum(r.requests for r in results), sum(r.errors for r in results),
+                            sum(r.seconds for r in results), np.concatenate([r.latencies for r in results]))
+        out[key] = (merged, cpu[key] / max(merged.requests, 1))
+    return out
+
+
 def run_round(index: int, server, workers_server, workload: Workload, seconds: float, rng: random.Random,
               in_process_batch: float, rules: dict) -> dict:
     """Every load once, in a shuffled order (feedback after the decisions it answers)."""
@@ -231,15 +257,18 @@ def run_round(index: int, server, workers_server, workload: Workload, seconds: f
             continue
         target, requests, clients, reuse = loads[name]
         model = models.get(name, "baseline")
-        with scraped(target, rules) if name == "lstm_raw_scraped" else nullcontext():  # measured in steady state
-            before, cpu = lstm_histograms(target, model), target.cpu_seconds()
-            if name.startswith("lstm_batch_rest"):
-                results[name] = rest_closed_loop(f"{target.http_url}/v2/models/{model}/infer", requests, clients,
-                                                 seconds)
-            else:
-                results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
-            server_cpu[name] = (target.cpu_seconds() - cpu) / max(results[name].requests, 1)
-            after = lstm_histograms(target, model)
+        if name == "lstm_raw_scraped":
+            for key, (result, cpu_per_request) in scraped_and_not(target, requests, clients, seconds, rules).items():
+                results[key], server_cpu[key] = result, cpu_per_request
+            continue
+        before, cpu = lstm_histograms(target, model), target.cpu_seconds()
+        if name.startswith("lstm_batch_rest"):
+            results[name] = rest_closed_loop(f"{target.http_url}/v2/models/{model}/infer", requests, clients,
+                                             seconds)
+        else:
+            results[name] = closed_loop(target.grpc_address, requests, clients, seconds, reuse=reuse)
+        server_cpu[name] = (target.cpu_seconds() - cpu) / max(results[name].requests, 1)
+        after = lstm_histograms(target, model)
         passes = after["forward_windows_count"] - before["forward_windows_count"]
         if name.startswith("lstm"):  # how many windows a forward pass took, from the runtime's histogram
             per_batch[name] = (after["forward_windows_sum"] - before["forward_windows_sum"]) / passes \
@@ -473,7 +502,7 @@ def where_the_time_goes(results: dict) -> list[str]:
         "outcomes_vs_echo": f"{cpu('outcomes'):,.0f} µs against the echo's {cpu('echo_outcomes'):,.0f} µs for the "
         "same payload; each outcome waits for its group commit (SQLite, `synchronous=FULL`) before the reply.",
         "scraped_vs_not": f"{cpu('lstm_raw_scraped'):,.0f} µs of server CPU per request while scraped, against "
-        f"{cpu('lstm_raw'):,.0f} µs; Prometheus itself shares the two cores.",
+        f"{cpu('lstm_raw_unscraped'):,.0f} µs while Prometheus is paused; it shares the two cores.",
     }
     lines = ["Goals missed, by how much, and where the time goes (server CPU per request, medians over rounds; "
              "the profile below splits it by part):", ""]
