@@ -3,7 +3,8 @@
 ``GET /admin/experiments`` lists them; ``GET /admin/experiments/<name>`` answers ``{"name", "generation", "spec"}``;
 ``PUT /admin/experiments/<name>`` with the Experiment's ``spec`` as JSON checks it like a manifest
 (``Deployment.updated_experiment``: 400 with one line per problem, in MLServer's ``{"error": ...}`` shape) and
-applies it from the next request on (``Gateway.replace_experiment``). It listens on loopback only, apart from the
+applies it from the next request on (``Gateway.replace_experiment``); with ``If-Match: <generation>`` only if
+nobody changed it since that generation was read (else 409). It listens on loopback only, apart from the
 inference ports, so that nothing that can send a request can also move the traffic: on a cluster the same change is
 a patch of the Experiment resource, which Kubernetes' RBAC guards.
 """
@@ -21,12 +22,25 @@ DEFAULT_ADMIN_PORT = 9002
 ADMIN_HOST = "127.0.0.1"
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+@web.middleware
+async def loopback_only(request: web.Request, handler):
+    """Refuse a request whose Host is not a loopback name: a web page that rebinds its own name to 127.0.0.1
+    would otherwise reach this port from the user's browser."""
+    host = (request.headers.get("Host") or "").lower()
+    if host.rsplit(":", 1)[0] not in LOOPBACK_HOSTS and host not in LOOPBACK_HOSTS:
+        return error_response(403, f"the admin port answers requests for 127.0.0.1 or localhost only, not {host!r}")
+    return await handler(request)
+
+
 class AdminDoor:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1024 * 1024)
+        app = web.Application(client_max_size=1024 * 1024, middlewares=[loopback_only])
         app.router.add_get("/admin/experiments", self.list_experiments)
         app.router.add_get("/admin/experiments/{name}", self.get_experiment)
         app.router.add_put("/admin/experiments/{name}", self.put_experiment)
@@ -49,6 +63,10 @@ class AdminDoor:
         name = request.match_info["name"]
         if name not in self.gateway.deployment.experiments:
             return self._unknown(name)
+        expected = request.headers.get("If-Match")
+        if expected is not None and expected.strip('"') != str(self.gateway.generations[name]):
+            return error_response(409, f"experiment '{name}' changed meanwhile: generation "
+                                       f"{self.gateway.generations[name]}, not {expected}; read it again")
         try:
             spec = orjson.loads(await request.read())
             experiment = self.gateway.deployment.updated_experiment(name, spec, self.gateway.models)

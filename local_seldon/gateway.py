@@ -229,9 +229,9 @@ class Gateway:
         try:
             response = await self.stub.ModelInfer(infer_request(step, inputs, rid), metadata=((REQUEST_ID, rid),),
                                                   timeout=self.step_timeout)
-            self.seldon.model_call(step, "grpc", "OK", time.perf_counter() - started)  # a step is a gRPC call
+            self._seldon_call("model", step, "grpc", "OK", time.perf_counter() - started)  # a step is a gRPC call
         except grpc.aio.AioRpcError as error:
-            self.seldon.model_call(step, "grpc", go_code_name(error.code()), time.perf_counter() - started)
+            self._seldon_call("model", step, "grpc", go_code_name(error.code()), time.perf_counter() - started)
             status = HTTP_STATUS.get(error.code(), 500)
             raise GatewayError(status, f"pipeline '{plan.name}', step '{step}': {error.details()}",
                                error.code() if status != 500 else grpc.StatusCode.INTERNAL) from None

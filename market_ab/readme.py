@@ -15,6 +15,7 @@ from analysis import ab_calibration, ab_report, drift_report, stale_features
 from analysis.router_evidence import load_results, render_markdown
 from detectors.settings import DriftSettings
 from loadtest import benchmark, drift_serving, fuzz, gateway_serving, serving_profile
+from rollouts import calibration as rollout_calibration
 from rollouts.document import fields_table as rollout_fields
 from routers.outcomes import OutcomesSettings
 from routers.settings import RegimeRouterSettings, RouterSettings
@@ -82,6 +83,8 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "settings-drift-detector": lambda: markdown_table(DriftSettings),
         "settings-outcomes": lambda: markdown_table(OutcomesSettings),
         "rollout-fields": rollout_fields,
+        "rollout-calibration": lambda: rollout_calibration.render_markdown(
+            _json(docs_dir / "rollout-calibration.json")),
         "drift-evidence": lambda: drift_report.render_markdown(_json(docs_dir / "drift-evidence.json")),
         "drift-serving": lambda: drift_serving.render_markdown(_json(docs_dir / "drift-serving.json")),
         # docs/demo.md shows the sample where it lives in the repository, whichever docs_dir was read

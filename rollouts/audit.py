@@ -8,6 +8,7 @@ run over, and ``end`` (the phase, reasons and the candidate's requests). A run i
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -32,8 +33,10 @@ class AuditLog:
     def append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(_finite(record), allow_nan=False) + "\n"
-        with open(self.path, "a") as out:
-            out.write(line)
+        with open(self.path, "a+b") as out:
+            if out.tell() and (out.seek(-1, os.SEEK_END), out.read(1))[1] != b"\n":
+                line = "\n" + line  # a line cut short by a crash stays alone, and unread
+            out.write(line.encode())
             out.flush()
             os.fsync(out.fileno())
 
@@ -51,6 +54,18 @@ class AuditLog:
                 run = []
             run.append(record)
         return run
+
+    def lock(self):
+        """The exclusive right to run this log's rollout, held until the returned file is closed (or the process
+        ends, however it ends); None while another loop holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        holder = open(self.path.with_name(self.path.name + ".lock"), "a")
+        try:
+            fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder.close()
+            return None
+        return holder
 
     def unfinished_run(self) -> list[dict]:
         """The last run if it has not ended (a loop was killed, or still runs), else empty."""

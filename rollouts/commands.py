@@ -7,20 +7,22 @@ exits 0 when promoted or kept_baseline, 1 when rolled_back or aborted, 2 on a ba
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import select
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from .audit import AuditLog
 from .controller import ABORTED, KEPT_BASELINE, PROMOTED
-from .document import Rollout, RolloutError
+from .document import Rollout
 from .figures import FiguresError, PrometheusFigures
-from .runner import RolloutMetrics, RolloutRunner, describe, live_loop
+from .runner import ResumeError, RolloutMetrics, RolloutRunner, Stop, describe, loop_pid
 from .targets import DEFAULT_ADMIN_URL, LocalAdmin, TargetError
+
+ABORT_WAIT_SECONDS = 120  # a loop ends within its final weight change and two scrapes
 
 
 def _load(args) -> tuple[Rollout, AuditLog]:
@@ -31,77 +33,91 @@ def _load(args) -> tuple[Rollout, AuditLog]:
     return rollout, audit
 
 
-def cmd_run(args) -> int:
+def _loaded(args) -> tuple[Rollout, AuditLog] | None:
     try:
-        rollout, audit = _load(args)
-    except (OSError, RolloutError) as error:
+        return _load(args)
+    except (OSError, ValueError) as error:  # RolloutError, a file that is not UTF-8
         print(f"market-ab rollout: {error}", file=sys.stderr)
-        return 2
-    owner = live_loop(audit.unfinished_run())
-    if owner:
-        print(f"market-ab rollout: a loop (pid {owner}) already runs {rollout.name}; `market-ab rollout abort "
-              f"{args.file}` stops it", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stop.set())
-    metrics = RolloutMetrics()
-    if args.metrics_port:
-        from prometheus_client import start_http_server
+        return None
 
-        start_http_server(args.metrics_port, "127.0.0.1", registry=metrics.registry)
-    runner = RolloutRunner(rollout, LocalAdmin(rollout.spec.experiment, args.admin), audit,
-                           PrometheusFigures(rollout.spec), metrics=metrics, stop=stop)
+
+def cmd_run(args) -> int:
+    loaded = _loaded(args)
+    if loaded is None:
+        return 2
+    rollout, audit = loaded
+    lock = audit.lock()
+    if lock is None:
+        print(f"market-ab rollout: a loop (pid {loop_pid(audit.unfinished_run())}) already runs {rollout.name}; "
+              f"`market-ab rollout abort {args.file}` stops it", file=sys.stderr)
+        return 2
+    stop = Stop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, stop.set)
+    metrics = RolloutMetrics()
     try:
+        if args.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(args.metrics_port, "127.0.0.1", registry=metrics.registry)
+        runner = RolloutRunner(rollout, LocalAdmin(rollout.spec.experiment, args.admin), audit,
+                               PrometheusFigures(rollout.spec), metrics=metrics, stop=stop)
         final = runner.run()
-    except (TargetError, FiguresError) as error:
+    except (TargetError, FiguresError, ResumeError, OSError) as error:
         print(f"market-ab rollout: {error}", file=sys.stderr)
         return 2
+    finally:
+        lock.close()
     print(json.dumps(final), flush=True)
     return 0 if final["phase"] in (PROMOTED, KEPT_BASELINE) else 1
 
 
 def cmd_status(args) -> int:
-    try:
-        _, audit = _load(args)
-    except (OSError, RolloutError) as error:
-        print(f"market-ab rollout: {error}", file=sys.stderr)
+    loaded = _loaded(args)
+    if loaded is None:
         return 2
-    print(json.dumps(describe(audit.current_run()), indent=None if args.json else 2))
+    print(json.dumps(describe(loaded[1].current_run()), indent=None if args.json else 2))
     return 0
 
 
 def cmd_abort(args) -> int:
     """Stop the loop that runs FILE (it sets the baseline to 100 and ends the run aborted); with no loop running,
-    do that here."""
-    try:
-        rollout, audit = _load(args)
-    except (OSError, RolloutError) as error:
-        print(f"market-ab rollout: {error}", file=sys.stderr)
+    do that here. Exit 0 once the run has ended aborted, 1 if it was not running or did not end."""
+    loaded = _loaded(args)
+    if loaded is None:
         return 2
+    rollout, audit = loaded
     run = audit.unfinished_run()
     if not run:
         print(f"market-ab rollout: {rollout.name} is not running ({describe(audit.current_run())['phase']})",
               file=sys.stderr)
         return 1
-    owner = live_loop(run)
-    if owner:
-        pidfd = os.pidfd_open(owner)
-        os.kill(owner, signal.SIGTERM)
-        select.select([pidfd], [], [], 120)  # readable once the loop has ended the run and exited
-        os.close(pidfd)
-    else:  # killed earlier: end the run here
+    lock = audit.lock()
+    if lock is None:  # a loop holds it: ask it to stop, and wait until it has
+        owner = loop_pid(run)
         try:
+            pidfd = os.pidfd_open(owner)
+            os.kill(owner, signal.SIGTERM)
+            select.select([pidfd], [], [], ABORT_WAIT_SECONDS)  # readable once the loop has exited
+            os.close(pidfd)
+        except (ProcessLookupError, TypeError):  # it ended meanwhile
+            pass
+    else:  # killed earlier: end the run here
+        with lock:
             spec = rollout.spec
-            LocalAdmin(spec.experiment, args.admin).set_weights({spec.baseline: 100, spec.candidate: 0})
-        except TargetError as error:
-            print(f"market-ab rollout: {error}", file=sys.stderr)
-            return 2
-        audit.append({"event": "end", "rollout": rollout.name, "phase": ABORTED,
-                      "reasons": ["aborted by `market-ab rollout abort` (no loop was running)"],
-                      "weights": {rollout.spec.baseline: 100, rollout.spec.candidate: 0}})
-    print(json.dumps(describe(audit.current_run())))
-    return 0
+            try:
+                LocalAdmin(spec.experiment, args.admin).set_weights({spec.baseline: 100, spec.candidate: 0})
+            except TargetError as error:
+                print(f"market-ab rollout: {error}", file=sys.stderr)
+                return 2
+            now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+            last = next(r for r in reversed(run) if "progress" in r)
+            audit.append({"event": "end", "time": now, "rollout": rollout.name, "phase": ABORTED,
+                          "reasons": ["aborted by `market-ab rollout abort` (no loop was running)"],
+                          "step": last.get("step"), "weights": {spec.baseline: 100, spec.candidate: 0}})
+    status = describe(audit.current_run())
+    print(json.dumps(status))
+    return 0 if status["phase"] == ABORTED else 1
 
 
 def add_commands(add_command, shared) -> None:

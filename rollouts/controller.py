@@ -69,25 +69,31 @@ def decide(spec: RolloutSpec, progress: Progress, baseline: g.ArmFigures, candid
         return Decision(ROLL_BACK, replace(progress, phase=ROLLED_BACK), 0, tuple(judged),
                         tuple(f"{gate.name}: {gate.reason}" for gate in failed))
     weight = spec.steps[progress.step]
-    if now - progress.started >= spec.max_duration:
-        return Decision(KEEP_BASELINE, replace(progress, phase=KEPT_BASELINE), 0, tuple(judged),
-                        (f"maxDuration {spec.max_duration:g} s reached at step {progress.step + 1} of "
-                         f"{len(spec.steps)} (candidate weight {weight}%) without a promotion",))
     in_step = candidate.outcomes - progress.step_outcomes
     waiting = [f"{in_step} of {spec.min_outcomes} candidate outcomes in this step"] \
         if in_step < spec.min_outcomes else []
     waiting += [f"{gate.name}: {gate.reason}" for gate in judged[:2] if gate.verdict == g.INCONCLUSIVE]
-    if progress.step < len(spec.steps) - 1:
-        if waiting:
-            return Decision(HOLD, progress, weight, tuple(judged), tuple(waiting))
+    last = progress.step == len(spec.steps) - 1
+    if last:
+        promotion = g.promotion(spec, baseline, candidate, progress.promote_p)
+        progress = replace(progress, promote_p=promotion.figures["always_valid_p"])
+        judged.append(promotion)
+        if not waiting and promotion.verdict == g.PASS:
+            return Decision(PROMOTE, replace(progress, phase=PROMOTED), 100, tuple(judged), (promotion.reason,))
+        if promotion.verdict != g.PASS:
+            waiting.append(promotion.reason)
+    if now - progress.started >= spec.max_duration:
+        return time_is_up(spec, progress, tuple(judged))
+    if not last and not waiting:
         step = progress.step + 1
         advanced = replace(progress, step=step, step_started=now, step_outcomes=candidate.outcomes)
         return Decision(ADVANCE, advanced, spec.steps[step], tuple(judged),
                         (f"step {progress.step + 1} passed its gates with {in_step} candidate outcomes",))
-    promotion = g.promotion(spec, baseline, candidate, progress.promote_p)
-    progress = replace(progress, promote_p=promotion.figures["always_valid_p"])
-    judged.append(promotion)
-    if waiting or promotion.verdict != g.PASS:
-        return Decision(HOLD, progress, weight, tuple(judged),
-                        tuple(waiting + ([promotion.reason] if promotion.verdict != g.PASS else [])))
-    return Decision(PROMOTE, replace(progress, phase=PROMOTED), 100, tuple(judged), (promotion.reason,))
+    return Decision(HOLD, progress, weight, tuple(judged), tuple(waiting))
+
+
+def time_is_up(spec: RolloutSpec, progress: Progress, judged: tuple = ()) -> Decision:
+    """``maxDuration`` reached: the baseline is kept (also when the figures cannot be read)."""
+    return Decision(KEEP_BASELINE, replace(progress, phase=KEPT_BASELINE), 0, judged,
+                    (f"maxDuration {spec.max_duration:g} s reached at step {progress.step + 1} of {len(spec.steps)} "
+                     f"(candidate weight {spec.steps[progress.step]}%) without a promotion",))

@@ -30,6 +30,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 API_VERSION = "market-ab.io/v1alpha1"
+# what a webhook may ask for: the decisions' actions, and the run's start, resume and abort
+EVENTS = ("start", "resume", "advance", "roll_back", "promote", "keep_baseline", "abort")
+NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a Kubernetes object name (DNS-1123), as Seldon's Models have
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -71,7 +74,7 @@ class LatencyGate(_Part):
     ratio: float = Field(1.25, ge=1)
     slack_ms: float = Field(5.0, ge=0, alias="slackMs")
     # a histogram with a `model` label; Seldon's own (`seldon_model_infer_api_seconds`) has none
-    histogram: str = "market_ab_gateway_model_seconds"
+    histogram: str = Field("market_ab_gateway_model_seconds", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
 class AccuracyGate(_Part):
@@ -99,7 +102,7 @@ class Promote(_Part):
 class Webhook(_Part):
     name: str
     url: str = Field(pattern=r"^https?://")
-    events: tuple[str, ...] = ()  # empty: every event
+    events: tuple[Literal[EVENTS], ...] = ()  # empty: every event
 
 
 class Metadata(BaseModel):
@@ -108,9 +111,9 @@ class Metadata(BaseModel):
 
 
 class RolloutSpec(_Part):
-    experiment: str
-    baseline: str
-    candidate: str
+    experiment: str = Field(pattern=NAME)
+    baseline: str = Field(pattern=NAME)
+    candidate: str = Field(pattern=NAME)
     steps: tuple[int, ...] = Field(min_length=1)
     interval: Duration = 30.0
     min_outcomes: int = Field(50, ge=0, alias="minOutcomes")  # candidate outcomes a step needs before it advances
@@ -123,8 +126,9 @@ class RolloutSpec(_Part):
     @field_validator("steps")
     @classmethod
     def _rising_percentages(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
-        if any(not 0 < step <= 100 for step in steps):
-            raise ValueError(f"{list(steps)}: each step is a candidate weight in percent, 1 to 100")
+        if any(not 0 < step < 100 for step in steps):
+            raise ValueError(f"{list(steps)}: each step is a candidate weight in percent, 1 to 99 (the baseline "
+                             "keeps the rest to compare with; promotion moves the candidate to 100)")
         if any(later <= earlier for earlier, later in zip(steps, steps[1:], strict=False)):
             raise ValueError(f"{list(steps)}: steps must rise (candidate weights in percent, e.g. [10, 25, 50])")
         return steps
@@ -168,9 +172,16 @@ def _line(problem: dict) -> str:
     if problem["type"] == "extra_forbidden":
         return f"{where}: unknown field"
     message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "string_pattern_mismatch":
+        message = _PATTERNS.get(problem["ctx"]["pattern"], message)
     if problem["type"] == "value_error":  # our own checks name what was given
         return f"{where}: {message}"
     return f"{where}: {message} (given {problem['input']!r})"
+
+
+_PATTERNS = {NAME: "expected a Kubernetes object name (lower-case letters, digits, '-' and '.')",
+             r"^https?://": "expected an http:// or https:// URL",
+             r"^[a-zA-Z_:][a-zA-Z0-9_:]*$": "expected a Prometheus metric name"}
 
 
 def fields_table() -> str:

@@ -13,21 +13,21 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import select
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, Gauge
 
 from .audit import AuditLog
-from .controller import ABORTED, PHASES, PROGRESSING, PROMOTED, Decision, Progress, decide
+from .controller import ABORTED, HOLD, PHASES, PROGRESSING, PROMOTED, Decision, Progress, decide, time_is_up
 from .document import Rollout
 from .figures import Counters, FiguresError, PrometheusFigures
 from .gates import INCONCLUSIVE
-
-RUN_EVENTS = ("start", "resume", "advance", "hold", "roll_back", "promote", "keep_baseline", "abort")
+from .targets import TargetError, candidate_weights
 
 
 def _now_iso(t: float) -> str:
@@ -100,20 +100,47 @@ class Webhooks:
             request = urllib.request.Request(hook.url, data=body, headers={"Content-Type": "application/json"})
             try:
                 urllib.request.urlopen(request, timeout=self.timeout).close()
-            except OSError as error:
+            except Exception as error:  # noqa: BLE001 - a notification never stops the rollout
                 self.display.say(f"webhook {hook.name}: {event} not delivered ({error})")
+
+
+class Stop:
+    """Set from a signal handler, waited on by the loop: a flag and a self-pipe (``threading.Event.set`` takes a
+    lock, which a handler interrupting its owner would wait for forever)."""
+
+    def __init__(self):
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self.requested = False
+
+    def set(self, *_signal) -> None:
+        self.requested = True
+        try:
+            os.write(self._write, b"x")
+        except BlockingIOError:  # already woken
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """True once set (at once if it was), else False after ``timeout`` seconds."""
+        if not self.requested:
+            select.select([self._read], [], [], timeout)
+        return self.requested
+
+
+class ResumeError(RuntimeError):
+    """The unfinished run cannot be resumed with this document; the message says why."""
 
 
 class RolloutRunner:
     def __init__(self, rollout: Rollout, target, audit: AuditLog, figures: PrometheusFigures | None = None,
                  display: Display | None = None, metrics: RolloutMetrics | None = None,
-                 clock: Callable[[], float] = time.time, stop: threading.Event | None = None):
+                 clock: Callable[[], float] = time.time, stop: Stop | None = None):
         self.rollout, self.spec, self.target, self.audit = rollout, rollout.spec, target, audit
         self.figures = figures or PrometheusFigures(rollout.spec)
         self.display = display or Display()
         self.metrics = metrics or RolloutMetrics()
         self.webhooks = Webhooks(rollout, self.display)
-        self.clock, self.stop = clock, stop or threading.Event()
+        self.clock, self.stop = clock, stop or Stop()
         self.candidate_requests = 0  # as of the last look
 
     # the loop ---------------------------------------------------------------------------------------------------
@@ -123,38 +150,61 @@ class RolloutRunner:
         progress, start, weight, reasons = self._begin()
         while progress.phase == PROGRESSING:
             if self.stop.wait(self.spec.interval):
-                return self._end(ABORTED, ["aborted by a signal or `market-ab rollout abort`"], start, progress)
-            try:
-                counters = self.figures.counters()
-            except FiguresError as error:  # a Prometheus outage holds the rollout; it never decides blind
-                self.display.say(f"{self.rollout.name}: figures unavailable, holding: {error}")
-                continue
-            baseline, candidate = counters.since(start, "baseline"), counters.since(start, "candidate")
-            self.candidate_requests = candidate.requests
-            decision = decide(self.spec, progress, baseline, candidate, self.clock())
-            self.audit.append({"event": "decision", "time": _now_iso(self.clock()), "action": decision.action,
-                               "step": decision.progress.step + 1, "weights": self._weights(decision.candidate_weight),
-                               "candidate_requests": candidate.requests,
-                               "gates": [{"name": gate.name, "verdict": gate.verdict, "figures": gate.figures,
-                                          "reason": gate.reason} for gate in decision.gates],
-                               "reasons": list(decision.reasons), "progress": decision.progress.as_dict()})
+                decision = Decision("abort", replace(progress, phase=ABORTED), 0, (),
+                                    ("aborted by a signal or `market-ab rollout abort`",))
+            else:
+                decision = self._look(progress, start)
+                if decision is None:
+                    continue
+            self._record(decision)  # durable before the weights move
             if decision.candidate_weight != weight:
-                self._set_weights(decision.candidate_weight)
+                self._set_weights(decision.candidate_weight, final=decision.progress.phase != PROGRESSING)
                 weight = decision.candidate_weight
+            else:
+                self._keep_weights(weight)
             progress, reasons = decision.progress, list(decision.reasons)
-            self.display.look(self.rollout, decision, candidate.outcomes)
-            self.metrics.show(self.rollout, progress.step + 1, weight, PROGRESSING, candidate.requests)
-            if decision.action != "hold":
+            self.metrics.show(self.rollout, progress.step + 1, weight, PROGRESSING, self.candidate_requests)
+            if decision.action not in (HOLD, "abort"):
                 self.webhooks.post(decision.action, {"step": progress.step + 1, "weights": self._weights(weight),
-                                                     "reasons": list(decision.reasons)})
-        return self._end(progress.phase, reasons, start, progress)
+                                                     "reasons": reasons})
+        return self._end(progress, reasons, start)
+
+    def _look(self, progress: Progress, start: Counters) -> Decision | None:
+        """The decision of one look, or None when the figures cannot be read (a Prometheus outage holds the
+        rollout: it never decides blind, but ``maxDuration`` still ends it)."""
+        try:
+            counters = self.figures.counters()
+        except FiguresError as error:
+            if self.clock() - progress.started >= self.spec.max_duration:
+                return time_is_up(self.spec, progress)
+            self.display.say(f"{self.rollout.name}: figures unavailable, holding: {error}")
+            return None
+        baseline, candidate = counters.since(start, "baseline"), counters.since(start, "candidate")
+        self.candidate_requests = candidate.requests
+        decision = decide(self.spec, progress, baseline, candidate, self.clock())
+        self.display.look(self.rollout, decision, candidate.outcomes)
+        return decision
+
+    def _record(self, decision: Decision) -> None:
+        self.audit.append({"event": "decision", "time": _now_iso(self.clock()), "action": decision.action,
+                           "step": decision.progress.step + 1, "weights": self._weights(decision.candidate_weight),
+                           "candidate_requests": self.candidate_requests,
+                           "gates": [{"name": gate.name, "verdict": gate.verdict, "figures": gate.figures,
+                                      "reason": gate.reason} for gate in decision.gates],
+                           "reasons": list(decision.reasons), "progress": decision.progress.as_dict()})
 
     def _begin(self) -> tuple[Progress, Counters, int, list[str]]:
         run = self.audit.unfinished_run()
         if run and run[0].get("rollout") == self.rollout.name:
+            started_with = run[0].get("spec")
+            if started_with != self.spec.model_dump(by_alias=True, mode="json"):
+                raise ResumeError(f"{self.rollout.name}: the document changed since its unfinished run began "
+                                  f"({run[0].get('time')}); finish it with the document it began with, or `market-ab "
+                                  "rollout abort` it first")
             start = Counters.from_dict(run[0]["start_counters"])
             last = next(r for r in reversed(run) if "progress" in r)
-            progress, reasons = Progress(**last["progress"]), last.get("reasons", [])
+            progress = Progress(**last["progress"])
+            reasons = next((r["reasons"] for r in reversed(run) if r.get("event") == "decision"), [])
             weight = self.spec.steps[progress.step] if progress.phase == PROGRESSING else \
                 100 if progress.phase == PROMOTED else 0
             self.audit.append({"event": "resume", "time": _now_iso(self.clock()), "pid": os.getpid(),
@@ -164,31 +214,41 @@ class RolloutRunner:
                              f"(candidate {weight}%), audit {self.audit.path}")
             event = "resume"
         else:
+            self._check_experiment()
             now = self.clock()
             progress, start, weight, reasons = Progress.begin(now), self.figures.counters(), self.spec.steps[0], []
             self.audit.append({"event": "start", "time": _now_iso(now), "rollout": self.rollout.name,
-                               "pid": os.getpid(), "spec": self.spec.model_dump(by_alias=True),
+                               "pid": os.getpid(), "spec": self.spec.model_dump(by_alias=True, mode="json"),
                                "start_counters": start.as_dict(), "step": 1, "weights": self._weights(weight),
                                "progress": progress.as_dict()})
             self.display.say(f"{self.rollout.name}: {self.spec.baseline} -> {self.spec.candidate} through "
                              f"experiment {self.spec.experiment} ({self.target}), steps "
                              f"{list(self.spec.steps)} every {self.spec.interval:g} s; audit {self.audit.path}")
             event = "start"
-        self._set_weights(weight)
+        self._set_weights(weight, final=progress.phase != PROGRESSING)
         self.metrics.show(self.rollout, progress.step + 1, weight, PROGRESSING, 0)
         self.webhooks.post(event, {"step": progress.step + 1, "weights": self._weights(weight)})
         return progress, start, weight, reasons
 
-    def _end(self, phase: str, reasons: list[str], start: Counters, progress: Progress) -> dict:
+    def _check_experiment(self) -> None:
+        """The weights are percentages only if no other candidate takes traffic."""
+        others = {name: weight for name, weight in candidate_weights(self.target.spec()).items()
+                  if name not in (self.spec.baseline, self.spec.candidate) and weight > 0}
+        if others:
+            raise TargetError(f"experiment {self.spec.experiment} gives traffic to {others} besides the baseline and "
+                              "the candidate; set them to 0 first (a rollout's weights are percentages of it all)")
+
+    def _end(self, progress: Progress, reasons: list[str], start: Counters) -> dict:
+        phase = progress.phase
         weight = 100 if phase == PROMOTED else 0
-        self._set_weights(weight)  # again after a decision: a resumed run may not have set it
-        changed = self.clock()
-        requests = self._final_candidate_requests(start, changed)
+        self._set_weights(weight, final=True)  # again: a resumed run may not have set it
+        requests = self._final_candidate_requests(start, self.clock())
         final = {"rollout": self.rollout.name, "phase": phase, "reasons": reasons, "candidate_requests": requests}
-        self.audit.append({"event": "end", "time": _now_iso(changed), **final, "step": progress.step + 1,
+        self.audit.append({"event": "end", "time": _now_iso(self.clock()), **final, "step": progress.step + 1,
                            "weights": self._weights(weight)})
         self.metrics.show(self.rollout, progress.step + 1, weight, phase, requests)
-        self.webhooks.post({ABORTED: "abort"}.get(phase, phase), {"reasons": reasons, "candidate_requests": requests})
+        if phase == ABORTED:
+            self.webhooks.post("abort", {"reasons": reasons, "candidate_requests": requests})
         self.display.say(f"{self.rollout.name}: {phase}: {'; '.join(reasons)} ({requests} candidate requests)")
         return final
 
@@ -197,36 +257,53 @@ class RolloutRunner:
     def _weights(self, candidate_weight: int) -> dict[str, int]:
         return {self.spec.baseline: 100 - candidate_weight, self.spec.candidate: candidate_weight}
 
-    def _set_weights(self, candidate_weight: int) -> None:
-        self.target.set_weights(self._weights(candidate_weight))
+    def _set_weights(self, candidate_weight: int, final: bool = False, attempts: int = 8) -> None:
+        """Move the weights and note when they moved. A final move (rollback, promotion, abort) is tried again for
+        about a minute: it must not be left half done; a run that still fails resumes from the log."""
+        for attempt in range(attempts if final else 1):
+            try:
+                self.target.set_weights(self._weights(candidate_weight))
+                break
+            except TargetError as error:
+                if attempt == (attempts if final else 1) - 1:
+                    raise
+                self.display.say(f"{self.rollout.name}: setting the weights failed, trying again: {error}")
+                time.sleep(min(2 ** attempt, 15))
+        self.audit.append({"event": "weights", "time": _now_iso(self.clock()),
+                           "weights": self._weights(candidate_weight)})
+
+    def _keep_weights(self, candidate_weight: int) -> None:
+        """Set the weights again if something else changed them (a restarted stack, a hand edit, a sync)."""
+        try:
+            found = candidate_weights(self.target.spec())
+        except TargetError as error:
+            self.display.say(f"{self.rollout.name}: could not read the weights: {error}")
+            return
+        expected = self._weights(candidate_weight)
+        if any(found.get(name) != weight for name, weight in expected.items()):
+            self.display.say(f"{self.rollout.name}: the weights were changed outside the rollout ({found}); "
+                             f"setting {expected} again")
+            self._set_weights(candidate_weight)
 
     def _final_candidate_requests(self, start: Counters, changed: float, timeout: float = 30.0) -> int:
-        """The candidate's requests once Prometheus has scraped its counters after the last weight change (requests
-        in flight then are answered and counted), or after ``timeout`` seconds."""
-        fresh = f'max(timestamp(seldon_model_infer_total{{model="{self.spec.candidate}"}}))'
+        """The candidate's requests once Prometheus has scraped its counters twice after the last weight change
+        (a request routed before the change and answered after the first scrape is in the second), or after
+        ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
-                scraped = self.figures.api.query(fresh)
-                if not scraped or scraped[0]["value"] > changed:
-                    break
-                time.sleep(0.25)  # Prometheus's next scrape is at most one scrape interval away
+            for _ in range(2):
+                while not self.figures.scraped_after(changed) and time.monotonic() < deadline:
+                    time.sleep(0.25)  # Prometheus's next scrape is at most one scrape interval away
+                changed = self.clock()
             return self.figures.counters().since(start, "candidate").requests
-        except (FiguresError, OSError, RuntimeError) as error:
+        except (FiguresError, OSError, RuntimeError, ValueError, KeyError) as error:
             self.display.say(f"{self.rollout.name}: the final count is the last look's: {error}")
             return self.candidate_requests
 
 
-def live_loop(run: list[dict]) -> int | None:
-    """The pid of a loop still running this unfinished run, if any (``market-ab rollout`` processes only)."""
-    owner = next((r.get("pid") for r in reversed(run) if r.get("event") in ("start", "resume")), None)
-    if not owner or owner == os.getpid():
-        return None
-    try:
-        command = open(f"/proc/{owner}/cmdline", "rb").read().split(b"\0")
-    except OSError:
-        return None
-    return owner if b"rollout" in command else None
+def loop_pid(run: list[dict]) -> int | None:
+    """The pid of the loop that last took this run (its ``start`` or ``resume`` line)."""
+    return next((r.get("pid") for r in reversed(run) if r.get("event") in ("start", "resume")), None)
 
 
 def describe(run: list[dict]) -> dict:
@@ -234,9 +311,12 @@ def describe(run: list[dict]) -> dict:
     if not run:
         return {"phase": "none"}
     last = run[-1]
+    decided = next((r for r in reversed(run) if "progress" in r or r.get("event") == "end"), last)
     gates = next((r["gates"] for r in reversed(run) if "gates" in r), [])
-    return {"rollout": run[0].get("rollout"), "phase": last.get("phase", PROGRESSING), "step": last.get("step"),
-            "weights": last.get("weights"), "since": run[0].get("time"), "updated": last.get("time"),
-            "candidate_requests": last.get("candidate_requests"),
-            "gates": {g["name"]: g["verdict"] for g in gates}, "reasons": last.get("reasons", []),
+    weights = next((r["weights"] for r in reversed(run) if "weights" in r), None)
+    return {"rollout": run[0].get("rollout"), "phase": last.get("phase", decided.get("progress", {}).get("phase")),
+            "step": decided.get("step"), "weights": weights, "since": run[0].get("time"), "updated": last.get("time"),
+            "candidate_requests": next((r["candidate_requests"] for r in reversed(run) if "candidate_requests" in r),
+                                       0),
+            "gates": {g["name"]: g["verdict"] for g in gates}, "reasons": decided.get("reasons", []),
             "waiting": [g["reason"] for g in gates if g["verdict"] == INCONCLUSIVE]}

@@ -17,6 +17,10 @@ class TargetError(RuntimeError):
     """The experiment could not be read or changed; the message says why."""
 
 
+class Conflict(TargetError):
+    """Somebody else changed the experiment between our read and our write."""
+
+
 def with_weights(spec: dict, weights: dict[str, int]) -> dict:
     """``spec`` with the named candidates' weights replaced.
 
@@ -50,12 +54,20 @@ class LocalAdmin:
         return self._call("GET")["spec"]
 
     def set_weights(self, weights: dict[str, int]) -> dict:
-        return self._call("PUT", with_weights(self.spec(), weights))["spec"]
+        """Read the spec, then write it back changed, only if nobody changed it in between (else read again)."""
+        for attempt in range(3):
+            current = self._call("GET")
+            try:
+                return self._call("PUT", with_weights(current["spec"], weights), current["generation"])["spec"]
+            except Conflict:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
-    def _call(self, method: str, body: dict | None = None) -> dict:
+    def _call(self, method: str, body: dict | None = None, generation: int | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **({"If-Match": str(generation)} if generation else {})}
+        request = urllib.request.Request(self.url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 return json.loads(answer.read())
@@ -64,7 +76,8 @@ class LocalAdmin:
                 message = json.loads(error.read())["error"]
             except (ValueError, KeyError):
                 message = error.reason
-            raise TargetError(f"{method} {self.url}: {error.code} {message}") from None
+            raise (Conflict if error.code == 409 else TargetError)(f"{method} {self.url}: {error.code} {message}") \
+                from None
         except (urllib.error.URLError, OSError) as error:
             raise TargetError(f"{method} {self.url}: {getattr(error, 'reason', error)} (is market-ab serve running "
                               "with its admin port?)") from None

@@ -119,9 +119,10 @@ def stack(tmp_path_factory):
         yield serve
 
 
-def call(method: str, url: str, body=None) -> tuple[int, dict]:
+def call(method: str, url: str, body=None, **headers) -> tuple[int, dict]:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json",
+                                                                           **headers})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -131,6 +132,7 @@ def call(method: str, url: str, body=None) -> tuple[int, dict]:
 
 def test_get_and_put_an_experiment(stack):
     url = f"{stack.admin_url}/admin/experiments/split"
+    assert call("PUT", url, spec(50, 50))[0] == 200
     status, before = call("GET", url)
     assert status == 200 and before["spec"] == spec(50, 50) and before["name"] == "split"
     applied = metric(stack, "market_ab_gateway_experiment_updates_total", experiment="split", outcome="applied")
@@ -160,6 +162,21 @@ def test_a_bad_change_is_a_400_that_changes_nothing(stack, body, status, expecte
     assert call("GET", url)[1] == before
     assert metric(stack, "market_ab_gateway_experiment_updates_total", experiment="split",
                   outcome="rejected") == rejected + 1
+
+
+def test_a_change_based_on_an_old_read_is_refused(stack):
+    url = f"{stack.admin_url}/admin/experiments/split"
+    generation = call("GET", url)[1]["generation"]
+    assert call("PUT", url, spec(60, 40), **{"If-Match": str(generation)})[0] == 200
+    code, answer = call("PUT", url, spec(70, 30), **{"If-Match": str(generation)})  # somebody changed it meanwhile
+    assert code == 409 and "changed meanwhile" in answer["error"]
+    assert call("GET", url)[1]["spec"] == spec(60, 40)
+
+
+def test_only_loopback_names_reach_the_admin_port(stack):
+    code, answer = call("GET", f"{stack.admin_url}/admin/experiments", Host="attacker.example")
+    assert code == 403 and "loopback" not in answer["error"] and "127.0.0.1 or localhost" in answer["error"]
+    assert call("GET", f"{stack.admin_url}/admin/experiments", Host=f"localhost:{stack.admin_port}")[0] == 200
 
 
 def test_unknown_experiments_and_the_inference_port(stack):

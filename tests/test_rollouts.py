@@ -126,7 +126,7 @@ def run_rollout(path: Path, serve: ServeProcess) -> tuple[int, dict, str]:
 
 
 def test_the_faulty_candidate_is_rolled_back_and_then_gets_nothing(stack, tmp_path):
-    path = rollout_file(tmp_path, stack, "faulty", "fault-canary", "faulty", [20, 50, 100])
+    path = rollout_file(tmp_path, stack, "faulty", "fault-canary", "faulty", [20, 50, 80])
     with Traffic(stack, "fault-canary") as traffic:
         code, final, log = run_rollout(path, stack)
         assert code == 1 and final["phase"] == "rolled_back", log
@@ -153,14 +153,16 @@ def test_a_healthy_candidate_walks_every_step_in_order_and_is_promoted(stack, tm
     assert code == 0 and final["phase"] == "promoted", log
     assert candidate_weights(LocalAdmin("copy-canary", stack.admin_url).spec())["baseline-copy"] == 100
     run = AuditLog(path.with_suffix(".audit.jsonl")).current_run()
-    moves = [r for r in run if r["event"] == "start" or r.get("action") in ("advance", "promote")]
-    assert [m["weights"]["baseline-copy"] for m in moves] == [*steps, 100]
-    for move, after in zip(moves, moves[1:], strict=False):  # each step's split, away from its edges
-        begin = datetime.datetime.fromisoformat(move["time"]).timestamp() + 0.5  # the weights move just after
-        end = datetime.datetime.fromisoformat(after["time"]).timestamp()
+    applied = [r for r in run if r["event"] == "weights"]  # written once each change was acknowledged
+    weights = [a["weights"]["baseline-copy"] for a in applied]
+    assert [w for i, w in enumerate(weights) if i == 0 or w != weights[i - 1]] == [*steps, 100]
+    moved = [r for r in run if r.get("action") in ("advance", "promote")]  # written before the next change
+    for change, next_decision in zip(applied, moved, strict=False):  # each step's split, between the two
+        begin = datetime.datetime.fromisoformat(change["time"]).timestamp()
+        end = datetime.datetime.fromisoformat(next_decision["time"]).timestamp()
         served = [model for sent, answered, model in traffic.log if begin <= sent and answered <= end]
         counts = {"baseline": served.count("baseline"), "baseline-copy": served.count("baseline-copy")}
-        weight = move["weights"]["baseline-copy"]
+        weight = change["weights"]["baseline-copy"]
         srm = sample_ratio_mismatch(counts, {"baseline": 100 - weight, "baseline-copy": weight})
         assert not srm["mismatch"], (weight, counts, srm)
 
@@ -177,16 +179,19 @@ def test_a_killed_loop_resumes_at_the_step_it_reached(stack, tmp_path):
                 break
         os.kill(loop.pid, signal.SIGKILL)
         loop.wait(60)
+        audit = AuditLog(path.with_suffix(".audit.jsonl"))
+        decided = next(r for r in reversed(audit.unfinished_run()) if "progress" in r)
         reached = candidate_weights(admin.spec())["baseline-copy"]
-        assert reached == 30  # the decision was logged before the weights moved: no step further
+        assert decided["step"] >= 2 and reached <= decided["weights"]["baseline-copy"]  # never ahead of the log
         again = subprocess.Popen(command(path, stack), stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                  cwd=REPO)
         first = again.stderr.readline()
         stdout, stderr = again.communicate(timeout=300)
-    assert first.startswith("resumed: resuming at step 2/3 (candidate 30%)"), first
+    step, weight = decided["step"], decided["weights"]["baseline-copy"]
+    assert first.startswith(f"resumed: resuming at step {step}/3 (candidate {weight}%)"), first
     assert json.loads(stdout.strip().splitlines()[-1])["phase"] == "promoted", stderr
-    run = AuditLog(path.with_suffix(".audit.jsonl")).current_run()
+    run = audit.current_run()
     events = [r["event"] for r in run]
     assert events[0] == "start" and "resume" in events and events[-1] == "end"
-    weights = [r["weights"]["baseline-copy"] for r in run if "weights" in r]
-    assert weights == sorted(weights), weights  # never a step back or ahead
+    weights = [r["weights"]["baseline-copy"] for r in run if r["event"] == "weights"]
+    assert weights == sorted(weights), weights  # never a step back
