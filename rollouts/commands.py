@@ -41,6 +41,15 @@ def _loaded(args) -> tuple[Rollout, AuditLog] | None:
         return None
 
 
+def _target(args, rollout: Rollout):
+    """The admin port of the local stack, or with ``--kubernetes`` the Experiment resource."""
+    if args.kubernetes:
+        from .kubernetes_target import KubernetesExperiment
+
+        return KubernetesExperiment(rollout.spec.experiment, args.namespace)
+    return LocalAdmin(rollout.spec.experiment, args.admin)
+
+
 def cmd_run(args) -> int:
     loaded = _loaded(args)
     if loaded is None:
@@ -60,8 +69,8 @@ def cmd_run(args) -> int:
             from prometheus_client import start_http_server
 
             start_http_server(args.metrics_port, "127.0.0.1", registry=metrics.registry)
-        runner = RolloutRunner(rollout, LocalAdmin(rollout.spec.experiment, args.admin), audit,
-                               PrometheusFigures(rollout.spec), metrics=metrics, stop=stop)
+        runner = RolloutRunner(rollout, _target(args, rollout), audit, PrometheusFigures(rollout.spec),
+                               metrics=metrics, stop=stop)
         final = runner.run()
     except (TargetError, FiguresError, ResumeError, OSError) as error:
         print(f"market-ab rollout: {error}", file=sys.stderr)
@@ -106,7 +115,7 @@ def cmd_abort(args) -> int:
         with lock:
             spec = rollout.spec
             try:
-                LocalAdmin(spec.experiment, args.admin).set_weights({spec.baseline: 100, spec.candidate: 0})
+                _target(args, rollout).set_weights({spec.baseline: 100, spec.candidate: 0})
             except TargetError as error:
                 print(f"market-ab rollout: {error}", file=sys.stderr)
                 return 2
@@ -132,6 +141,11 @@ def add_commands(add_command, shared) -> None:
                             help="the audit log (default: FILE with the suffix .audit.jsonl)")
         parser.add_argument("--admin", default=DEFAULT_ADMIN_URL,
                             help=f"the admin port of market-ab serve (default: {DEFAULT_ADMIN_URL})")
+        parser.add_argument("--kubernetes", action="store_true",
+                            help="patch the Experiment resource on a cluster instead (in-cluster credentials, else the "
+                                 "kubeconfig; pip install 'seldon-market-ab[kubernetes]')")
+        parser.add_argument("--namespace", help="the Experiment's namespace with --kubernetes (default: the pod's, "
+                                                "else the kubeconfig context's)")
         parser.set_defaults(func=func)
         return parser
 

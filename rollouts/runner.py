@@ -112,6 +112,7 @@ class Stop:
         self._read, self._write = os.pipe()
         os.set_blocking(self._write, False)
         self.requested = False
+        self.reason = "aborted by a signal or `market-ab rollout abort`"
 
     def set(self, *_signal) -> None:
         self.requested = True
@@ -141,7 +142,7 @@ class RolloutRunner:
         self.metrics = metrics or RolloutMetrics()
         self.webhooks = Webhooks(rollout, self.display)
         self.clock, self.stop = clock, stop or Stop()
-        self.candidate_requests = 0  # as of the last look
+        self.candidate_requests = self.candidate_outcomes = 0  # as of the last look
 
     # the loop ---------------------------------------------------------------------------------------------------
 
@@ -150,8 +151,7 @@ class RolloutRunner:
         progress, start, weight, reasons = self._begin()
         while progress.phase == PROGRESSING:
             if self.stop.wait(self.spec.interval):
-                decision = Decision("abort", replace(progress, phase=ABORTED), 0, (),
-                                    ("aborted by a signal or `market-ab rollout abort`",))
+                decision = Decision("abort", replace(progress, phase=ABORTED), 0, (), (self.stop.reason,))
             else:
                 decision = self._look(progress, start)
                 if decision is None:
@@ -163,6 +163,8 @@ class RolloutRunner:
             else:
                 self._keep_weights(weight)
             progress, reasons = decision.progress, list(decision.reasons)
+            if decision.action != "abort":  # shown once logged and in force
+                self.display.look(self.rollout, decision, self.candidate_outcomes)
             self.metrics.show(self.rollout, progress.step + 1, weight, PROGRESSING, self.candidate_requests)
             if decision.action not in (HOLD, "abort"):
                 self.webhooks.post(decision.action, {"step": progress.step + 1, "weights": self._weights(weight),
@@ -181,9 +183,8 @@ class RolloutRunner:
             return None
         baseline, candidate = counters.since(start, "baseline"), counters.since(start, "candidate")
         self.candidate_requests = candidate.requests
-        decision = decide(self.spec, progress, baseline, candidate, self.clock())
-        self.display.look(self.rollout, decision, candidate.outcomes)
-        return decision
+        self.candidate_outcomes = candidate.outcomes
+        return decide(self.spec, progress, baseline, candidate, self.clock())
 
     def _record(self, decision: Decision) -> None:
         self.audit.append({"event": "decision", "time": _now_iso(self.clock()), "action": decision.action,

@@ -134,6 +134,9 @@ def plan(example: Example) -> str:
         return "served"
     if args.command in ("train", "readme"):
         return "run"
+    if args.command == "rollout":
+        return "run" if args.rollout_command == "status" else \
+            "parsed only: moves a running stack's weights for minutes; tests/test_rollouts.py runs it against one"
     return f"no plan for `{args.command}`: tell this module how to run it"
 
 

@@ -195,3 +195,29 @@ def test_a_killed_loop_resumes_at_the_step_it_reached(stack, tmp_path):
     assert events[0] == "start" and "resume" in events and events[-1] == "end"
     weights = [r["weights"]["baseline-copy"] for r in run if r["event"] == "weights"]
     assert weights == sorted(weights), weights  # never a step back
+
+
+def test_run_moves_an_experiment_resource_through_the_kubernetes_api(stack, tmp_path):
+    """`market-ab rollout run FILE --kubernetes` against a fake API server (no cluster runs here; see
+    tests/fake_kubernetes.py), its figures from the stack's real Prometheus: it patches the first step's weights,
+    holds without traffic, and a SIGTERM ends it aborted with the baseline back at 100."""
+    from .fake_kubernetes import FakeKubernetes, experiment
+
+    namespace = "seldon-market-ab"
+    objects = {(namespace, "copy-canary"): experiment("copy-canary", namespace, {"baseline": 100,
+                                                                                 "baseline-copy": 0})}
+    path = rollout_file(tmp_path, stack, "on-a-cluster", "copy-canary", "baseline-copy", [10, 30, 60])
+    with FakeKubernetes(objects) as kube:
+        env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig(tmp_path / "kubeconfig", namespace))}
+        loop = subprocess.Popen([sys.executable, "-m", "market_ab.cli", "rollout", "run", str(path), "--kubernetes"],
+                                stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        for line in loop.stderr:  # until its first look
+            if "-> hold" in line:
+                break
+        loop.send_signal(signal.SIGTERM)
+        stdout, stderr = loop.communicate(timeout=120)
+        assert loop.returncode == 1 and json.loads(stdout)["phase"] == "aborted", stderr
+        weights = [p["spec"]["candidates"][1]["weight"] for p in kube.patches]
+        assert weights[0] == 10 and weights[-1] == 0, weights
+        assert candidate_weights(kube.objects[(namespace, "copy-canary")]["spec"]) == {"baseline": 100,
+                                                                                       "baseline-copy": 0}
