@@ -265,6 +265,33 @@ def sample_ratio_mismatch(counts: dict[str, int], weights: dict[str, float], thr
             "expected_share": dict(zip(names, expected_share.tolist(), strict=True))}
 
 
+def sample_ratio_mismatch_over_time(routed: list[str], expected: list[dict[str, float]],
+                                    threshold: float = 0.001) -> dict:
+    """The same check for a split that changes over time (a rollout): each request's expected shares are the
+    weights in force when it was routed, so an arm's expected count is the sum of its shares over the requests. A
+    request answered by an arm whose weight was 0 is a mismatch outright.
+
+    >>> shares = [{"a": 0.9, "b": 0.1}] * 500 + [{"a": 0.5, "b": 0.5}] * 500
+    >>> sample_ratio_mismatch_over_time(["a"] * 700 + ["b"] * 300, shares)["mismatch"]
+    False
+    >>> sample_ratio_mismatch_over_time(["a"] * 500 + ["b"] * 500, shares)["mismatch"]
+    True
+    """
+    names = sorted({name for shares in expected for name in shares})
+    observed = np.array([sum(1 for arm in routed if arm == name) for name in names], float)
+    wanted = np.array([sum(shares.get(name, 0.0) for shares in expected) for name in names])
+    total = observed.sum()
+    if total == 0 or len(names) < 2:
+        return {"mismatch": False, "p_value": 1.0, "observed": dict(zip(names, observed.tolist(), strict=True))}
+    possible = wanted > 0
+    impossible = sum(1 for arm, shares in zip(routed, expected, strict=True) if not shares.get(arm))
+    p_value = 0.0 if impossible else \
+        float(stats.chisquare(observed[possible], wanted[possible] / wanted[possible].sum() * total).pvalue)
+    return {"mismatch": p_value < threshold, "p_value": p_value, "threshold": threshold,
+            "observed_share": dict(zip(names, (observed / total).tolist(), strict=True)),
+            "expected_share": dict(zip(names, (wanted / wanted.sum()).tolist(), strict=True))}
+
+
 # bandits: off-policy estimates ----------------------------------------------------------------------------------
 
 def off_policy(logs: list[ArmLog], reward: str = "correct") -> dict:

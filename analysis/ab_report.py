@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from . import rollout_report
 from .ab_analysis import (
     ArmLog,
     BusinessModel,
@@ -175,6 +176,8 @@ def experiment_markdown(experiment: dict) -> list[str]:
     counts = experiment["counts"]
     lines = [f"## {experiment['name']} ({experiment['kind']}): **{experiment['recommendation']['decision']}**", ""]
     lines += [f"- {reason}" for reason in experiment["recommendation"]["reasons"]]
+    if experiment.get("rollout"):
+        lines += rollout_report.markdown(experiment["rollout"])
     lines += ["", f"Target `{experiment['target']}`; {counts['sent']:,} requests sent, {counts['answered']:,} "
                   f"answered, {counts['failed']:,} failed; {counts['feedback_applied']:,} of "
                   f"{counts['feedback_sent']:,} rewards applied by the router.", ""]
@@ -248,6 +251,12 @@ def readme_sample(report: dict, folder: str, link: str | None = None) -> str:
         lines.append(f"| {e['name']} | {e['kind']} | {counts['sent']:,} | {counts['failed']:,} | "
                      f"{counts['feedback_applied']:,} | **{e['recommendation']['decision']}** | "
                      f"{e['recommendation']['reasons'][0]} |")
+    rollouts = [e for e in report["experiments"] if e.get("rollout")]
+    if rollouts:
+        lines += ["", "| rollout by `market-ab rollout` | phase | requests to the candidate | reason |",
+                  "|---|---|---|---|"]
+        lines += [f"| {e['name']} ({e['rollout']['candidate']}) | **{e['rollout']['phase']}** | "
+                  f"{e['rollout']['candidate_requests']} | {e['rollout']['reasons'][0]} |" for e in rollouts]
     drifted = sum(d["is_drift"] for d in report.get("drift", []))
     lines += ["", f"Drift: {drifted} of {len(report.get('drift', []))} windows of 60 days judged drifted.", ""]
     for name, file in (("traffic share over time per arm", "traffic-share.png"),
@@ -255,7 +264,8 @@ def readme_sample(report: dict, folder: str, link: str | None = None) -> str:
                        ("routing and accuracy per regime", "regimes.png"), ("accuracy per arm", "accuracy.png"),
                        ("latency percentiles per arm", "latency.png"), ("business impact", "business-impact.png"),
                        ("drift verdicts", "drift.png"),
-                       *((("the dashboard's panels", "dashboard.png"),) if report.get("prometheus") else ())):
+                       *((("the dashboard's panels", "dashboard.png"),) if report.get("prometheus") else ()),
+                       *((f"{e['name']}: weight and gates over the rollout", f"{e['name']}.png") for e in rollouts)):
         lines.append(f"![{name}]({link}/{file})")
     return "\n".join(lines)
 
@@ -369,6 +379,10 @@ def draw(report: dict, folder: Path) -> dict[str, Path]:
         axis.set_title(experiment["name"], fontsize=9)
     axes[0][0].set_ylabel("accuracy (%), 95% CI")
     plots["accuracy per arm with intervals"] = _save(figure, folder / "accuracy.png", plt)
+    for experiment in experiments:
+        if experiment.get("rollout"):
+            plots[f"{experiment['name']}: the candidate's weight and the gates' figures over the rollout"] = \
+                rollout_report.draw(experiment["name"], experiment["rollout"], folder / f"{experiment['name']}.png")
 
     figure, axes = plt.subplots(1, len(experiments), figsize=(3.2 * len(experiments), 3.2), squeeze=False)
     for axis, experiment in zip(axes[0], experiments, strict=True):

@@ -118,7 +118,8 @@ class MarketTraffic:
     def _send(self, t: int, day) -> None:
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
-        entry = {"kind": "request", "t": t, "protocol": self.protocol, "target": TARGET, "request_id": request_id,
+        entry = {"kind": "request", "t": t, "time": time.time(), "protocol": self.protocol, "target": TARGET,
+                 "request_id": request_id,
                  "date": day.date, "instrument": day.instrument, "regime": day.regime, "next_return": day.next_return}
         try:
             outputs, route = self.call(TARGET, {"ohlcv": day.ohlcv[None]}, request_id)

@@ -10,6 +10,10 @@ Experiments, in order:
   estimates.
 - ``fault-test`` (faulty): baseline against ``faulty``, the baseline artifact served by
   ``runtimes.faults.FaultyLSTMRuntime`` with ``FAULT`` injected, 50/50: the guardrails must roll it back.
+- ``faulty-rollout`` and ``enhanced-rollout`` (rollout): from the baseline alone, ``market-ab rollout`` (in a thread)
+  moves the candidate's weight by ``ROLLOUT`` while the traffic flows: the faulty one must be rolled back by it, with
+  its exposure counted; ``enhanced`` goes as far as the evidence takes it, and a rollout still undecided when the
+  traffic ends is ended aborted, saying so.
 
 The stack runs its Prometheus, with the manifests' alert rules (``for:`` capped at ``ALERT_FOR``). After each
 experiment the demo waits until Prometheus has scraped every acknowledged outcome, so that each arm's live counts
@@ -25,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +37,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from analysis import live_metrics
+from analysis import live_metrics, rollout_report
 from analysis.ab_analysis import BusinessModel, DecisionPolicy
 from analysis.ab_report import ExperimentRun, analyse, log_entries, look_at, read_log, write_report
 from loadtest.client import InferenceClient
@@ -41,6 +46,10 @@ from local_seldon.manifests import load_documents
 from local_seldon.prometheus import PrometheusAPI
 from local_seldon.repository import SETTINGS_FILE
 from local_seldon.serve_process import ServeProcess
+from rollouts.audit import AuditLog
+from rollouts.document import Rollout
+from rollouts.runner import Display, RolloutRunner, Stop
+from rollouts.targets import LocalAdmin
 from routers.stores import open_store
 from runtimes.artifact import LSTMArtifact
 from training.dataset import heldout_days
@@ -51,13 +60,20 @@ DEMO_EXPERIMENTS = [
      "spec": {"candidates": [{"name": "baseline", "weight": 50}, {"name": "baseline-copy", "weight": 50}]}},
     {"apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Experiment", "metadata": {"name": "fault-test"},
      "spec": {"candidates": [{"name": "baseline", "weight": 50}, {"name": "faulty", "weight": 50}]}},
+    # where `market-ab rollout` moves the weights, from the baseline alone
+    *({"apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Experiment", "metadata": {"name": f"{candidate}-rollout"},
+       "spec": {"candidates": [{"name": "baseline", "weight": 100}, {"name": candidate, "weight": 0}]}}
+      for candidate in ("faulty", "enhanced")),
 ]
+ROLLOUT = {"steps": [20, 50, 80], "interval": "2s", "minOutcomes": 20}  # the demo's rollouts, sized to its traffic
 ALERT_FOR, SCRAPE_INTERVAL = "5s", "2s"  # alerts can fire within a few minutes' run; expressions unchanged
 SETTLE_SECONDS = 60.0  # how long Prometheus may take to scrape what was acknowledged, or fire the expected alerts
 DASHBOARD = Path(__file__).resolve().parents[1] / "manifests" / "base" / "monitoring" / "market-ab-dashboard.json"
 RUNS = [("aa-test", "aa", "aa-test.experiment", None), ("ab-test", "ab", "ab-test.experiment", None),
         ("mab", "ab", "mab.pipeline", "thompson-router"), ("contextual", "ab", "contextual.pipeline", "regime-router"),
-        ("fault-test", "faulty", "fault-test.experiment", None)]
+        ("fault-test", "faulty", "fault-test.experiment", None),
+        ("faulty-rollout", "rollout", "faulty-rollout.experiment", None),
+        ("enhanced-rollout", "rollout", "enhanced-rollout.experiment", None)]
 
 
 def demo_repository(models_dir: Path, folder: Path, seed: int, only: set[str] | None = None) -> Path:
@@ -146,12 +162,16 @@ def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests
     out = run_experiments(models_dir, manifests, reports_dir, days=scenarios, workers=workers, seed=seed, run=run,
                           keep_logs=keep_logs)
     report = json.loads((out / "report.json").read_text())
-    print(f"\n{'experiment':<12}{'kind':<8}{'sent':>6}{'failed':>8}{'rewards':>9}  recommendation")
+    print(f"\n{'experiment':<18}{'kind':<9}{'sent':>6}{'failed':>8}{'rewards':>9}  recommendation")
     for experiment in report["experiments"]:
         counts = experiment["counts"]
-        print(f"{experiment['name']:<12}{experiment['kind']:<8}{counts['sent']:>6}{counts['failed']:>8}"
+        print(f"{experiment['name']:<18}{experiment['kind']:<9}{counts['sent']:>6}{counts['failed']:>8}"
               f"{counts['feedback_applied']:>9}  {experiment['recommendation']['decision']}: "
               f"{experiment['recommendation']['reasons'][0]}")
+        if experiment.get("rollout"):
+            rollout = experiment["rollout"]
+            print(f"{'':<18}{'':<9}{'':>6}{'':>8}{'':>9}  market-ab rollout: {rollout['phase']} after "
+                  f"{rollout['candidate_requests']} requests to {rollout['candidate']}: {rollout['reasons'][0]}")
     print(f"\nreport: {out / 'report.html'} (also report.md, report.json and the plots)")
     if shutil.which("chromium"):
         seen = look_at(out / "report.html")
@@ -170,18 +190,51 @@ def run_all(serve: ServeProcess, outcomes, prometheus: PrometheusAPI, logs: Path
     for name, kind, target, router in tqdm(RUNS, desc="experiments", unit="experiment"):
         log = logs / f"{name}.jsonl"
         started = time.time()
+        rollout = start_rollout(serve, deployment.experiments[name], logs) if kind == "rollout" else None
         drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
+        rolled = finish_rollout(*rollout) if rollout else None
         windows.append({"name": name, "start": started, "end": time.time()})
-        weights = dict(deployment.experiments[name].candidates) if name in deployment.experiments else None
+        # a rollout's split changes: no single configured split to hold the traffic to (its own check is below)
+        weights = dict(deployment.experiments[name].candidates) if name in deployment.experiments and not rollout \
+            else None
         experiment = ExperimentRun(name, kind, target, "baseline", weights, log, router)
         propensities = logged_propensities(state_dir, router, log) if router else None
         experiments.append(analyse(experiment, propensities, DecisionPolicy(), BusinessModel()))
+        if rolled:
+            experiments[-1]["rollout"] = rollout_report.summarise(
+                rolled, read_log(log)[0], dict(deployment.experiments[name].candidates))
         after = settled_totals(outcomes, prometheus)
         experiments[-1]["live"] = live_metrics.live_summary(
             live_metrics.from_log(log_entries(log)), live_metrics.difference(after[0], totals[0]),
             live_metrics.difference(after[1], totals[1]))
         totals = after
     return experiments
+
+
+def start_rollout(serve: ServeProcess, experiment, logs: Path):
+    """``market-ab rollout`` of the experiment's candidate, in a thread beside the traffic (its progress lines and
+    audit log go to ``logs``)."""
+    baseline, candidate = (name for name, _ in experiment.candidates)
+    document = Rollout.model_validate({
+        "apiVersion": "market-ab.io/v1alpha1", "kind": "Rollout", "metadata": {"name": experiment.name},
+        "spec": {"experiment": experiment.name, "baseline": baseline, "candidate": candidate, **ROLLOUT,
+                 "prometheus": serve.prometheus_url}})
+    audit, stop = AuditLog(logs / f"{experiment.name}.audit.jsonl"), Stop()
+    display = Display(open(logs / f"{experiment.name}.rollout.log", "w"))
+    runner = RolloutRunner(document, LocalAdmin(experiment.name, serve.admin_url), audit, display=display, stop=stop)
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(runner.run()), name=f"rollout-{experiment.name}")
+    thread.start()
+    return thread, stop, audit, display
+
+
+def finish_rollout(thread: threading.Thread, stop, audit: AuditLog, display) -> list[dict]:
+    """Once the traffic has ended: a rollout still undecided ends aborted, saying so; its audit log."""
+    stop.reason = "the demo's traffic ended before a decision"
+    stop.set()
+    thread.join(180)
+    display.stream.close()
+    return audit.current_run()
 
 
 def settled_totals(outcomes, prometheus: PrometheusAPI) -> tuple[dict, dict]:

@@ -97,7 +97,8 @@ def test_demo_end_to_end(tmp_path):
     report = json.loads((folder / "report.json").read_text())
     experiments = {e["name"]: e for e in report["experiments"]}
     assert [(e["name"], e["kind"]) for e in report["experiments"]] == [
-        ("aa-test", "aa"), ("ab-test", "ab"), ("mab", "ab"), ("contextual", "ab"), ("fault-test", "faulty")]
+        ("aa-test", "aa"), ("ab-test", "ab"), ("mab", "ab"), ("contextual", "ab"), ("fault-test", "faulty"),
+        ("faulty-rollout", "rollout"), ("enhanced-rollout", "rollout")]
     for experiment in report["experiments"]:
         counts = experiment["counts"]
         assert counts["sent"] == 2 * 120 == counts["answered"] + counts["failed"]  # every day once, two instruments
@@ -118,6 +119,13 @@ def test_demo_end_to_end(tmp_path):
                                    {"baseline": 80, "baseline-copy": 20}, Path(folder) / "logs" / "aa-test.jsonl"))
     assert unfair["srm"]["mismatch"] and unfair["recommendation"]["decision"] == "keep_baseline"
     assert experiments["fault-test"]["recommendation"]["decision"] == "roll_back"
+    # the autopilot rolled the faulty candidate back, and its exposure is every request the traffic sent it
+    rollout = experiments["faulty-rollout"]["rollout"]
+    assert rollout["phase"] == "rolled_back", rollout["reasons"]
+    sent_to_faulty = experiments["faulty-rollout"]["arms"]["faulty"]["n"]
+    assert 0 < rollout["candidate_requests"] == sent_to_faulty
+    for name in ("faulty-rollout", "enhanced-rollout"):  # each split held to the weights in force at the time
+        assert not experiments[name]["rollout"]["srm"]["mismatch"], experiments[name]["rollout"]["srm"]
     assert {d["instrument"] for d in report["drift"]} == {"sp500", "nasdaq"}  # the detector judged the replay
     assert all(d["is_drift"] in (0, 1) and d["first_date"] < d["last_date"] for d in report["drift"])
     assert experiments["fault-test"]["counts"]["failed"] > 0
@@ -135,13 +143,13 @@ def test_demo_end_to_end(tmp_path):
     assert not {pair for pair in fired if pair[1] == "baseline"}, fired
     plots = [png for png in folder.glob("*.png") if png.name != "report-screenshot.png"]
     html = (folder / "report.html").read_text()
-    assert len(plots) == 8 and all(f'src="{png.name}"' in html for png in plots)
+    assert len(plots) == 10 and all(f'src="{png.name}"' in html for png in plots)
     assert "What Prometheus saw" in html and "MarketAbErrorRate" in html
     # the demo opened the report in headless Chromium and kept a screenshot; every plot loads, and a missing one shows
     assert (folder / "report-screenshot.png").stat().st_size > 50_000
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 8
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 10
     plots[0].unlink()
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 7
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 9
     assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
     page = (REPO / "docs" / "demo.md").read_text()  # the docs describe the fault that was injected
