@@ -99,6 +99,13 @@ class Promote(_Part):
     margin: float = Field(0.02, ge=0, le=1)
 
 
+class MirrorPhase(_Part):
+    """Before the first step, the candidate gets a copy of ``percent`` % of the requests as the experiment's mirror
+    (its answers dropped, no client sees them) until both guardrails could judge those copies and passed."""
+
+    percent: int = Field(100, ge=1, le=100)
+
+
 class Webhook(_Part):
     name: str
     url: str = Field(pattern=r"^https?://")
@@ -119,6 +126,7 @@ class RolloutSpec(_Part):
     min_outcomes: int = Field(50, ge=0, alias="minOutcomes")  # candidate outcomes a step needs before it advances
     gates: Gates = Field(default_factory=Gates)
     promote: Promote = Field(default_factory=Promote)
+    mirror: MirrorPhase | None = None
     max_duration: Duration = Field(3600.0, alias="maxDuration")
     prometheus: str = Field("http://127.0.0.1:9090", pattern=r"^https?://")
     webhooks: tuple[Webhook, ...] = ()
@@ -196,7 +204,7 @@ def fields_table() -> str:
                 visit(annotation, key + ".")
                 continue
             default = "required" if info.is_required() else info.get_default(call_default_factory=True)
-            shown = default if default == "required" else f"`{_show(default)}`"
+            shown = default if default == "required" else "unset" if default is None else f"`{_show(default)}`"
             lines.append(f"| `{key}` | {shown} | {_meanings.get(key, '')} |")
 
     visit(RolloutSpec, "")
@@ -227,6 +235,7 @@ _meanings = {
     "gates.minRequests": "requests per arm before a guardrail judges",
     "promote.policy": "`superior` (significantly more accurate) or `noninferior` (significantly not `margin` worse)",
     "promote.margin": "the non-inferiority margin",
+    "mirror": "optional `{percent}`: a mirror phase before the first step (copies to the candidate, answers dropped)",
     "maxDuration": "ends the rollout kept_baseline",
     "prometheus": "where the figures come from (`--prometheus` overrides)",
     "webhooks": "`{name, url, events}`: each event POSTed as JSON (events: all when empty)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .targets import Conflict, TargetError, with_weights
+from .targets import KEEP, Conflict, TargetError, with_weights
 
 GROUP, VERSION, PLURAL = "mlops.seldon.io", "v1alpha1", "experiments"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -44,12 +44,15 @@ class KubernetesExperiment:
     def spec(self) -> dict:
         return self._get()["spec"]
 
-    def set_weights(self, weights: dict[str, int]) -> dict:
-        """Read the Experiment, then patch its candidates at the resourceVersion read (read again on a conflict)."""
+    def set_weights(self, weights: dict[str, int], mirror=KEEP) -> dict:
+        """Read the Experiment, then patch its candidates (and its mirror: null removes it) at the resourceVersion
+        read (read again on a conflict)."""
         for attempt in range(3):
             current = self._get()
-            patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                     "spec": {"candidates": with_weights(current["spec"], weights)["candidates"]}}
+            spec = {"candidates": with_weights(current["spec"], weights)["candidates"]}
+            if mirror is not KEEP:
+                spec["mirror"] = mirror
+            patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": spec}
             try:
                 return self._call("patch", body=patch)["spec"]
             except Conflict:

@@ -27,7 +27,7 @@ from .controller import ABORTED, HOLD, PHASES, PROGRESSING, PROMOTED, Decision, 
 from .document import Rollout
 from .figures import Counters, FiguresError, PrometheusFigures
 from .gates import INCONCLUSIVE
-from .targets import TargetError, candidate_weights
+from .targets import KEEP, TargetError, candidate_weights
 
 
 def _now_iso(t: float) -> str:
@@ -69,7 +69,8 @@ class Display:
         spec, progress = rollout.spec, decision.progress
         in_step = outcomes - progress.step_outcomes
         gates = " ".join(f"{gate.name}={gate.verdict}" for gate in decision.gates)
-        line = (f"{rollout.name}: step {progress.step + 1}/{len(spec.steps)} weight {decision.candidate_weight}% "
+        where = "mirror phase" if progress.mirroring else f"step {progress.step + 1}/{len(spec.steps)}"
+        line = (f"{rollout.name}: {where} weight {decision.candidate_weight}% "
                 f"outcomes {in_step}/{spec.min_outcomes} {gates} -> {decision.action}")
         if self.tty and decision.action == "hold":
             self.stream.write("\r\033[K" + line)
@@ -143,6 +144,7 @@ class RolloutRunner:
         self.webhooks = Webhooks(rollout, self.display)
         self.clock, self.stop = clock, stop or Stop()
         self.candidate_requests = self.candidate_outcomes = 0  # as of the last look
+        self.original_mirror = None  # the experiment's mirror before the rollout (restored after a mirror phase)
 
     # the loop ---------------------------------------------------------------------------------------------------
 
@@ -157,11 +159,12 @@ class RolloutRunner:
                 if decision is None:
                     continue
             self._record(decision)  # durable before the weights move
-            if decision.candidate_weight != weight:
-                self._set_weights(decision.candidate_weight, final=decision.progress.phase != PROGRESSING)
+            mirroring = decision.progress.mirroring
+            if decision.candidate_weight != weight or mirroring != progress.mirroring:
+                self._set_weights(decision.candidate_weight, decision.progress.phase != PROGRESSING, mirroring)
                 weight = decision.candidate_weight
             else:
-                self._keep_weights(weight)
+                self._keep_weights(weight, mirroring)
             progress, reasons = decision.progress, list(decision.reasons)
             if decision.action != "abort":  # shown once logged and in force
                 self.display.look(self.rollout, decision, self.candidate_outcomes)
@@ -203,41 +206,47 @@ class RolloutRunner:
                                   f"({run[0].get('time')}); finish it with the document it began with, or `market-ab "
                                   "rollout abort` it first")
             start = Counters.from_dict(run[0]["start_counters"])
+            self.original_mirror = run[0].get("original_mirror")
             last = next(r for r in reversed(run) if "progress" in r)
             progress = Progress(**last["progress"])
             reasons = next((r["reasons"] for r in reversed(run) if r.get("event") == "decision"), [])
-            weight = self.spec.steps[progress.step] if progress.phase == PROGRESSING else \
-                100 if progress.phase == PROMOTED else 0
+            weight = 0 if progress.mirroring else self.spec.steps[progress.step] \
+                if progress.phase == PROGRESSING else 100 if progress.phase == PROMOTED else 0
             self.audit.append({"event": "resume", "time": _now_iso(self.clock()), "pid": os.getpid(),
                                "step": progress.step + 1, "weights": self._weights(weight),
                                "progress": progress.as_dict()})
-            self.display.say(f"{self.rollout.name}: resuming at step {progress.step + 1}/{len(self.spec.steps)} "
-                             f"(candidate {weight}%), audit {self.audit.path}")
+            where = "the mirror phase" if progress.mirroring else f"step {progress.step + 1}/{len(self.spec.steps)}"
+            self.display.say(f"{self.rollout.name}: resuming at {where} (candidate {weight}%), audit "
+                             f"{self.audit.path}")
             event = "resume"
         else:
-            self._check_experiment()
+            self.original_mirror = self._check_experiment().get("mirror")
             now = self.clock()
-            progress, start, weight, reasons = Progress.begin(now), self.figures.counters(), self.spec.steps[0], []
+            progress, start, reasons = Progress.begin(now, self.spec.mirror is not None), self.figures.counters(), []
+            weight = 0 if progress.mirroring else self.spec.steps[0]
             self.audit.append({"event": "start", "time": _now_iso(now), "rollout": self.rollout.name,
                                "pid": os.getpid(), "spec": self.spec.model_dump(by_alias=True, mode="json"),
-                               "start_counters": start.as_dict(), "step": 1, "weights": self._weights(weight),
-                               "progress": progress.as_dict()})
+                               "start_counters": start.as_dict(), "original_mirror": self.original_mirror,
+                               "step": 1, "weights": self._weights(weight), "progress": progress.as_dict()})
             self.display.say(f"{self.rollout.name}: {self.spec.baseline} -> {self.spec.candidate} through "
-                             f"experiment {self.spec.experiment} ({self.target}), steps "
-                             f"{list(self.spec.steps)} every {self.spec.interval:g} s; audit {self.audit.path}")
+                             f"experiment {self.spec.experiment} ({self.target}), "
+                             f"{'a mirror phase, then ' if progress.mirroring else ''}steps {list(self.spec.steps)} "
+                             f"every {self.spec.interval:g} s; audit {self.audit.path}")
             event = "start"
-        self._set_weights(weight, final=progress.phase != PROGRESSING)
+        self._set_weights(weight, progress.phase != PROGRESSING, progress.mirroring)
         self.metrics.show(self.rollout, progress.step + 1, weight, PROGRESSING, 0)
         self.webhooks.post(event, {"step": progress.step + 1, "weights": self._weights(weight)})
         return progress, start, weight, reasons
 
-    def _check_experiment(self) -> None:
-        """The weights are percentages only if no other candidate takes traffic."""
-        others = {name: weight for name, weight in candidate_weights(self.target.spec()).items()
+    def _check_experiment(self) -> dict:
+        """The experiment's spec; its weights are percentages only if no other candidate takes traffic."""
+        spec = self.target.spec()
+        others = {name: weight for name, weight in candidate_weights(spec).items()
                   if name not in (self.spec.baseline, self.spec.candidate) and weight > 0}
         if others:
             raise TargetError(f"experiment {self.spec.experiment} gives traffic to {others} besides the baseline and "
                               "the candidate; set them to 0 first (a rollout's weights are percentages of it all)")
+        return spec
 
     def _end(self, progress: Progress, reasons: list[str], start: Counters) -> dict:
         phase = progress.phase
@@ -258,12 +267,22 @@ class RolloutRunner:
     def _weights(self, candidate_weight: int) -> dict[str, int]:
         return {self.spec.baseline: 100 - candidate_weight, self.spec.candidate: candidate_weight}
 
-    def _set_weights(self, candidate_weight: int, final: bool = False, attempts: int = 8) -> None:
-        """Move the weights and note when they moved. A final move (rollback, promotion, abort) is tried again for
-        about a minute: it must not be left half done; a run that still fails resumes from the log."""
+    def _mirror(self, mirroring: bool):
+        """The experiment's mirror: the candidate's copies in the mirror phase, else the one it had (untouched by a
+        rollout without a mirror phase)."""
+        if self.spec.mirror is None:
+            return KEEP
+        return {"name": self.spec.candidate, "percent": self.spec.mirror.percent} if mirroring else \
+            self.original_mirror
+
+    def _set_weights(self, candidate_weight: int, final: bool = False, mirroring: bool = False,
+                     attempts: int = 8) -> None:
+        """Move the weights (and the mirror) and note when they moved. A final move (rollback, promotion, abort) is
+        tried again for about a minute: it must not be left half done; a run that still fails resumes from the
+        log."""
         for attempt in range(attempts if final else 1):
             try:
-                self.target.set_weights(self._weights(candidate_weight))
+                self.target.set_weights(self._weights(candidate_weight), self._mirror(mirroring))
                 break
             except TargetError as error:
                 if attempt == (attempts if final else 1) - 1:
@@ -271,20 +290,21 @@ class RolloutRunner:
                 self.display.say(f"{self.rollout.name}: setting the weights failed, trying again: {error}")
                 time.sleep(min(2 ** attempt, 15))
         self.audit.append({"event": "weights", "time": _now_iso(self.clock()),
-                           "weights": self._weights(candidate_weight)})
+                           "weights": self._weights(candidate_weight), "mirroring": mirroring})
 
-    def _keep_weights(self, candidate_weight: int) -> None:
+    def _keep_weights(self, candidate_weight: int, mirroring: bool = False) -> None:
         """Set the weights again if something else changed them (a restarted stack, a hand edit, a sync)."""
         try:
-            found = candidate_weights(self.target.spec())
+            spec = self.target.spec()
         except TargetError as error:
             self.display.say(f"{self.rollout.name}: could not read the weights: {error}")
             return
-        expected = self._weights(candidate_weight)
-        if any(found.get(name) != weight for name, weight in expected.items()):
-            self.display.say(f"{self.rollout.name}: the weights were changed outside the rollout ({found}); "
-                             f"setting {expected} again")
-            self._set_weights(candidate_weight)
+        found, expected, mirror = candidate_weights(spec), self._weights(candidate_weight), self._mirror(mirroring)
+        if any(found.get(name) != weight for name, weight in expected.items()) or \
+                (mirror is not KEEP and spec.get("mirror") != mirror):
+            self.display.say(f"{self.rollout.name}: the weights were changed outside the rollout ({found}, mirror "
+                             f"{spec.get('mirror')}); setting {expected} again")
+            self._set_weights(candidate_weight, mirroring=mirroring)
 
     def _final_candidate_requests(self, start: Counters, changed: float, timeout: float = 30.0) -> int:
         """The candidate's requests once Prometheus has scraped its counters twice after the last weight change

@@ -21,8 +21,12 @@ class Conflict(TargetError):
     """Somebody else changed the experiment between our read and our write."""
 
 
-def with_weights(spec: dict, weights: dict[str, int]) -> dict:
-    """``spec`` with the named candidates' weights replaced.
+KEEP = object()  # leave the experiment's mirror as it is
+
+
+def with_weights(spec: dict, weights: dict[str, int], mirror=KEEP) -> dict:
+    """``spec`` with the named candidates' weights replaced, and its mirror set (a ``{name, percent}``), removed
+    (None) or kept.
 
     >>> with_weights({"default": "a", "candidates": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}]},
     ...              {"a": 90, "b": 10})["candidates"]
@@ -33,7 +37,12 @@ def with_weights(spec: dict, weights: dict[str, int]) -> dict:
     if missing:
         raise TargetError(f"the experiment has no candidate {', '.join(missing)}; its candidates are "
                           f"{', '.join(names) or 'none'}")
-    return {**spec, "candidates": [{**c, "weight": weights.get(c["name"], c["weight"])} for c in spec["candidates"]]}
+    out = {**spec, "candidates": [{**c, "weight": weights.get(c["name"], c["weight"])} for c in spec["candidates"]]}
+    if mirror is None:
+        out.pop("mirror", None)
+    elif mirror is not KEEP:
+        out["mirror"] = mirror
+    return out
 
 
 def candidate_weights(spec: dict) -> dict[str, int]:
@@ -53,12 +62,13 @@ class LocalAdmin:
     def spec(self) -> dict:
         return self._call("GET")["spec"]
 
-    def set_weights(self, weights: dict[str, int]) -> dict:
+    def set_weights(self, weights: dict[str, int], mirror=KEEP) -> dict:
         """Read the spec, then write it back changed, only if nobody changed it in between (else read again)."""
         for attempt in range(3):
             current = self._call("GET")
             try:
-                return self._call("PUT", with_weights(current["spec"], weights), current["generation"])["spec"]
+                return self._call("PUT", with_weights(current["spec"], weights, mirror),
+                                  current["generation"])["spec"]
             except Conflict:
                 if attempt == 2:
                     raise

@@ -13,7 +13,7 @@ import pytest
 
 from rollouts import controller as c
 from rollouts import gates as g
-from rollouts.document import Rollout, RolloutError, RolloutSpec
+from rollouts.document import MirrorPhase, Rollout, RolloutError, RolloutSpec
 from rollouts.simulation import ArmModel, simulate
 from seldon_market_ab.metrics import LATENCY_BUCKETS
 
@@ -241,10 +241,11 @@ class Target:
     def spec(self):
         return {"candidates": [{"name": "baseline", "weight": 100}, {"name": "enhanced", "weight": 0}]}
 
-    def set_weights(self, weights):
+    def set_weights(self, weights, mirror=None):
         if weights["enhanced"] == self.dies_at:
             raise SystemExit("killed between the audit line and the weight change")
         self.calls.append(weights)
+        self.mirrors = [*getattr(self, "mirrors", []), mirror]
 
 
 def test_a_loop_killed_between_its_decision_and_the_weight_change_resumes_at_the_decided_step(tmp_path):
@@ -291,3 +292,33 @@ def test_a_torn_last_line_is_skipped_and_the_next_one_kept(tmp_path):
         out.write('{"event": "decis')  # a crash in the middle of a line
     audit.append({"event": "end", "phase": "aborted"})
     assert [r["event"] for r in audit.current_run()] == ["start", "end"]
+
+
+def test_the_mirror_phase_judges_copies_before_the_first_step():
+    spec = SPEC.model_copy(update={"mirror": MirrorPhase(percent=50)})
+    mirroring = c.Progress.begin(0.0, mirroring=True)
+    early = c.decide(spec, mirroring, arm(500), arm(5), 2.0)
+    assert early.action == c.HOLD and early.candidate_weight == 0 and early.progress.mirroring
+    passed = c.decide(spec, mirroring, arm(500), arm(60), 4.0)
+    assert passed.action == c.ADVANCE and passed.candidate_weight == 10 and not passed.progress.mirroring
+    assert (passed.progress.step, passed.progress.step_started) == (0, 4.0)
+    failed = c.decide(spec, mirroring, arm(500), arm(60, 12), 4.0)
+    assert failed.action == c.ROLL_BACK and failed.progress.phase == c.ROLLED_BACK
+    assert failed.reasons[0].startswith("error_rate (mirror phase):")
+
+
+def test_a_mirror_phase_mirrors_the_candidate_then_gives_the_mirror_back(tmp_path):
+    from rollouts.audit import AuditLog
+    from rollouts.runner import RolloutRunner, Stop
+
+    class Mirrored(Target):
+        def spec(self):
+            return {**super().spec(), "mirror": {"name": "lightweight", "percent": 100}}
+
+    rollout = Rollout(apiVersion="market-ab.io/v1alpha1", kind="Rollout", metadata={"name": "r"},
+                      spec=SPEC.model_copy(update={"interval": 0.01, "mirror": MirrorPhase(percent=50)}))
+    target, stop = Mirrored(dies_at=25), Stop()
+    with pytest.raises(SystemExit):  # the mirror phase passes, the first step passes; stopped at the second
+        RolloutRunner(rollout, target, AuditLog(tmp_path / "r.jsonl"), ScriptedFigures(), stop=stop).run()
+    assert target.calls[:2] == [{"baseline": 100, "enhanced": 0}, {"baseline": 90, "enhanced": 10}]
+    assert target.mirrors[:2] == [{"name": "enhanced", "percent": 50}, {"name": "lightweight", "percent": 100}]

@@ -105,13 +105,13 @@ class Traffic:
 
 
 def rollout_file(folder: Path, serve: ServeProcess, name: str, experiment: str, candidate: str,
-                 steps: list[int]) -> Path:
+                 steps: list[int], **more) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
         "apiVersion": "market-ab.io/v1alpha1", "kind": "Rollout", "metadata": {"name": name},
         "spec": {"experiment": experiment, "baseline": "baseline", "candidate": candidate, "steps": steps,
                  "interval": "1s", "minOutcomes": 20, "gates": {"minRequests": 20}, "maxDuration": "3m",
-                 "prometheus": serve.prometheus_url}}))
+                 "prometheus": serve.prometheus_url, **more}}))
     return path
 
 
@@ -143,6 +143,18 @@ def test_the_faulty_candidate_is_rolled_back_and_then_gets_nothing(stack, tmp_pa
     rolled = next(r for r in run if r.get("action") == "roll_back")
     assert {g["name"]: g["verdict"] for g in rolled["gates"]}.keys() == {"error_rate", "latency", "accuracy"}
     assert all(sum(r["weights"].values()) == 100 for r in run if "weights" in r)
+
+
+def test_a_mirror_phase_stops_the_faulty_candidate_before_any_client_sees_it(stack, tmp_path):
+    path = rollout_file(tmp_path, stack, "mirrored", "fault-canary", "faulty", [20, 50, 80], mirror={"percent": 100})
+    with Traffic(stack, "fault-canary", seed=3) as traffic:
+        code, final, log = run_rollout(path, stack)
+    assert code == 1 and final["phase"] == "rolled_back", log
+    assert all("(mirror phase)" in reason for reason in final["reasons"]), final
+    assert [model for _, _, model in traffic.log if model != "baseline"] == []  # no client met the candidate
+    assert final["candidate_requests"] > 0  # the copies it was judged on
+    spec = LocalAdmin("fault-canary", stack.admin_url).spec()
+    assert "mirror" not in spec and candidate_weights(spec) == {"baseline": 100, "faulty": 0}
 
 
 def test_a_healthy_candidate_walks_every_step_in_order_and_is_promoted(stack, tmp_path):
