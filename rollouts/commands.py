@@ -68,7 +68,7 @@ def cmd_run(args) -> int:
         if args.metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(args.metrics_port, "127.0.0.1", registry=metrics.registry)
+            start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
         runner = RolloutRunner(rollout, _target(args, rollout), audit, PrometheusFigures(rollout.spec),
                                metrics=metrics, stop=stop)
         final = runner.run()
@@ -152,7 +152,9 @@ def add_commands(add_command, shared) -> None:
     run = command("run", "run (or resume) the rollout; one JSON line at its end", cmd_run)
     run.add_argument("--prometheus", help="Prometheus URL (default: the document's spec.prometheus)")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
-                     help="serve market_ab_rollout_* metrics on 127.0.0.1:PORT/metrics")
+                     help="serve the market_ab_rollout_* metrics on PORT/metrics")
+    run.add_argument("--metrics-host", default="127.0.0.1",
+                     help="the address the metrics listen on (default: 127.0.0.1; 0.0.0.0 in a pod)")
     status = command("status", "where the last run stands, from the audit log", cmd_status)
     status.add_argument("--json", action="store_true", help="one line")
     command("abort", "end the running rollout aborted (baseline 100)", cmd_abort)

@@ -36,6 +36,10 @@ class ArmFigures:
     def accuracy(self) -> float:
         return self.correct / self.outcomes if self.outcomes else math.nan
 
+    @property
+    def mean_return(self) -> float:
+        return self.return_sum / self.outcomes if self.outcomes else math.nan
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -81,8 +85,11 @@ def accuracy(spec: RolloutSpec, baseline: ArmFigures, candidate: ArmFigures, sma
     """Fails when the always-valid test finds the candidate less accurate. ``smallest_p``: the running minimum of
     the test's p-value over the earlier looks that found it worse; the result's figures carry the new one."""
     gate = spec.gates.accuracy
+    # the strategy's mean return rides along for people to read: the outcomes carry its sum, not its spread, so
+    # there is no interval to gate on
     figures = {"baseline_accuracy": baseline.accuracy, "candidate_accuracy": candidate.accuracy,
                "baseline_outcomes": baseline.outcomes, "candidate_outcomes": candidate.outcomes,
+               "baseline_mean_return": baseline.mean_return, "candidate_mean_return": candidate.mean_return,
                "always_valid_p": smallest_p}
     if not baseline.outcomes or not candidate.outcomes:
         return GateResult("accuracy", INCONCLUSIVE, figures, "no outcomes in an arm yet")

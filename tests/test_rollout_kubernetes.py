@@ -124,5 +124,9 @@ def test_the_cluster_manifests_render_and_grant_only_what_the_loop_needs():
     assert pod["serviceAccountName"] == next(n for (kind, n) in documents if kind == "ServiceAccount")
     command = pod["containers"][0]["args"]
     assert command[:3] == ["rollout", "run", "/etc/market-ab/rollout.yaml"] and "--kubernetes" in command
+    monitor = next(d for (kind, _), d in documents.items() if kind == "PodMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    assert "--metrics-port" in command and {"name": "metrics", "containerPort": 9003} in \
+        pod["containers"][0]["ports"]
     example = next(d for (kind, _), d in documents.items() if kind == "ConfigMap")["data"]["rollout.yaml"]
     Rollout.from_yaml(example)  # the example Rollout the Job runs is a valid document
