@@ -285,8 +285,12 @@ def sample_ratio_mismatch_over_time(routed: list[str], expected: list[dict[str, 
         return {"mismatch": False, "p_value": 1.0, "observed": dict(zip(names, observed.tolist(), strict=True))}
     possible = wanted > 0
     impossible = sum(1 for arm, shares in zip(routed, expected, strict=True) if not shares.get(arm))
-    p_value = 0.0 if impossible else \
-        float(stats.chisquare(observed[possible], wanted[possible] / wanted[possible].sum() * total).pvalue)
+    if impossible:
+        p_value = 0.0
+    elif possible.sum() < 2:  # one arm could be chosen, and was: nothing to test
+        p_value = 1.0
+    else:
+        p_value = float(stats.chisquare(observed[possible], wanted[possible] / wanted[possible].sum() * total).pvalue)
     return {"mismatch": p_value < threshold, "p_value": p_value, "threshold": threshold,
             "observed_share": dict(zip(names, (observed / total).tolist(), strict=True)),
             "expected_share": dict(zip(names, (wanted / wanted.sum()).tolist(), strict=True))}

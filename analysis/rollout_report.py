@@ -18,15 +18,17 @@ def _seconds(text: str) -> float:
     return datetime.datetime.fromisoformat(text).timestamp()
 
 
+ROUTING_SLACK_SECONDS = 0.25  # a request sent this long before a change may still reach the gateway after it
+
+
 def weights_in_force(audit: list[dict], initial: dict[str, float]) -> list[tuple[float, float, dict[str, float]]]:
-    """``(asked, since, weights)``: each change of the experiment's weights, from when it was asked for (the audit
-    line before it) to when it was acknowledged; ``initial`` before the first."""
-    schedule, asked = [(-math.inf, -math.inf, initial)], -math.inf
+    """``(asked, since, weights)``: each change of the experiment's weights, from when it was asked for to when it
+    was acknowledged; ``initial`` before the first."""
+    schedule = [(-math.inf, -math.inf, initial)]
     for record in audit:
         if record["event"] == "weights":
-            schedule.append((asked, _seconds(record["time"]), record["weights"]))
-        elif "time" in record:
-            asked = _seconds(record["time"])
+            acknowledged = _seconds(record["time"])
+            schedule.append((_seconds(record.get("asked", record["time"])), acknowledged, record["weights"]))
     return schedule
 
 
@@ -41,8 +43,8 @@ def split_check(requests: list[dict], schedule: list[tuple[float, float, dict[st
             continue
         index = int(np.searchsorted(since, request["time"], side="right")) - 1
         following = schedule[index + 1] if index + 1 < len(schedule) else None
-        if following is not None and following[0] <= request["time"]:
-            continue  # sent while the next change was under way
+        if following is not None and following[0] - ROUTING_SLACK_SECONDS <= request["time"]:
+            continue  # sent while the next change was under way, or just before it
         weights = schedule[index][2]
         total = sum(weights.values())
         routed.append(request["arm"])
@@ -66,10 +68,12 @@ def summarise(audit: list[dict], requests: list[dict], initial: dict[str, float]
                       "candidate_requests": record.get("candidate_requests"),
                       "gates": {name: {"verdict": gate["verdict"], **gate["figures"]} for name, gate in gates.items()}})
     schedule = weights_in_force(audit, initial)
+    last = audit[-1]
     return {"baseline": spec["baseline"], "candidate": spec["candidate"], "steps": spec["steps"],
-            "interval": spec["interval"], "phase": end["phase"] if end else "progressing",
-            "reasons": end["reasons"] if end else [], "candidate_requests": end["candidate_requests"] if end else None,
-            "seconds": (_seconds(end["time"]) - t0) if end else None,
+            "interval": spec["interval"], "phase": end["phase"] if end else "unfinished",
+            "reasons": end["reasons"] if end else ["the rollout had not ended when the report was written"],
+            "candidate_requests": end["candidate_requests"] if end else looks[-1]["candidate_requests"] if looks
+            else 0, "seconds": _seconds((end or last).get("time", start["time"])) - t0,
             "weights": [(since - t0, weights[spec["candidate"]]) for _, since, weights in schedule[1:]],
             "looks": looks, "srm": split_check(requests, schedule)}
 

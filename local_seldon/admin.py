@@ -63,12 +63,13 @@ class AdminDoor:
         name = request.match_info["name"]
         if name not in self.gateway.deployment.experiments:
             return self._unknown(name)
+        body = await request.read()  # before the check: from the check to the change, nothing may interleave
         expected = request.headers.get("If-Match")
         if expected is not None and expected.strip('"') != str(self.gateway.generations[name]):
             return error_response(409, f"experiment '{name}' changed meanwhile: generation "
                                        f"{self.gateway.generations[name]}, not {expected}; read it again")
         try:
-            spec = orjson.loads(await request.read())
+            spec = orjson.loads(body)
             experiment = self.gateway.deployment.updated_experiment(name, spec, self.gateway.models)
         except orjson.JSONDecodeError as error:
             return self._rejected(name, f"expected the Experiment's spec as JSON: {error}")

@@ -65,7 +65,8 @@ DEMO_EXPERIMENTS = [
        "spec": {"candidates": [{"name": "baseline", "weight": 100}, {"name": candidate, "weight": 0}]}}
       for candidate in ("faulty", "enhanced")),
 ]
-ROLLOUT = {"steps": [20, 50, 80], "interval": "2s", "minOutcomes": 20}  # the demo's rollouts, sized to its traffic
+# the demo's rollouts, sized to its traffic (an experiment's traffic ends long before maxDuration)
+ROLLOUT = {"steps": [20, 50, 80], "interval": "2s", "minOutcomes": 20, "maxDuration": "10m"}
 ALERT_FOR, SCRAPE_INTERVAL = "5s", "2s"  # alerts can fire within a few minutes' run; expressions unchanged
 SETTLE_SECONDS = 60.0  # how long Prometheus may take to scrape what was acknowledged, or fire the expected alerts
 DASHBOARD = Path(__file__).resolve().parents[1] / "manifests" / "base" / "monitoring" / "market-ab-dashboard.json"
@@ -191,8 +192,10 @@ def run_all(serve: ServeProcess, outcomes, prometheus: PrometheusAPI, logs: Path
         log = logs / f"{name}.jsonl"
         started = time.time()
         rollout = start_rollout(serve, deployment.experiments[name], logs) if kind == "rollout" else None
-        drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
-        rolled = finish_rollout(*rollout) if rollout else None
+        try:
+            drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
+        finally:  # also when the traffic failed: the rollout must not outlive it
+            rolled = finish_rollout(*rollout) if rollout else None
         windows.append({"name": name, "start": started, "end": time.time()})
         # a rollout's split changes: no single configured split to hold the traffic to (its own check is below)
         weights = dict(deployment.experiments[name].candidates) if name in deployment.experiments and not rollout \
@@ -222,18 +225,29 @@ def start_rollout(serve: ServeProcess, experiment, logs: Path):
     audit, stop = AuditLog(logs / f"{experiment.name}.audit.jsonl"), Stop()
     display = Display(open(logs / f"{experiment.name}.rollout.log", "w"))
     runner = RolloutRunner(document, LocalAdmin(experiment.name, serve.admin_url), audit, display=display, stop=stop)
-    outcome: dict = {}
-    thread = threading.Thread(target=lambda: outcome.update(runner.run()), name=f"rollout-{experiment.name}")
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run()
+        except BaseException as error:  # noqa: BLE001 - raised again, with its experiment, by finish_rollout
+            failed.append(error)
+
+    thread = threading.Thread(target=run, name=f"rollout-{experiment.name}", daemon=True)
     thread.start()
-    return thread, stop, audit, display
+    return thread, stop, audit, display, failed
 
 
-def finish_rollout(thread: threading.Thread, stop, audit: AuditLog, display) -> list[dict]:
+def finish_rollout(thread: threading.Thread, stop, audit: AuditLog, display, failed: list) -> list[dict]:
     """Once the traffic has ended: a rollout still undecided ends aborted, saying so; its audit log."""
     stop.reason = "the demo's traffic ended before a decision"
     stop.set()
     thread.join(180)
+    if thread.is_alive():
+        raise RuntimeError(f"the rollout of {thread.name} did not end within 180 s of the traffic; see {audit.path}")
     display.stream.close()
+    if failed:
+        raise RuntimeError(f"the rollout of {thread.name} failed: {failed[0]!r}; see {audit.path}") from failed[0]
     return audit.current_run()
 
 

@@ -59,13 +59,27 @@ class AuditLog:
         """The exclusive right to run this log's rollout, held until the returned file is closed (or the process
         ends, however it ends); None while another loop holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        holder = open(self.path.with_name(self.path.name + ".lock"), "a")
+        holder = open(self.lock_path, "a+")
         try:
             fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder.close()
             return None
+        holder.truncate(0)
+        holder.write(str(os.getpid()))  # who holds it: what `abort` signals
+        holder.flush()
         return holder
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def holder(self) -> int | None:
+        """The pid of the process that holds the lock (or held it last)."""
+        try:
+            return int(self.lock_path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
 
     def unfinished_run(self) -> list[dict]:
         """The last run if it has not ended (a loop was killed, or still runs), else empty."""

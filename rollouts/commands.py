@@ -1,7 +1,9 @@
 """``market-ab rollout run|status|abort FILE``: the command line of the rollout loop.
 
 ``run`` prints one JSON line when the rollout ends (``{"rollout", "phase", "reasons", "candidate_requests"}``) and
-exits 0 when promoted or kept_baseline, 1 when rolled_back or aborted, 2 on a bad document or an unreachable target.
+exits 0 when promoted or kept_baseline, 1 when rolled_back or aborted, 2 when it could not begin (a bad document, an
+unreachable target or Prometheus, a run it must not resume), and 3 when it stopped with its run unfinished (the
+weights could not be set after retries, or anything unforeseen): running it again resumes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .audit import AuditLog
 from .controller import ABORTED, KEPT_BASELINE, PROMOTED
 from .document import Rollout
 from .figures import FiguresError, PrometheusFigures
-from .runner import ResumeError, RolloutMetrics, RolloutRunner, Stop, describe, loop_pid
+from .runner import ResumeError, RolloutMetrics, RolloutRunner, Stop, describe
 from .targets import DEFAULT_ADMIN_URL, LocalAdmin, TargetError
 
 ABORT_WAIT_SECONDS = 120  # a loop ends within its final weight change and two scrapes
@@ -57,7 +59,7 @@ def cmd_run(args) -> int:
     rollout, audit = loaded
     lock = audit.lock()
     if lock is None:
-        print(f"market-ab rollout: a loop (pid {loop_pid(audit.unfinished_run())}) already runs {rollout.name}; "
+        print(f"market-ab rollout: a loop (pid {audit.holder()}) already runs {rollout.name}; "
               f"`market-ab rollout abort {args.file}` stops it", file=sys.stderr)
         return 2
     stop = Stop()
@@ -71,10 +73,14 @@ def cmd_run(args) -> int:
             start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
         runner = RolloutRunner(rollout, _target(args, rollout), audit, PrometheusFigures(rollout.spec),
                                metrics=metrics, stop=stop)
-        final = runner.run()
-    except (TargetError, FiguresError, ResumeError, OSError) as error:
-        print(f"market-ab rollout: {error}", file=sys.stderr)
-        return 2
+        final = runner.run(restart=args.restart)
+    except Exception as error:  # noqa: BLE001 - said in one line; the exit code says whether to run it again
+        started = "runner" in locals() and runner.started
+        expected = isinstance(error, (TargetError, FiguresError, ResumeError, OSError))
+        print(f"market-ab rollout: {error if expected else repr(error)}"
+              + (f"; the run is unfinished: run it again to resume (audit {audit.path})" if started else ""),
+              file=sys.stderr)
+        return 3 if started else 2
     finally:
         lock.close()
     print(json.dumps(final), flush=True)
@@ -103,15 +109,21 @@ def cmd_abort(args) -> int:
         return 1
     lock = audit.lock()
     if lock is None:  # a loop holds it: ask it to stop, and wait until it has
-        owner = loop_pid(run)
+        owner = audit.holder()
         try:
             pidfd = os.pidfd_open(owner)
             os.kill(owner, signal.SIGTERM)
             select.select([pidfd], [], [], ABORT_WAIT_SECONDS)  # readable once the loop has exited
             os.close(pidfd)
-        except (ProcessLookupError, TypeError):  # it ended meanwhile
+        except (ProcessLookupError, PermissionError, TypeError):  # it ended meanwhile
             pass
     else:  # killed earlier: end the run here
+        run = audit.unfinished_run()  # again, now that nobody else can write it
+        if not run:
+            lock.close()
+            status = describe(audit.current_run())
+            print(json.dumps(status))
+            return 0 if status["phase"] == ABORTED else 1
         with lock:
             spec = rollout.spec
             try:
@@ -153,6 +165,8 @@ def add_commands(add_command, shared) -> None:
     run.add_argument("--prometheus", help="Prometheus URL (default: the document's spec.prometheus)")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve the market_ab_rollout_* metrics on PORT/metrics")
+    run.add_argument("--restart", action="store_true",
+                     help="run the rollout again although its last run ended (by default its end is printed)")
     run.add_argument("--metrics-host", default="127.0.0.1",
                      help="the address the metrics listen on (default: 127.0.0.1; 0.0.0.0 in a pod)")
     status = command("status", "where the last run stands, from the audit log", cmd_status)

@@ -88,7 +88,8 @@ class PrometheusFigures:
 
     def _counters(self, at: float) -> Counters:
         # model names and the histogram's name are checked by the document (names, no quotes): safe in PromQL
-        selector = f'model=~"{"|".join(self.arms)}"'
+        names = "|".join(name.replace(".", "\\\\.") for name in self.arms)  # a '.' in a name matches only itself
+        selector = f'model=~"{names}"'
         queries = {
             "requests": f"seldon_model_infer_total{{{selector}}}",
             "server_errors": f'seldon_model_infer_total{{{selector}, code=~"{SERVER_FAILURE}"}}',

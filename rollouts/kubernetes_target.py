@@ -10,17 +10,20 @@ its namespace (``manifests/rollouts/``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .targets import KEEP, Conflict, TargetError, with_weights
 
 GROUP, VERSION, PLURAL = "mlops.seldon.io", "v1alpha1", "experiments"
+REQUEST_TIMEOUT = (5, 15)  # connect, read: a half-open connection must not hold the loop
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def default_namespace() -> str:
-    """The pod's own namespace in a cluster, else the kubeconfig's current context's, else ``default``."""
-    if IN_CLUSTER_NAMESPACE.exists():
+    """The kubeconfig's current context's when $KUBECONFIG is set, else the pod's own in a cluster, else the
+    kubeconfig's, else ``default``."""
+    if IN_CLUSTER_NAMESPACE.exists() and not os.environ.get("KUBECONFIG"):
         return IN_CLUSTER_NAMESPACE.read_text().strip()
     try:
         from kubernetes import config
@@ -69,7 +72,8 @@ class KubernetesExperiment:
 
         method = getattr(self.api, f"{verb}_namespaced_custom_object")
         try:
-            return method(GROUP, VERSION, self.namespace, PLURAL, self.experiment, **body)
+            return method(GROUP, VERSION, self.namespace, PLURAL, self.experiment, **body,
+                          _request_timeout=REQUEST_TIMEOUT)
         except ApiException as error:
             reason = {401: "not authenticated (credentials?)",
                       403: f"forbidden: the ServiceAccount needs get and patch on {PLURAL}.{GROUP} in namespace "
@@ -89,8 +93,11 @@ def _custom_objects_api():
         raise TargetError("--kubernetes needs the kubernetes client: pip install 'seldon-market-ab[kubernetes]'") \
             from None
     try:
-        config.load_incluster_config()
-    except config.ConfigException:
+        if os.environ.get("KUBECONFIG"):  # said explicitly: it wins over the pod's own ServiceAccount
+            config.load_kube_config(os.environ["KUBECONFIG"])
+        else:
+            config.load_incluster_config()
+    except (config.ConfigException, OSError):
         try:
             config.load_kube_config()
         except (config.ConfigException, OSError) as error:

@@ -145,11 +145,25 @@ class RolloutRunner:
         self.clock, self.stop = clock, stop or Stop()
         self.candidate_requests = self.candidate_outcomes = 0  # as of the last look
         self.original_mirror = None  # the experiment's mirror before the rollout (restored after a mirror phase)
+        self.started = False  # a run began or resumed: a failure now leaves it unfinished, to be resumed
 
     # the loop ---------------------------------------------------------------------------------------------------
 
-    def run(self) -> dict:
-        """Run (or resume) the rollout to its end; the final line's fields."""
+    def ended(self) -> dict | None:
+        """The final line of this rollout's last run, if it ended (it is not run again without ``restart``)."""
+        run = self.audit.current_run()
+        if run and run[0].get("rollout") == self.rollout.name and run[-1].get("event") == "end":
+            return {key: run[-1].get(key) for key in ("rollout", "phase", "reasons", "candidate_requests")}
+        return None
+
+    def run(self, restart: bool = False) -> dict:
+        """Run (or resume) the rollout to its end; the final line's fields. A rollout whose last run ended is not
+        run again (a Job's new pod, a second `run` by hand) unless ``restart``: its end is returned."""
+        ended = self.ended()
+        if ended and not restart:
+            self.display.say(f"{self.rollout.name}: ended {ended['phase']} already (audit {self.audit.path}); "
+                             "--restart runs it again")
+            return ended
         progress, start, weight, reasons = self._begin()
         while progress.phase == PROGRESSING:
             if self.stop.wait(self.spec.interval):
@@ -159,9 +173,9 @@ class RolloutRunner:
                 if decision is None:
                     continue
             self._record(decision)  # durable before the weights move
-            mirroring = decision.progress.mirroring
+            mirroring, final = decision.progress.mirroring, decision.progress.phase != PROGRESSING
             if decision.candidate_weight != weight or mirroring != progress.mirroring:
-                self._set_weights(decision.candidate_weight, decision.progress.phase != PROGRESSING, mirroring)
+                self._move(decision.candidate_weight, final, mirroring)
                 weight = decision.candidate_weight
             else:
                 self._keep_weights(weight, mirroring)
@@ -197,11 +211,20 @@ class RolloutRunner:
                                       "reason": gate.reason} for gate in decision.gates],
                            "reasons": list(decision.reasons), "progress": decision.progress.as_dict()})
 
+    def _same_document(self, started_with: dict | None) -> bool:
+        """Whether the run began with this document (where the figures come from may differ: ``--prometheus``)."""
+        ours = self.spec.model_dump(by_alias=True, mode="json", exclude={"prometheus"})
+        return {k: v for k, v in (started_with or {}).items() if k != "prometheus"} == ours
+
     def _begin(self) -> tuple[Progress, Counters, int, list[str]]:
         run = self.audit.unfinished_run()
-        if run and run[0].get("rollout") == self.rollout.name:
+        if run and run[0].get("rollout") != self.rollout.name:
+            raise ResumeError(f"the audit log {self.audit.path} holds an unfinished run of rollout "
+                              f"{run[0].get('rollout')!r}; finish or `market-ab rollout abort` it first, or give this "
+                              "rollout a log of its own (--audit)")
+        if run:
             started_with = run[0].get("spec")
-            if started_with != self.spec.model_dump(by_alias=True, mode="json"):
+            if not self._same_document(started_with):
                 raise ResumeError(f"{self.rollout.name}: the document changed since its unfinished run began "
                                   f"({run[0].get('time')}); finish it with the document it began with, or `market-ab "
                                   "rollout abort` it first")
@@ -210,11 +233,14 @@ class RolloutRunner:
             last = next(r for r in reversed(run) if "progress" in r)
             progress = Progress(**last["progress"])
             reasons = next((r["reasons"] for r in reversed(run) if r.get("event") == "decision"), [])
+            self.candidate_requests = next((r["candidate_requests"] for r in reversed(run)
+                                            if "candidate_requests" in r), 0)
             weight = 0 if progress.mirroring else self.spec.steps[progress.step] \
                 if progress.phase == PROGRESSING else 100 if progress.phase == PROMOTED else 0
             self.audit.append({"event": "resume", "time": _now_iso(self.clock()), "pid": os.getpid(),
                                "step": progress.step + 1, "weights": self._weights(weight),
                                "progress": progress.as_dict()})
+            self.started = True
             where = "the mirror phase" if progress.mirroring else f"step {progress.step + 1}/{len(self.spec.steps)}"
             self.display.say(f"{self.rollout.name}: resuming at {where} (candidate {weight}%), audit "
                              f"{self.audit.path}")
@@ -228,6 +254,7 @@ class RolloutRunner:
                                "pid": os.getpid(), "spec": self.spec.model_dump(by_alias=True, mode="json"),
                                "start_counters": start.as_dict(), "original_mirror": self.original_mirror,
                                "step": 1, "weights": self._weights(weight), "progress": progress.as_dict()})
+            self.started = True
             self.display.say(f"{self.rollout.name}: {self.spec.baseline} -> {self.spec.candidate} through "
                              f"experiment {self.spec.experiment} ({self.target}), "
                              f"{'a mirror phase, then ' if progress.mirroring else ''}steps {list(self.spec.steps)} "
@@ -280,6 +307,7 @@ class RolloutRunner:
         """Move the weights (and the mirror) and note when they moved. A final move (rollback, promotion, abort) is
         tried again for about a minute: it must not be left half done; a run that still fails resumes from the
         log."""
+        asked = _now_iso(self.clock())
         for attempt in range(attempts if final else 1):
             try:
                 self.target.set_weights(self._weights(candidate_weight), self._mirror(mirroring))
@@ -289,8 +317,19 @@ class RolloutRunner:
                     raise
                 self.display.say(f"{self.rollout.name}: setting the weights failed, trying again: {error}")
                 time.sleep(min(2 ** attempt, 15))
-        self.audit.append({"event": "weights", "time": _now_iso(self.clock()),
+        self.audit.append({"event": "weights", "asked": asked, "time": _now_iso(self.clock()),
                            "weights": self._weights(candidate_weight), "mirroring": mirroring})
+
+    def _move(self, candidate_weight: int, final: bool, mirroring: bool) -> None:
+        """A decided move. One that is not final and fails is tried again at the next look (the decision is logged;
+        the look finds the weights behind it); a final one that still fails after its retries ends the process,
+        the run unfinished, to be resumed."""
+        try:
+            self._set_weights(candidate_weight, final, mirroring)
+        except TargetError as error:
+            if final:
+                raise
+            self.display.say(f"{self.rollout.name}: the weights did not move ({error}); trying again next look")
 
     def _keep_weights(self, candidate_weight: int, mirroring: bool = False) -> None:
         """Set the weights again if something else changed them (a restarted stack, a hand edit, a sync)."""
@@ -304,7 +343,7 @@ class RolloutRunner:
                 (mirror is not KEEP and spec.get("mirror") != mirror):
             self.display.say(f"{self.rollout.name}: the weights were changed outside the rollout ({found}, mirror "
                              f"{spec.get('mirror')}); setting {expected} again")
-            self._set_weights(candidate_weight, mirroring=mirroring)
+            self._move(candidate_weight, False, mirroring)
 
     def _final_candidate_requests(self, start: Counters, changed: float, timeout: float = 30.0) -> int:
         """The candidate's requests once Prometheus has scraped its counters twice after the last weight change
@@ -320,11 +359,6 @@ class RolloutRunner:
         except (FiguresError, OSError, RuntimeError, ValueError, KeyError) as error:
             self.display.say(f"{self.rollout.name}: the final count is the last look's: {error}")
             return self.candidate_requests
-
-
-def loop_pid(run: list[dict]) -> int | None:
-    """The pid of the loop that last took this run (its ``start`` or ``resume`` line)."""
-    return next((r.get("pid") for r in reversed(run) if r.get("event") in ("start", "resume")), None)
 
 
 def describe(run: list[dict]) -> dict:

@@ -322,3 +322,68 @@ def test_a_mirror_phase_mirrors_the_candidate_then_gives_the_mirror_back(tmp_pat
         RolloutRunner(rollout, target, AuditLog(tmp_path / "r.jsonl"), ScriptedFigures(), stop=stop).run()
     assert target.calls[:2] == [{"baseline": 100, "enhanced": 0}, {"baseline": 90, "enhanced": 10}]
     assert target.mirrors[:2] == [{"name": "enhanced", "percent": 50}, {"name": "lightweight", "percent": 100}]
+
+
+def test_an_ended_rollout_is_not_run_again_and_another_ones_run_is_not_taken_over(tmp_path):
+    from rollouts.audit import AuditLog
+    from rollouts.runner import ResumeError, RolloutRunner, Stop
+
+    rollout = Rollout(apiVersion="market-ab.io/v1alpha1", kind="Rollout", metadata={"name": "r"},
+                      spec=SPEC.model_copy(update={"interval": 0.01}))
+    audit, stop = AuditLog(tmp_path / "r.jsonl"), Stop()
+    stop.set()
+    first = RolloutRunner(rollout, Target(), audit, ScriptedFigures(), stop=stop).run()
+    again = Target()
+    assert RolloutRunner(rollout, again, audit, ScriptedFigures()).run() == first and again.calls == []
+    assert RolloutRunner(rollout, Target(), audit, ScriptedFigures(), stop=stop).run(restart=True)["phase"] == \
+        "aborted"
+    with pytest.raises(SystemExit):  # an unfinished run of r
+        RolloutRunner(rollout, Target(dies_at=25), audit, ScriptedFigures()).run(restart=True)
+    other = rollout.model_copy(update={"metadata": rollout.metadata.model_copy(update={"name": "other"})})
+    with pytest.raises(ResumeError, match="holds an unfinished run of rollout 'r'"):
+        RolloutRunner(other, Target(), audit, ScriptedFigures()).run()
+
+
+def test_a_step_whose_weights_did_not_move_is_moved_at_the_next_look(tmp_path):
+    from rollouts.audit import AuditLog
+    from rollouts.runner import RolloutRunner, Stop
+    from rollouts.targets import TargetError
+
+    class Flaky(Target):
+        """Refuses the first move to 25%, then reports the weights it really has."""
+
+        def __init__(self):
+            super().__init__()
+            self.refused, self.current = False, {"baseline": 100, "enhanced": 0}
+
+        def spec(self):
+            return {"candidates": [{"name": n, "weight": w} for n, w in self.current.items()]}
+
+        def set_weights(self, weights, mirror=None):
+            if weights["enhanced"] == 25 and not self.refused:
+                self.refused = True
+                raise TargetError("503 the admin port is restarting")
+            super().set_weights(weights, mirror)
+            self.current = dict(weights)
+            if weights["enhanced"] == 25:
+                stop.set()  # seen moved: end the run
+
+    class Still(ScriptedFigures):
+        """After the first look nothing new comes in: the second step holds, and its look finds the weights."""
+
+        def counters(self):
+            self.looks = min(self.looks, 1)
+            return super().counters()
+
+    rollout = Rollout(apiVersion="market-ab.io/v1alpha1", kind="Rollout", metadata={"name": "r"},
+                      spec=SPEC.model_copy(update={"interval": 0.01}))
+    stop, target = Stop(), Flaky()
+    final = RolloutRunner(rollout, target, AuditLog(tmp_path / "r.jsonl"), Still(), stop=stop).run()
+    assert target.refused and {"baseline": 75, "enhanced": 25} in target.calls and final["phase"] == "aborted"
+
+
+def test_the_split_check_with_a_single_possible_arm_is_not_a_test():
+    from analysis.ab_analysis import sample_ratio_mismatch_over_time
+
+    result = sample_ratio_mismatch_over_time(["a"] * 50, [{"a": 1.0, "b": 0.0}] * 50)
+    assert result["p_value"] == 1.0 and not result["mismatch"]

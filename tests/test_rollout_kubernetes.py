@@ -121,6 +121,10 @@ def test_the_cluster_manifests_render_and_grant_only_what_the_loop_needs():
                               "verbs": ["get", "patch"]}]
     job = next(d for (kind, _), d in documents.items() if kind == "Job")
     pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"  # what podFailurePolicy needs
+    rules = job["spec"]["podFailurePolicy"]["rules"]  # an ended or unstartable rollout is never run again
+    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [1, 2]
+    assert pod["terminationGracePeriodSeconds"] >= 120  # SIGTERM's abort sets the weights and waits for two scrapes
     assert pod["serviceAccountName"] == next(n for (kind, n) in documents if kind == "ServiceAccount")
     command = pod["containers"][0]["args"]
     assert command[:3] == ["rollout", "run", "/etc/market-ab/rollout.yaml"] and "--kubernetes" in command
