@@ -30,8 +30,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 API_VERSION = "market-ab.io/v1alpha1"
-# what a webhook may ask for: the decisions' actions, and the run's start, resume and abort
-EVENTS = ("start", "resume", "advance", "roll_back", "promote", "keep_baseline", "abort")
+# what a webhook may ask for: the decisions (a rollback by Flagger's name for it), and the run's start, resume and abort
+EVENTS = ("start", "resume", "advance", "rollback", "promote", "keep_baseline", "abort")
 NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a Kubernetes object name (DNS-1123), as Seldon's Models have
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

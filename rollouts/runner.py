@@ -184,8 +184,9 @@ class RolloutRunner:
                 self.display.look(self.rollout, decision, self.candidate_outcomes)
             self.metrics.show(self.rollout, progress.step + 1, weight, PROGRESSING, self.candidate_requests)
             if decision.action not in (HOLD, "abort"):
-                self.webhooks.post(decision.action, {"step": progress.step + 1, "weights": self._weights(weight),
-                                                     "reasons": reasons})
+                event = {"roll_back": "rollback"}.get(decision.action, decision.action)  # Flagger's name for it
+                self.webhooks.post(event, {"step": progress.step + 1, "weights": self._weights(weight),
+                                           "reasons": reasons})
         return self._end(progress, reasons, start)
 
     def _look(self, progress: Progress, start: Counters) -> Decision | None:

@@ -51,7 +51,7 @@ spec:
   promote: {policy: noninferior, margin: 0.03}
   maxDuration: 2h
   prometheus: http://prometheus.monitoring:9090
-  webhooks: [{name: slack, url: "https://hooks.example/x", events: [roll_back, promote]}]
+  webhooks: [{name: slack, url: "https://hooks.example/x", events: [rollback, promote]}]
 """)
     spec = rollout.spec
     assert rollout.name == "faulty-canary" and spec.steps == (5, 20, 50, 80)
@@ -387,3 +387,46 @@ def test_the_split_check_with_a_single_possible_arm_is_not_a_test():
 
     result = sample_ratio_mismatch_over_time(["a"] * 50, [{"a": 1.0, "b": 0.0}] * 50)
     assert result["p_value"] == 1.0 and not result["mismatch"]
+
+
+def test_webhooks_hear_each_move_once(tmp_path):
+    """A real HTTP receiver: the run's start, the advance, and the abort, each once, as JSON; a hook that asked for
+    some events only hears those."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from rollouts.audit import AuditLog
+    from rollouts.runner import RolloutRunner, Stop
+
+    heard: list[tuple[str, dict]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            heard.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    class StopsAfterTheAdvance(Target):
+        def set_weights(self, weights, mirror=None):
+            super().set_weights(weights, mirror)
+            if weights["enhanced"] == 25:
+                stop.set()
+
+    stop = Stop()
+    rollout = Rollout.model_validate({
+        "apiVersion": "market-ab.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r"},
+        "spec": {**SPEC.model_dump(by_alias=True, mode="json"), "interval": 0.01,
+                 "webhooks": [{"name": "all", "url": f"{url}/all"},
+                              {"name": "moves", "url": f"{url}/moves", "events": ["advance", "rollback"]}]}})
+    RolloutRunner(rollout, StopsAfterTheAdvance(), AuditLog(tmp_path / "r.jsonl"), ScriptedFigures(), stop=stop).run()
+    server.shutdown()
+    assert [(path, body["event"]) for path, body in heard] == [("/all", "start"), ("/all", "advance"),
+                                                               ("/moves", "advance"), ("/all", "abort")]
+    assert heard[1][1]["weights"] == {"baseline": 75, "enhanced": 25} and heard[1][1]["rollout"] == "r"
