@@ -125,6 +125,20 @@ class PrometheusProcess:
             time.sleep(0.1)  # polling its readiness endpoint, with a deadline
         return self
 
+    def wait_for_scrapes(self, jobs, timeout: float = 60.0) -> bool:
+        """Until each of ``jobs`` has been scraped once with success (Prometheus discovers its targets a few seconds
+        after it starts), at most ``timeout`` seconds; whether it was."""
+        api, deadline = PrometheusAPI(self.url), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                scraped = {r["metric"].get("job") for r in api.query("up == 1")}
+            except (OSError, RuntimeError, ValueError):
+                scraped = set()
+            if set(jobs) <= scraped:
+                return True
+            time.sleep(0.2)  # polling its API, with a deadline
+        return False
+
     def _ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:

@@ -95,7 +95,7 @@ def serve(options: ServeOptions) -> int:
               f"{mlserver.metrics_url}, pid {mlserver.pid}", flush=True)
         if options.prometheus_port is not None:
             prometheus = _start_prometheus(options, mlserver, rules, workdir)
-        return _run(_gateway(options, deployment, mlserver))
+        return _run(_gateway(options, deployment, mlserver, prometheus))
     finally:
         if prometheus is not None:
             prometheus.stop()
@@ -137,7 +137,8 @@ def _run(coroutine) -> int:
     return uvloop.run(coroutine)
 
 
-async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLServerProcess) -> int:
+async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLServerProcess,
+                   prometheus: PrometheusProcess | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -166,6 +167,8 @@ async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLSe
     # the MLServer process's end, as an event (a pidfd is readable once the process has exited)
     pidfd = os.pidfd_open(mlserver.pid)
     loop.add_reader(pidfd, lambda: mlserver_exit.done() or mlserver_exit.set_result(None))
+    if prometheus is not None:  # ready means watched: a counter born before its first scrape shows no rate
+        await asyncio.to_thread(prometheus.wait_for_scrapes, ("gateway", "mlserver"))
     print(f"{READY_LINE}: REST http://{options.host}:{options.http_port}, gRPC {options.host}:{options.grpc_port}; "
           f"pipelines {', '.join(sorted(deployment.plans)) or 'none'}; experiments "
           f"{', '.join(sorted(deployment.experiments)) or 'none'}; models {', '.join(sorted(gateway.models))}",
