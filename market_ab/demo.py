@@ -66,7 +66,7 @@ DEMO_EXPERIMENTS = [
       for candidate in ("faulty", "enhanced")),
 ]
 # the demo's rollouts, sized to its traffic (an experiment's traffic ends long before maxDuration)
-ROLLOUT = {"steps": [20, 50, 80], "interval": "2s", "minOutcomes": 20, "maxDuration": "10m"}
+ROLLOUT = {"steps": [25, 50, 75], "interval": "1s", "minOutcomes": 20, "maxDuration": "10m"}
 ALERT_FOR, SCRAPE_INTERVAL = "5s", "2s"  # alerts can fire within a few minutes' run; expressions unchanged
 SETTLE_SECONDS = 60.0  # how long Prometheus may take to scrape what was acknowledged, or fire the expected alerts
 DASHBOARD = Path(__file__).resolve().parents[1] / "manifests" / "base" / "monitoring" / "market-ab-dashboard.json"
