@@ -1,18 +1,21 @@
 """Evidence for the drift detector on real market history, measured in one run with fixed seeds.
 
-1. False alarms: windows of rows drawn at random from the held-out rows of the reference period, per test and
-   for the ensembles, under both calibrations; and windows of consecutive held-out rows, where the i.i.d.
-   tests break down and the series calibration is checked out of sample (calibrated on the other instruments).
-2. Detection: trailing windows ending on each trading day around five stress episodes, per instrument: the
-   share flagged before and after the onset, and the delay in trading days.
-3. Timeline: the shipped detector's verdict at every month end of the test period (2012-2018) beside each
-   model's realised accuracy that month and the next, and the accuracy difference between flagged and
-   unflagged months with a bootstrap interval over instrument-months.
-4. Cost per window of each test at 1,000 reference rows x 250 window rows x all features, and what fewer MMD
-   permutations cost in power.
+1. False alarms: windows of consecutive trading days at random positions in the reference period, both indices,
+   judged by the shipped detector (and, for comparison, by alibi-detect's tests on i.i.d. p-values); and windows
+   of each instrument judged against a calibration built without that instrument (held out).
+2. Power: shifts injected into calm stretches after the reference period (``analysis.drift_shifts``): volatility
+   x1.5 to x6, a drift in the trend, a close-only feed, a stale feed, volume in other units; the share flagged
+   per cell, and how the statistics we chose between compare on the same windows.
+3. Autumn 2008 (October to December, inside the reference period) as one request of 60 to 65 rows per index.
+4. Detection: trailing windows ending on each trading day around five stress episodes, per instrument: the share
+   flagged before and after the onset, and the delay in trading days.
+5. Timeline: the verdict at every month end of the test period (2012-2018) beside each model's realised accuracy
+   that month and the next, and the accuracy difference between flagged and unflagged months with a bootstrap
+   interval over instrument-months.
+6. Cost of a verdict, in process, and of calibrating a new window size.
 
     python -m analysis.drift_evidence   # a few minutes: docs/drift-evidence.{json,md} and plots
-    market-ab readme                    # renders the README's drift section from the JSON
+    market-ab readme                    # renders the drift docs from the JSON
 """
 
 from __future__ import annotations
@@ -20,29 +23,32 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from detectors.calibration import SERIES_TESTS, SeriesCalibration, calibrate
-from detectors.checks import TESTS, DriftChecks
+from detectors.calibration import TRIM, SeriesCalibration, ShiftTest, View, broken_rows, rank_p_values, summaries
+from detectors.checks import DriftChecks
 from detectors.reference import Reference
-from detectors.statistics import PSI_MAJOR, ensemble
+from detectors.settings import IID_TESTS, DriftSettings
+from detectors.statistics import ensemble, ks_statistics
 from seldon_market_ab.evidence import write_evidence
-from seldon_market_ab.features import compute_features
+from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features
 from training.data import INSTRUMENTS, load_instrument
-from training.dataset import MarketDataset
+from training.dataset import MarketDataset, SplitDates
 from training.drift_reference import FOLDER
 from training.evaluation import wilson_interval
 from training.variants import VARIANTS
 
+from . import drift_shifts
 from .router_evidence import model_correctness
 
-P_VALUE, K = 0.05, 2
-SERIES_ENSEMBLE = ("ks", "cvm", "psi")  # the shipped detector's tests
-IID_ENSEMBLE = ("ks", "cvm", "mmd", "psi")
+SHIPPED = DriftSettings()  # the shipped detector's settings: series tests, any of them flags
+P_VALUE, IID_K = SHIPPED.p_value, 2
+INDICES = ("sp500", "nasdaq")
 EPISODES = {  # onset: the first trading day of the sell-off
     "autumn 2008": "2008-09-15",  # Lehman Brothers' bankruptcy
     "August 2011": "2011-08-01",  # the US debt-ceiling crisis and downgrade
@@ -50,107 +56,274 @@ EPISODES = {  # onset: the first trading day of the sell-off
     "February 2018": "2018-02-02",  # the volatility spike ("Volmageddon")
     "late 2018": "2018-10-03",  # the fourth-quarter sell-off
 }
+CRISIS = ("2008-10-01", "2008-12-31")
+CRISIS_ROWS = range(60, 66)
 BEFORE, AFTER = 20, 60  # trading days of windows before and from the onset
 TIMELINE = ("2012-01-01", "2018-12-31")
+CALM_FROM = "2010-06-01"  # calm stretches start after the reference period and its features' warm-up
+FEED_DAYS = "days broken before the window's end"
 BOOTSTRAP = 2000
+SHIFTS = {  # family: (label of a size, what the size means, [(size, function of prices and the window's first row)])
+    "volatility": ("x{}", "daily moves, times", [(f, lambda p, o, f=f: drift_shifts.volatility(p, f, o))
+                                                 for f in (1, 1.5, 2, 3, 4, 6)]),
+    "trend": ("{:+.0%}", "log return a year, added", [(a, lambda p, o, a=a: drift_shifts.drift(p, a, o))
+                                                      for a in (-1.0, -0.5, -0.25, 0.25, 0.5, 1.0)]),
+    "close-only feed": ("{} d", FEED_DAYS, [(d, lambda p, o, d=d: drift_shifts.close_only(p, len(p) - d))
+                                            for d in (1, 5, 20, 60)]),
+    "stale feed": ("{} d", FEED_DAYS, [(d, lambda p, o, d=d: drift_shifts.stale(p, len(p) - d))
+                                       for d in (1, 5, 20, 60)]),
+    "stuck bar": ("{} d", FEED_DAYS, [(d, lambda p, o, d=d: drift_shifts.stuck_bar(p, len(p) - d))
+                                      for d in (1, 5, 20, 60)]),
+    "volume x1000": ("{} d", FEED_DAYS, [(d, lambda p, o, d=d: drift_shifts.volume_scale(p, 1000, len(p) - d))
+                                         for d in (1, 5, 20, 60)]),
+    "volume x10": ("{} d", FEED_DAYS, [(d, lambda p, o, d=d: drift_shifts.volume_scale(p, 10, len(p) - d))
+                                       for d in (1, 20)]),
+}
+COMPARED_CELLS = (("volatility", 2), ("volatility", 4), ("volatility", 6), ("trend", -0.5),
+                  ("close-only feed", 20), ("stale feed", 20))
 
 
 def share(flags) -> dict:
     flags = np.asarray(flags, dtype=float)
     low, high = wilson_interval(float(flags.sum()), len(flags))
-    return {"share": float(flags.mean()), "low": low, "high": high, "n": len(flags)}
-
-
-def verdicts(results: dict, series: SeriesCalibration | None) -> dict[str, bool]:
-    if series is not None:
-        results = series.apply({name: results[name] for name in SERIES_TESTS if name in results}, P_VALUE)
-    return {name: result.drift for name, result in results.items()}
+    return {"share": float(flags.mean()) if len(flags) else float("nan"), "low": low, "high": high, "n": len(flags)}
 
 
 class Instruments:
-    """Every instrument's feature rows and dates, computed once."""
+    """Every instrument's prices, feature rows and dates, computed once."""
 
     def __init__(self):
-        self.dates, self.rows = {}, {}
+        self.dates, self.prices, self.rows = {}, {}, {}
         for name in INSTRUMENTS:
             frame = load_instrument(name)
-            self.dates[name] = frame.index
-            self.rows[name] = compute_features(frame.to_numpy()).astype(np.float32)
+            self.dates[name], self.prices[name] = frame.index, frame.to_numpy()
+            self.rows[name] = compute_features(self.prices[name])
 
     def trailing(self, name: str, end: int, rows: int) -> np.ndarray:
         return self.rows[name][end - rows + 1:end + 1]
 
+    def reference_ends(self, name: str, rows: int) -> np.ndarray:
+        """Positions where a window of ``rows`` days inside the reference period ends."""
+        dates = self.dates[name]
+        inside = np.flatnonzero(dates < pd.Timestamp(SplitDates().validation_start))
+        return inside[inside >= WARMUP + rows - 1]
+
+
+@dataclass
+class Detector:
+    """The shipped detector's verdict, in process: the series tests, any of them flags."""
+
+    series: SeriesCalibration
+
+    @classmethod
+    def on(cls, reference: Reference, segments: list[np.ndarray] | None = None,
+           largest: int = SHIPPED.max_window_size) -> Detector:
+        return cls(SeriesCalibration(reference.segments() if segments is None else segments, reference.standardise,
+                                     SHIPPED.window_size, largest))
+
+    def results(self, rows: np.ndarray) -> dict:
+        return self.series.run(rows, SHIPPED.tests, P_VALUE)
+
+    def __call__(self, rows: np.ndarray) -> bool:
+        return ensemble({name: r.drift for name, r in self.results(rows).items()}, SHIPPED.votes)
+
 
 # 1. false alarms --------------------------------------------------------------------------------------------
 
-def false_alarms(reference: Reference, series: SeriesCalibration, rows: int, windows: int, seed: int = 0) -> dict:
-    checks = DriftChecks(reference, TESTS, P_VALUE, seed=seed)
+def false_alarms(reference: Reference, detector: Detector, data: Instruments, rows: int, windows: int,
+                 seed: int = 0) -> dict:
+    checks = DriftChecks(reference, IID_TESTS, P_VALUE, seed=seed)
     rng = np.random.default_rng(seed)
-    iid, calibrated = {name: [] for name in TESTS}, {name: [] for name in SERIES_TESTS}
-    iid_ensemble, series_ensemble, psi_band = [], [], []
-    for _ in tqdm(range(windows), desc="null windows", mininterval=2):
-        results = checks.run(reference.heldout[rng.choice(len(reference.heldout), rows, replace=False)])
-        psi_band.append(bool((results["psi"].feature_values > PSI_MAJOR).any()))
-        plain, adjusted = verdicts(results, None), verdicts(results, series)
-        for name in TESTS:
-            iid[name].append(plain[name])
-        for name in SERIES_TESTS:
-            calibrated[name].append(adjusted[name])
-        iid_ensemble.append(ensemble({n: plain[n] for n in IID_ENSEMBLE}, K))
-        series_ensemble.append(ensemble({n: adjusted[n] for n in SERIES_ENSEMBLE}, K))
-    return {"rows": rows, "windows": windows, "nominal": P_VALUE,
-            "iid": {name: share(flags) for name, flags in iid.items()},
-            "series": {name: share(flags) for name, flags in calibrated.items()},
-            "iid_ensemble": share(iid_ensemble), "series_ensemble": share(series_ensemble),
-            "psi_band": {"threshold": PSI_MAJOR, "flagged": share(psi_band)}}
+    verdicts, tests, iid = [], {name: [] for name in SHIPPED.tests}, []
+    for name in INDICES:
+        for end in tqdm(rng.choice(data.reference_ends(name, rows), windows // len(INDICES), replace=False),
+                        desc=f"ordinary windows, {name}", mininterval=2):
+            window = data.trailing(name, int(end), rows)
+            results = detector.results(window)
+            verdicts.append(ensemble({n: r.drift for n, r in results.items()}, SHIPPED.votes))
+            for test, result in results.items():
+                tests[test].append(result.drift)
+            iid.append(ensemble({n: r.drift for n, r in checks.run(window).items()}, IID_K))
+    return {"rows": rows, "nominal": P_VALUE, "instruments": list(INDICES),
+            "ordinary": {"ensemble": share(verdicts), "tests": {n: share(f) for n, f in tests.items()},
+                         "iid_ensemble": share(iid)},
+            "held_out": held_out(reference, rows, windows, rng)}
 
 
-def consecutive_windows(reference: Reference, rows: int, stride: int) -> dict:
-    """Windows of consecutive held-out rows: the i.i.d. tests' verdicts, and the series calibration out of
-    sample (each instrument's windows judged by a calibration built on the other instruments' windows)."""
-    checks = DriftChecks(reference, SERIES_TESTS, P_VALUE)
-    heldout_instrument = heldout_instruments(reference)
-    distances, iid_flags, window_instrument = {name: [] for name in SERIES_TESTS}, [], []
-    for name in tqdm(list(dict.fromkeys(heldout_instrument)), desc="consecutive windows"):
-        held = reference.heldout[heldout_instrument == name]
-        for start in range(0, len(held) - rows + 1, stride):
-            window_instrument.append(name)
-            results = checks.run(held[start:start + rows])
-            iid_flags.append(ensemble({n: results[n].drift for n in SERIES_ENSEMBLE}, K))
-            for test in SERIES_TESTS:
-                distances[test].append(results[test].feature_values)
-    distances = {test: np.array(values) for test, values in distances.items()}
-    instruments = np.asarray(window_instrument)
-    out_of_sample = {}
-    for name in dict.fromkeys(instruments):
-        mine = instruments == name
-        calibration = SeriesCalibration.from_metadata(calibrate({t: d[~mine] for t, d in distances.items()}, rows))
+def held_out(reference: Reference, rows: int, windows: int, rng: np.random.Generator) -> dict:
+    """Windows of the odd years judged by a detector calibrated on the even years' alone, and the other way round
+    (every instrument's rows cut into calendar years, so no window spans two): the calibration out of sample,
+    within the same period."""
+    from training.drift_reference import training_period_rows
+
+    series, instruments, days = training_period_rows()
+    years = pd.DatetimeIndex(days).year.to_numpy()
+    blocks = {}  # (instrument, year) -> rows, in order
+    for key in dict.fromkeys(zip(instruments, years, strict=True)):
+        blocks[key] = series[(instruments == key[0]) & (years == key[1])]
+    out, verdicts = {}, []
+    for parity, label in ((0, "odd years, calibrated on the even"), (1, "even years, calibrated on the odd")):
+        detector = Detector.on(reference, [b for (_, year), b in blocks.items() if year % 2 == parity], rows)
+        judged = [(name, b) for (name, year), b in blocks.items() if year % 2 != parity and name in INDICES
+                  and len(b) >= rows]
         flags = []
-        for i in np.flatnonzero(mine):
-            z_max = {t: (calibration.tests[t].z(distances[t][i])).max() for t in SERIES_ENSEMBLE}
-            flags.append(ensemble({t: z > calibration.tests[t].threshold(P_VALUE) for t, z in z_max.items()}, K))
-        out_of_sample[name] = share(flags)
-    return {"rows": rows, "stride": stride, "iid_ensemble": share(iid_flags),
-            "series_out_of_sample": out_of_sample}
+        for i in rng.choice(len(judged), windows // 2):
+            block = judged[i][1]
+            start = int(rng.integers(0, len(block) - rows + 1))
+            flags.append(detector(block[start:start + rows]))
+        out[label] = share(flags)
+        verdicts += flags
+    return {"both": share(verdicts), **out}
 
 
-def heldout_instruments(reference: Reference) -> np.ndarray:
-    """The instrument of each held-out row: they are in pool order, instrument by instrument."""
-    from training.drift_reference import reference_positions, training_period_rows
+def broken_days(data: Instruments, detector: Detector) -> dict:
+    """Every day of the shipped data, reference period or not, that the feed test calls broken, and why."""
+    out = {}
+    for name in INSTRUMENTS:
+        rows = data.rows[name][WARMUP:]
+        broken = broken_rows(rows, detector.series.volume_limit)
+        out[name] = [{"date": str(data.dates[name][WARMUP + i])[:10],
+                      "features": [FEATURE_NAMES[j] for j in np.flatnonzero(broken[i])]}
+                     for i in np.flatnonzero(broken.any(axis=1))]
+    return out
 
-    rows, instruments, _ = training_period_rows()
-    chosen = reference_positions(len(rows), len(reference.rows), reference.metadata["source"]["seed"])
-    held = np.setdiff1d(np.arange(len(rows)), chosen)
-    if not np.array_equal(rows[held], reference.heldout):
-        raise ValueError("the held-out rows differ from the training period's: rebuild the reference")
-    return instruments[held]
+
+# 2. power ---------------------------------------------------------------------------------------------------
+
+def calm_stretches(data: Instruments, detector: Detector, rows: int, count: int, seed: int = 0) -> list:
+    """``count`` windows after the reference period, drawn at random among the calm ones (every day's 20-day
+    volatility below the instrument's median) whose data a working feed sent (no broken row)."""
+    vol = FEATURE_NAMES.index("vol_20")
+    candidates = []
+    for name in INSTRUMENTS:
+        median = np.nanmedian(data.rows[name][:, vol])
+        for end in np.flatnonzero(data.dates[name] >= pd.Timestamp(CALM_FROM)):
+            window = data.trailing(name, int(end), rows)
+            if (window[:, vol] < median).all() and not broken_rows(window, detector.series.volume_limit).any():
+                candidates.append((name, int(end)))
+    rng = np.random.default_rng(seed)
+    return [candidates[i] for i in rng.choice(len(candidates), count, replace=False)]
 
 
-# 2. detection -----------------------------------------------------------------------------------------------
+def shifted_windows(data: Instruments, stretches: list, rows: int, shift) -> list[np.ndarray]:
+    """The feature rows of each stretch's window after ``shift(prices, first row of the window)``."""
+    out = []
+    for name, end in stretches:
+        prices = data.prices[name][end - rows + 1 - WARMUP:end + 1]
+        out.append(compute_features(shift(prices, WARMUP))[-rows:])
+    return out
 
-def detection(reference: Reference, series: SeriesCalibration, data: Instruments, rows: int,
+
+def power(data: Instruments, detector: Detector, stretches: list, rows: int) -> tuple[dict, dict]:
+    """The share flagged per cell (and per test); and each cell's windows, for the comparison of statistics."""
+    cells, windows = [], {}
+    for family, (label, unit, sizes) in tqdm(SHIFTS.items(), desc="injected shifts"):
+        for size, shift in sizes:
+            shifted = shifted_windows(data, stretches, rows, shift)
+            results = [detector.results(w) for w in shifted]
+            cells.append({"family": family, "size": size, "label": label.format(size), "unit": unit,
+                          "flagged": share([ensemble({n: r.drift for n, r in res.items()}, SHIPPED.votes)
+                                            for res in results]),
+                          "tests": {test: share([res[test].drift for res in results]) for test in SHIPPED.tests}})
+            windows[(family, size)] = shifted
+    calm = {"from": CALM_FROM, "stretches": len(stretches),
+            "instruments": {name: sum(1 for n, _ in stretches if n == name) for name in INSTRUMENTS}}
+    return {"rows": rows, "calm": calm, "cells": cells}, windows
+
+
+# the statistics we chose between ---------------------------------------------------------------------------
+
+class LargestKSDistance:
+    """The statistic the series calibration used before: each feature's KS distance to the reference rows as a
+    robust z-score over the period's windows (median and interquartile range), the largest of them."""
+
+    def __init__(self, reference: Reference, rows: int, stride: int = 5):
+        self.reference, self._sorted = reference, np.sort(reference.standardise(reference.rows), axis=0)
+        distances = np.array([self._distances(s[start:start + rows]) for s in reference.segments()
+                              for start in range(0, len(s) - rows + 1, stride)])
+        low, self.center, high = np.quantile(distances, [0.25, 0.5, 0.75], axis=0)
+        self.scale = np.where(high - low > 0, high - low, 1.0)
+        self.scores = np.sort(self._score(distances))
+
+    def _distances(self, rows: np.ndarray) -> np.ndarray:
+        return ks_statistics(self._sorted, self.reference.standardise(rows))
+
+    def _score(self, distances: np.ndarray) -> np.ndarray:
+        return ((distances - self.center) / self.scale).max(axis=-1)
+
+    def p_value(self, rows: np.ndarray) -> float:
+        return rank_p_values(self.scores, float(self._score(self._distances(rows))))
+
+
+class Candidate:
+    """A shift statistic on the window summaries: one view, or the shipped test with both."""
+
+    def __init__(self, reference: Reference, rows: int, columns: slice | None = None, trim: float = 0.0):
+        self.reference = reference
+        windows = np.concatenate([summaries(reference.standardise(s), rows) for s in reference.segments()])
+        self.test = ShiftTest.fit(windows) if columns is None else View.fit(windows, columns, trim)
+
+    def p_value(self, rows: np.ndarray) -> float:
+        summary = summaries(self.reference.standardise(rows), len(rows))[0]
+        if isinstance(self.test, ShiftTest):
+            return self.test.p_value(summary)[0]
+        return float(self.test.p_values(summary[None])[0])
+
+
+def compared(reference: Reference, data: Instruments, windows: dict, rows: int, null_windows: int,
+             seed: int = 0) -> list[dict]:
+    """Each candidate statistic at the same level on the same windows: ordinary ones, autumn 2008 on both
+    indices, and injected shifts (the statistic alone, without the feed test)."""
+    features = len(FEATURE_NAMES)
+    candidates = {
+        "largest per-feature KS distance, robust z (before)": LargestKSDistance(reference, rows),
+        "means and log spreads, plain fit (one view)": Candidate(reference, rows, slice(None)),
+        "means and log spreads, trimmed fit": Candidate(reference, rows, slice(None), TRIM),
+        "means, trimmed fit (the other view)": Candidate(reference, rows, slice(0, features), TRIM),
+        "both views, the smaller p-value calibrated (shipped)": Candidate(reference, rows),
+    }
+    rng = np.random.default_rng(seed)
+    ordinary = [data.trailing(name, int(end), rows) for name in INDICES
+                for end in rng.choice(data.reference_ends(name, rows), null_windows // len(INDICES), replace=False)]
+    crisis = {name: data.trailing(name, int(np.searchsorted(data.dates[name], pd.Timestamp(CRISIS[1]), "right")) - 1,
+                                  rows) for name in INDICES}
+    out = []
+    for label, candidate in tqdm(candidates.items(), desc="statistics compared"):
+        out.append({
+            "statistic": label,
+            "ordinary": share([candidate.p_value(w) <= P_VALUE for w in ordinary]),
+            "crisis_p_values": {name: candidate.p_value(w) for name, w in crisis.items()},
+            "power": {f"{family} {size}": share([candidate.p_value(w) <= P_VALUE for w in windows[(family, size)]])
+                      for family, size in COMPARED_CELLS},
+        })
+    return out
+
+
+# 3. autumn 2008 as one request ------------------------------------------------------------------------------
+
+def crisis_requests(detector: Detector, data: Instruments) -> dict:
+    """October to December 2008 (inside the reference period) as one request per index, of 60 to 65 rows
+    ending on the quarter's last day."""
+    out = {"ends": CRISIS[1], "indices": {}}
+    for name in INDICES:
+        end = int(np.searchsorted(data.dates[name], pd.Timestamp(CRISIS[1]), "right")) - 1
+        quarter = int(end - np.searchsorted(data.dates[name], pd.Timestamp(CRISIS[0])) + 1)
+        sizes = {}
+        for rows in sorted({*CRISIS_ROWS, quarter}):
+            results = detector.results(data.trailing(name, end, rows))
+            sizes[str(rows)] = {"drift": ensemble({n: r.drift for n, r in results.items()}, SHIPPED.votes),
+                                "p_values": {n: r.p_value for n, r in results.items()},
+                                "features": [FEATURE_NAMES[j] for j in
+                                             np.argsort(results["shift"].feature_p_values)[:5]]}
+        out["indices"][name] = {"quarter_rows": quarter, "sizes": sizes}
+    return out
+
+
+# 4. detection -----------------------------------------------------------------------------------------------
+
+def detection(reference: Reference, detector: Detector, data: Instruments, rows: int,
               episodes: dict[str, str] = EPISODES) -> dict:
-    checks = DriftChecks(reference, SERIES_ENSEMBLE, P_VALUE)
+    checks = DriftChecks(reference, IID_TESTS, P_VALUE)
     out = {}
     for episode, onset in tqdm(episodes.items(), desc="episodes"):
         out[episode] = {"onset": onset}
@@ -162,9 +335,9 @@ def detection(reference: Reference, series: SeriesCalibration, data: Instruments
             days = range(start - BEFORE, start + AFTER)
             iid_flags, series_flags = [], []
             for end in days:
-                results = checks.run(data.trailing(name, end, rows))
-                iid_flags.append(ensemble(verdicts(results, None), K))
-                series_flags.append(ensemble(verdicts(results, series), K))
+                window = data.trailing(name, end, rows)
+                iid_flags.append(ensemble({n: r.drift for n, r in checks.run(window).items()}, IID_K))
+                series_flags.append(detector(window))
             out[episode][name] = {mode: _episode_summary(flags) for mode, flags in
                                   (("iid", iid_flags), ("series", series_flags))}
             out[episode][name]["dates"] = [str(dates[d])[:10] for d in (days[0], days[-1])]
@@ -178,28 +351,28 @@ def _episode_summary(flags: list[bool]) -> dict:
             "flags": "".join("1" if f else "0" for f in flags)}
 
 
-# 3. timeline ------------------------------------------------------------------------------------------------
+# 5. timeline ------------------------------------------------------------------------------------------------
 
-def timeline(reference: Reference, series: SeriesCalibration, data: Instruments, rows: int, models_dir: Path,
+def timeline(reference: Reference, detector: Detector, data: Instruments, rows: int, models_dir: Path,
              seed: int = 0) -> dict:
     lengths = {v.sequence_length for v in VARIANTS.values()}
     test = MarketDataset(sequence_length=lengths.pop())["test"]
     correct = model_correctness(models_dir, list(VARIANTS), test)  # [samples, models]
     months = pd.PeriodIndex(pd.DatetimeIndex(test.date), freq="M")
-    checks = DriftChecks(reference, SERIES_ENSEMBLE, P_VALUE)
+    checks = DriftChecks(reference, IID_TESTS, P_VALUE)
     records = []
     for name in tqdm(INSTRUMENTS, desc="timeline"):
         dates = data.dates[name]
         inside = (dates >= pd.Timestamp(TIMELINE[0])) & (dates <= pd.Timestamp(TIMELINE[1]))
         by_month = pd.Series(np.flatnonzero(inside), index=dates[inside].to_period("M")).groupby(level=0).max()
         for month, end in by_month.items():
-            results = checks.run(data.trailing(name, int(end), rows))
+            window = data.trailing(name, int(end), rows)
             mine = test.instrument == name
             this, following = mine & (months == month), mine & (months == month + 1)
             records.append({
                 "instrument": name, "month": str(month),
-                "series": bool(ensemble(verdicts(results, series), K)),
-                "iid": bool(ensemble(verdicts(results, None), K)),
+                "series": bool(detector(window)),
+                "iid": bool(ensemble({n: r.drift for n, r in checks.run(window).items()}, IID_K)),
                 "samples": int(this.sum()), "next_samples": int(following.sum()),
                 "accuracy": correct[this].mean(axis=0).tolist() if this.any() else None,
                 "next_accuracy": correct[following].mean(axis=0).tolist() if following.any() else None,
@@ -241,89 +414,68 @@ def accuracy_difference(records: list[dict], mode: str, key: str, seed: int) -> 
     return out
 
 
-# 4. cost ----------------------------------------------------------------------------------------------------
+# 6. cost ----------------------------------------------------------------------------------------------------
 
-def cost(reference: Reference, repeats: int, window_rows: int, seed: int = 0) -> dict:
-    """Seconds per window at 1,000 x 250 x all features, per test and for each ensemble; and the shipped
-    detector's verdict (series tests, statistics only), at 250 rows and at its own window size."""
-    rows = 250
-    checks = DriftChecks(reference, TESTS, P_VALUE, seed=seed)
-    shipped = DriftChecks(reference, SERIES_ENSEMBLE, P_VALUE, seed=seed, statistics_only=True)
+def cost(reference: Reference, data: Instruments, repeats: int, rows: int, seed: int = 0) -> dict:
+    """Milliseconds of the shipped verdict on ``rows`` days sent as prices (the features of each day's window
+    computed first, as the runtime does), in process, and of calibrating a window size on first use."""
+    detector = Detector.on(reference)
+    detector.series.tests(rows)  # calibrated before it is timed (its own figure below)
+    compute_features(data.prices["sp500"][:WARMUP + 2][None], rows=1)  # compiled before it is timed
     rng = np.random.default_rng(seed)
-    seconds = {name: [] for name in TESTS}
-    shipped_seconds = {rows: [], window_rows: []}
-    for _ in tqdm(range(repeats), desc="cost"):
-        for name, result in checks.run(reference.heldout[rng.choice(len(reference.heldout), rows, False)]).items():
-            seconds[name].append(result.seconds)
-        for size, values in shipped_seconds.items():
-            results = shipped.run(reference.heldout[rng.choice(len(reference.heldout), size, False)])
-            values.append(sum(result.seconds for result in results.values()))
-    median = {name: float(np.median(values)) for name, values in seconds.items()}
-    return {"reference_rows": len(reference.rows), "window_rows": rows, "features": reference.rows.shape[1],
-            "repeats": repeats, "median_seconds": median,
-            "p90_seconds": {name: float(np.percentile(values, 90)) for name, values in seconds.items()},
-            "series_verdict_seconds": sum(median[n] for n in SERIES_ENSEMBLE),
-            "shipped_verdict_seconds": {str(size): float(np.median(v)) for size, v in shipped_seconds.items()},
-            "iid_verdict_seconds": sum(median[n] for n in IID_ENSEMBLE),
-            "all_tests_seconds": sum(median.values())}
-
-
-def mmd_power(reference: Reference, data: Instruments, windows: int, seed: int = 0,
-              permutations: tuple[int, ...] = (25, 100), crisis_rows: int = 25) -> dict:
-    """Power of MMD on 250-row windows where `crisis_rows` held-out rows are replaced by autumn-2008 S&P 500
-    rows, its false alarms on windows of held-out rows alone, and its cost, by number of permutations (100 is
-    alibi-detect's default and ours); KS on the same windows for comparison."""
-    dates = data.dates["sp500"]
-    crisis = data.rows["sp500"][(dates >= pd.Timestamp("2008-09-15")) & (dates < pd.Timestamp("2009-03-31"))]
-    out, ks_flags = {}, []
-    for count in permutations:
-        checks = DriftChecks(reference, ("mmd", "ks"), P_VALUE, mmd_permutations=count, seed=seed)
-        rng = np.random.default_rng(seed)  # the same windows for every count
-        flags, null_flags, seconds, ks_flags = [], [], [], []
-        for _ in tqdm(range(windows), desc=f"MMD, {count} permutations"):
-            window = reference.heldout[rng.choice(len(reference.heldout), 250, replace=False)]
-            null_flags.append(checks.run(window)["mmd"].drift)
-            window[:crisis_rows] = crisis[rng.choice(len(crisis), crisis_rows, replace=False)]
-            results = checks.run(window)
-            flags.append(results["mmd"].drift)
-            seconds.append(results["mmd"].seconds)
-            ks_flags.append(results["ks"].drift)
-        out[str(count)] = {"power": share(flags), "false_alarms": share(null_flags),
-                           "median_seconds": float(np.median(seconds))}
-    return {"mix": f"250 rows: {250 - crisis_rows} held-out, {crisis_rows} from the S&P 500 between 2008-09-15 "
-                   "and 2009-03-31", "permutations": out, "ks_power": share(ks_flags)}
+    features, verdict = [], []
+    for end in rng.choice(data.reference_ends("sp500", rows), repeats, replace=False):
+        ends = np.arange(end - rows + 1, end + 1)
+        windows = np.stack([data.prices["sp500"][e - WARMUP:e + 1] for e in ends])
+        started = time.perf_counter()
+        computed = compute_features(windows, rows=1)[:, -1, :]
+        middle = time.perf_counter()
+        detector(computed)
+        features.append(middle - started)
+        verdict.append(time.perf_counter() - middle)
+    calibrations = {}
+    for size in (SHIPPED.window_size, 120, SHIPPED.max_window_size):
+        fresh = Detector.on(reference)
+        started = time.perf_counter()
+        fresh.series.tests(size)
+        calibrations[str(size)] = time.perf_counter() - started
+    total = np.add(features, verdict)
+    return {"rows": rows, "repeats": repeats,
+            "features_ms": float(1000 * np.median(features)), "tests_ms": float(1000 * np.median(verdict)),
+            "verdict_ms": float(1000 * np.median(total)), "verdict_p90_ms": float(1000 * np.percentile(total, 90)),
+            "calibration_ms": {size: 1000 * seconds for size, seconds in calibrations.items()}}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--out", type=Path, default=Path("docs"))
-    parser.add_argument("--null-windows", type=int, default=200)
-    parser.add_argument("--cost-repeats", type=int, default=20)
-    parser.add_argument("--power-windows", type=int, default=100)
-    parser.add_argument("--consecutive-stride", type=int, default=0,
-                        help="days between windows of consecutive rows (0: the reference's calibration stride)")
+    parser.add_argument("--null-windows", type=int, default=400, help="ordinary windows, half on each index")
+    parser.add_argument("--stretches", type=int, default=60, help="calm stretches per injected shift")
+    parser.add_argument("--cost-repeats", type=int, default=50)
     parser.add_argument("--episodes", default=",".join(EPISODES), help="comma-separated, of: " + ", ".join(EPISODES))
     args = parser.parse_args(argv)
     reference = Reference.load(args.models_dir / FOLDER)
-    series = SeriesCalibration.from_metadata(reference.series_calibration)
-    rows = series.window_rows
-    data = Instruments()
+    rows = SHIPPED.window_size
+    data, detector = Instruments(), Detector.on(reference)
     episodes = {name: EPISODES[name] for name in args.episodes.split(",")}
-    stride = args.consecutive_stride or reference.series_calibration["stride"]
     started = time.perf_counter()
+    stretches = calm_stretches(data, detector, rows, args.stretches)
+    injected, windows = power(data, detector, stretches, rows)
     results = {
-        "reference": {"rows": len(reference.rows), "heldout_rows": len(reference.heldout),
-                      "source": reference.metadata["source"], "window_rows": rows,
-                      "calibration_windows": reference.series_calibration["windows"],
-                      "calibration_stride": reference.series_calibration["stride"]},
-        "settings": {"p_value": P_VALUE, "k": K, "series_tests": SERIES_ENSEMBLE, "iid_tests": IID_ENSEMBLE},
-        "false_alarms": false_alarms(reference, series, rows, args.null_windows),
-        "consecutive": consecutive_windows(reference, rows, stride),
-        "detection": detection(reference, series, data, rows, episodes),
-        "timeline": timeline(reference, series, data, rows, args.models_dir),
-        "cost": cost(reference, args.cost_repeats, rows),
-        "mmd_power": mmd_power(reference, data, args.power_windows),
+        "reference": {"rows": len(reference.rows), "source": reference.metadata["source"],
+                      "series_rows": reference.metadata["series_instruments"], "window_rows": rows,
+                      "max_window_rows": SHIPPED.max_window_size},
+        "settings": {"p_value": P_VALUE, "tests": list(SHIPPED.tests), "votes": SHIPPED.votes,
+                     "iid_tests": list(IID_TESTS), "iid_k": IID_K},
+        "false_alarms": false_alarms(reference, detector, data, rows, args.null_windows),
+        "broken_days": broken_days(data, detector),
+        "power": injected,
+        "compared": compared(reference, data, windows, rows, args.null_windows),
+        "crisis": crisis_requests(detector, data),
+        "detection": detection(reference, detector, data, rows, episodes),
+        "timeline": timeline(reference, detector, data, rows, args.models_dir),
+        "cost": cost(reference, data, args.cost_repeats, rows),
     }
     results["seconds"] = round(time.perf_counter() - started, 1)
     from .drift_report import plot, render_markdown

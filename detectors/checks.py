@@ -1,8 +1,11 @@
-"""The drift tests, on alibi-detect, run on one window of feature rows against the reference.
+"""The i.i.d. drift tests, on alibi-detect, run on one window of feature rows against the reference.
 
-Every test sees standardised rows (the reference's mean and standard deviation; an undefined value becomes
-the reference mean, as the LSTMs' scaler does): the univariate tests do not care, and MMD's kernel needs a
-common scale. Cramér-von Mises gets its ties broken (``statistics.break_ties``).
+They assume a window's rows are independent draws, which consecutive market days are not: they serve the detector's
+``calibration: iid`` (rows drawn at random, or a comparison on purpose), and the evidence that shows why the shipped
+detector uses the series tests instead (``detectors.calibration``). Every test sees standardised rows (the
+reference's mean and standard deviation; an undefined value becomes the reference mean, as the LSTMs' scaler does):
+the univariate tests do not care, and MMD's kernel needs a common scale. Cramér-von Mises gets its ties broken
+(``statistics.break_ties``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from alibi_detect.cd import ClassifierDrift, CVMDrift, KSDrift, MMDDrift, Tabula
 from alibi_detect.utils.statstest import fdr
 
 from .reference import Reference
-from .statistics import bin_shares, break_ties, cvm_statistics, ks_p_values, ks_statistics, psi, psi_p_values
+from .statistics import bin_shares, break_ties, psi, psi_p_values
 
 TESTS = ("ks", "cvm", "tabular", "mmd", "psi", "classifier")
 
@@ -34,35 +37,22 @@ class Result:
 
 
 class DriftChecks:
-    """The configured tests, built once on the reference.
-
-    ``statistics_only``: KS (and Tabular, which is KS when no feature is categorical) and CVM compute only their
-    per-feature statistics, vectorised, with KS's asymptotic p-values, and leave the verdict to a calibration
-    (``SeriesCalibration.apply``): the same numbers as alibi-detect's detectors (tested), at a fraction of the
-    processor time, because the series calibration uses nothing else."""
-
-    FAST = ("ks", "tabular", "cvm")
+    """The configured tests, built once on the reference."""
 
     def __init__(self, reference: Reference, tests: tuple[str, ...], p_value: float = 0.05,
-                 correction: str = "bonferroni", mmd_permutations: int = 100, seed: int = 0,
-                 statistics_only: bool = False):
+                 correction: str = "bonferroni", mmd_permutations: int = 100, seed: int = 0):
         unknown = set(tests) - set(TESTS)
         if unknown:
             raise ValueError(f"unknown drift tests {sorted(unknown)}; expected some of {list(TESTS)}")
         self.reference, self.tests, self.p_value, self.correction = reference, tuple(tests), p_value, correction
         ref = self.standardise(reference.rows)
         self._ones = np.ones(ref.shape[1], dtype=np.float32)
-        self.statistics_only = statistics_only
-        self._sorted_reference = np.sort(ref, axis=0)
-        self._tied_reference = break_ties(ref, self._ones, seed)  # what CVMDrift holds
         torch.manual_seed(seed)
         self._detectors = {}
-        if statistics_only:
-            tests = tuple(name for name in tests if name not in self.FAST)
         if "ks" in tests:
             self._detectors["ks"] = KSDrift(ref, p_val=p_value, correction=correction)
         if "cvm" in tests:
-            self._detectors["cvm"] = CVMDrift(self._tied_reference, p_val=p_value, correction=correction)
+            self._detectors["cvm"] = CVMDrift(break_ties(ref, self._ones, seed), p_val=p_value, correction=correction)
         if "tabular" in tests:
             with warnings.catch_warnings():  # "no categorical feature given": right, none is categorical
                 warnings.simplefilter("ignore", UserWarning)
@@ -88,9 +78,7 @@ class DriftChecks:
         return float(threshold) if significant else 0.0
 
     def standardise(self, rows: np.ndarray) -> np.ndarray:
-        scaled = (np.asarray(rows, np.float32) - self.reference.mean) / self.reference.std
-        scaled[np.isnan(scaled)] = 0.0
-        return scaled.astype(np.float32)
+        return self.reference.standardise(rows)
 
     def run(self, rows: np.ndarray) -> dict[str, Result]:
         """Every configured test on ``rows [n, features]`` (raw feature values)."""
@@ -106,9 +94,6 @@ class DriftChecks:
                                    time.perf_counter() - started, p_values, values, flagged)
                 continue
             x = break_ties(scaled, self._ones, self._seed + 1) if name == "cvm" else scaled
-            if self.statistics_only and name in self.FAST:
-                out[name] = self._statistics(name, x, started)
-                continue
             data = self._detectors[name].predict(x)["data"]
             p_values, distances = np.atleast_1d(data["p_val"]), np.atleast_1d(data["distance"])
             per_feature = len(p_values) > 1
@@ -121,14 +106,3 @@ class DriftChecks:
                                distances.astype(np.float64) if per_feature else None,
                                flagged if per_feature else None)
         return out
-
-    def _statistics(self, name: str, x: np.ndarray, started: float) -> Result:
-        """A per-feature statistic and no verdict of its own (``drift`` False until a calibration applies)."""
-        if name == "cvm":
-            values = cvm_statistics(self._tied_reference, x)
-            return Result(False, float("nan"), float(values.max()), time.perf_counter() - started, None, values,
-                          np.zeros(len(values), bool))
-        values = ks_statistics(self._sorted_reference, x)
-        p_values = ks_p_values(values, len(x), len(self._sorted_reference))
-        return Result(False, float(p_values.min()), float(values.max()), time.perf_counter() - started, p_values,
-                      values, np.zeros(len(values), bool))

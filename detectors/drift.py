@@ -1,15 +1,17 @@
 """``drift-detector``: drift tests on the models' inputs, beside the models (DESIGN.md section 3).
 
-A request carries ``ohlcv`` windows like the LSTMs' (each window contributes one feature row: its last, computed
-by the same feature code) or ``features`` rows ``[n, n_features]``, and optionally ``dates`` (ISO dates of the
-rows). A request of at least ``window_size`` rows is tested as one window: what a Seldon pipeline step with
-``batch: {size: N}`` delivers. Smaller requests roll into a window kept by each worker, which is tested once it is
-full and every ``evaluate_every`` rows after; their rows also feed an online Cramér-von Mises detector, which
+A request carries ``ohlcv`` windows like the LSTMs' (each window contributes one feature row: its last, computed by
+the same feature code) or ``features`` rows ``[n, n_features]``, and optionally ``dates`` (ISO dates of the rows). A
+request of at least ``window_size`` rows is tested as one window, every row of it: what a Seldon pipeline step with
+``batch: {size: N}`` delivers (the series tests are calibrated for each size up to ``max_window_size``; a longer
+request is refused, naming the sizes). Smaller requests roll into a window kept by each worker, which is tested once
+it is full and every ``evaluate_every`` rows after; their rows also feed an online Cramér-von Mises detector, which
 watches the stream row by row between tests.
 
 Tests run one window at a time in a child process at lower priority (``detectors/tester.py``), so that neither
 this event loop nor the models served beside it wait for them. Every response carries
-``is_drift`` (the ensemble: at least ``ensemble_k`` tests agree), and after a test the detail beside it.
+``is_drift`` (the ensemble: at least ``ensemble_k`` tests agree), and after a test the detail beside it: each test's
+verdict and p-value, per-feature p-values, and the features that moved.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from seldon_market_ab.protocol import (
 from seldon_market_ab.settings import extra_of
 
 from .alerts import WebhookAlerts
-from .calibration import SeriesCalibration
+from .calibration import MIN_WINDOWS
 from .checks import Result
 from .reference import Reference, ReferenceError
 from .settings import DriftSettings
@@ -61,7 +63,10 @@ def _drift_metrics() -> dict:
         "test_drift": metrics.gauge("drift_test_is_drift", "1 if the test flagged the last window", ["model", "test"]),
         "seconds": metrics.histogram("drift_test_seconds", "Seconds per test and window", ["model", "test"],
                                      SECONDS_BUCKETS),
-        "p_value": metrics.gauge("drift_feature_p_value", "KS p-value per feature, last window", ["model", "feature"]),
+        "p_value": metrics.gauge("drift_feature_p_value", "Per-feature p-value (shift test, or KS), last window",
+                                 ["model", "feature"]),
+        "z": metrics.gauge("drift_feature_z", "Per-feature robust z of the window mean against the reference "
+                                              "period's windows (shift test), last window", ["model", "feature"]),
         "psi": metrics.gauge("drift_feature_psi", "Population stability index per feature, last window",
                              ["model", "feature"]),
         "online": metrics.gauge("drift_online_is_drift", "1 if the online detector flags the stream", ["model"]),
@@ -77,7 +82,8 @@ class DriftRuntime(MLModel):
     def signature(cls, config: DriftSettings, reference: Reference) -> Signature:
         """What ``_decode`` takes and every output a response may hold for these settings: ``is_drift``,
         ``evaluated`` and ``window_rows`` always; a test's detail (one value per configured test, per-feature values
-        of ``ks`` and ``psi`` when configured) after a test; the online detector's beside a rolling request."""
+        of ``shift``, ``ks`` and ``psi`` when configured) after a test; the online detector's beside a rolling
+        request."""
         one_of, optional = {"one_of": "ohlcv,features"}, {"optional": True}
         tests, features = (len(config.tests),), (len(reference.features),)
         outputs = [TensorSpec("is_drift", "INT32", (1,)), TensorSpec("evaluated", "INT32", (1,)),
@@ -86,8 +92,9 @@ class DriftRuntime(MLModel):
                    TensorSpec("test_p_value", "FP64", tests, optional),
                    TensorSpec("test_distance", "FP64", tests, optional),
                    TensorSpec("drifted_features", "BYTES", (-1,), optional)]
-        outputs += [TensorSpec(name, "FP64", features, optional) for test, name in
-                    (("ks", "feature_p_value"), ("psi", "feature_psi")) if test in config.tests]
+        outputs += [TensorSpec(name, "FP64", features, optional) for tests, name in
+                    ((("shift", "ks"), "feature_p_value"), (("shift",), "feature_z"), (("psi",), "feature_psi"))
+                    if set(tests) & set(config.tests)]
         if config.online:
             outputs += [TensorSpec("online_is_drift", "INT32", (1,), optional),
                         TensorSpec("online_statistic", "FP64", (1,), optional)]
@@ -105,7 +112,7 @@ class DriftRuntime(MLModel):
             raise ReferenceError(f"{self.name}: the reference was built on other features than "
                                  "seldon_market_ab.features computes; rebuild it with `market-ab reference`")
         if self.config.calibration == "series":
-            self._check_series_calibration()
+            self._check_series_sizes()
         self.tester = TestRunner(uri, self.reference, self.config)
         self.window: deque = deque(maxlen=self.config.window_size)  # (row, date) of the rolling window
         self._rows_since_test = 0
@@ -116,20 +123,17 @@ class DriftRuntime(MLModel):
                                     self.config.webhook_retries, self.config.webhook_timeout_seconds,
                                     lambda outcome: self._metrics["alerts"].labels(self.name, outcome).inc()) \
             if self.config.webhook_url else None
-        await self.tester.test(self.reference.heldout[: self.config.window_size])  # starts the process, warms up
+        # starts the process, and warms up (and calibrates) the rolling window's size
+        await self.tester.test(self.reference.series[: self.config.window_size])
         serve_signature(self, self.signature(self.config, self.reference))
         return True
 
-    def _check_series_calibration(self) -> None:
-        stored = self.reference.series_calibration
-        if stored is None:
-            raise ReferenceError(f"{self.name}: the reference has no series calibration; rebuild it with "
-                                 "`market-ab reference`, or set calibration 'iid'")
-        calibration = SeriesCalibration.from_metadata(stored)
-        if calibration.window_rows != self.config.window_size:
-            raise ReferenceError(f"{self.name}: 'window_size' is {self.config.window_size} but the reference is "
-                                 f"calibrated for windows of {calibration.window_rows} rows; set window_size "
-                                 f"{calibration.window_rows}, rebuild the reference, or set calibration 'iid'")
+    def _check_series_sizes(self) -> None:
+        windows = sum(max(len(rows) - self.config.max_window_size + 1, 0) for rows in self.reference.segments())
+        if windows < MIN_WINDOWS:
+            raise ReferenceError(f"{self.name}: the reference period holds {windows} windows of "
+                                 f"{self.config.max_window_size} rows (max_window_size), too few to calibrate them "
+                                 f"(at least {MIN_WINDOWS}); lower max_window_size or build a longer reference")
 
     async def unload(self) -> bool:
         if getattr(self, "alerts", None) is not None:
@@ -142,12 +146,11 @@ class DriftRuntime(MLModel):
         try:
             check_request_id(payload)
             rows, dates = self._decode(payload)
+            self._check_size(len(rows))
         except InvalidInput as error:
             self._metrics["rejected"].labels(self.name, error.reason).inc()
             raise
         if len(rows) >= self.config.window_size:  # a whole window, as a Seldon step with `batch.size` sends
-            if self.config.calibration == "series":  # calibrated for windows of exactly this many rows
-                rows, dates = rows[-self.config.window_size:], dates[-self.config.window_size:]
             outputs = self._verdict(await self.tester.test(rows), dates)
             outputs.append(encode_tensor("window_rows", np.array([len(rows)], np.int32)))
         else:
@@ -174,6 +177,16 @@ class DriftRuntime(MLModel):
                        encode_tensor("evaluated", np.array([0], np.int32))] + outputs
         return outputs + [encode_tensor("window_rows", np.array([len(self.window)], np.int32))]
 
+    def _check_size(self, rows: int) -> None:
+        """The series tests are calibrated for windows of ``window_size`` to ``max_window_size`` rows: a longer
+        request is refused, never cut."""
+        if self.config.calibration == "series" and rows > self.config.max_window_size:
+            raise InvalidInput(
+                f"a request of {rows} rows: this detector judges windows of {self.config.window_size} to "
+                f"{self.config.max_window_size} rows, every row (calibrated on the reference period's windows of "
+                f"each size), and rolls fewer than {self.config.window_size} into its window; send at most "
+                f"{self.config.max_window_size} rows", "shape")
+
     def _decode(self, payload: InferenceRequest) -> tuple[np.ndarray, list[str]]:
         """Feature rows ``[n, n_features]`` and their dates (empty strings when the request has none)."""
         width = len(FEATURE_NAMES)
@@ -199,15 +212,19 @@ class DriftRuntime(MLModel):
     # verdicts --------------------------------------------------------------------------------------------------
 
     def _verdict(self, results: dict[str, Result], dates: list[str]) -> list:
-        verdict = ensemble({name: r.drift for name, r in results.items()}, self.config.ensemble_k)
+        verdict = ensemble({name: r.drift for name, r in results.items()}, self.config.votes)
         names = list(results)
         ranked = self._drifted_features(results)
         for name, result in results.items():
             self._metrics["test_drift"].labels(self.name, name).set(int(result.drift))
             self._metrics["seconds"].labels(self.name, name).observe(result.seconds)
-        if "ks" in results:
-            for feature, value in zip(FEATURE_NAMES, results["ks"].feature_p_values, strict=True):
+        per_feature = results.get("shift") or results.get("ks")
+        if per_feature is not None:
+            for feature, value in zip(FEATURE_NAMES, per_feature.feature_p_values, strict=True):
                 self._metrics["p_value"].labels(self.name, feature).set(value)
+        if "shift" in results:
+            for feature, value in zip(FEATURE_NAMES, results["shift"].feature_values, strict=True):
+                self._metrics["z"].labels(self.name, feature).set(value)
         if "psi" in results:
             for feature, value in zip(FEATURE_NAMES, results["psi"].feature_values, strict=True):
                 self._metrics["psi"].labels(self.name, feature).set(value)
@@ -234,8 +251,10 @@ class DriftRuntime(MLModel):
         ]
         if ranked:  # a BYTES output of no strings does not survive every client, so it is left out instead
             outputs.append(encode_strings("drifted_features", ranked))
-        if "ks" in results:
-            outputs.append(encode_tensor("feature_p_value", results["ks"].feature_p_values))
+        if per_feature is not None:
+            outputs.append(encode_tensor("feature_p_value", per_feature.feature_p_values))
+        if "shift" in results:
+            outputs.append(encode_tensor("feature_z", results["shift"].feature_values))
         if "psi" in results:
             outputs.append(encode_tensor("feature_psi", results["psi"].feature_values))
         return outputs

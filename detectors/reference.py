@@ -1,10 +1,11 @@
 """The drift detector's reference: arrays plus JSON beside the model, so loading never unpickles anything.
 
-``reference.npy`` holds the reference feature rows, ``heldout.npy`` rows of the same period kept out of it
-(for the false-alarm evidence), and ``reference.json`` the feature names, where the rows came from, the
-standardisation and PSI bins derived from them, the online detector's thresholds, the series calibration,
-and a SHA-256 of each array. Loading checks all of it: a missing, tampered or inconsistent reference fails
-with a clear error.
+``reference.npy`` holds the reference feature rows, ``heldout.npy`` rows of the same period kept out of it (for the
+i.i.d. false-alarm evidence), ``series.npy`` every row of the period in order, instrument after instrument (the
+series tests' windows, ``detectors.calibration``), and ``reference.json`` the feature names, where the rows came
+from, each instrument's share of ``series.npy``, the standardisation and PSI bins derived from the reference rows,
+the online detector's thresholds, and a SHA-256 of each array. Loading checks all of it: a missing, tampered or
+inconsistent reference fails with a clear error.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import numpy as np
 
 from .statistics import psi_edges
 
-REFERENCE_FILE, HELDOUT_FILE, METADATA_FILE = "reference.npy", "heldout.npy", "reference.json"
-FORMAT = 1
+REFERENCE_FILE, HELDOUT_FILE, SERIES_FILE = "reference.npy", "heldout.npy", "series.npy"
+METADATA_FILE = "reference.json"
+ARRAYS = (REFERENCE_FILE, HELDOUT_FILE, SERIES_FILE)
+FORMAT = 2
 
 
 class ReferenceError(ValueError):
@@ -34,6 +37,7 @@ def _sha256(path: Path) -> str:
 class Reference:
     rows: np.ndarray  # [n, features] float32, raw feature values
     heldout: np.ndarray  # [m, features] rows of the same period, not in `rows`
+    series: np.ndarray  # [k, features] every row of the period, in order, instrument after instrument
     metadata: dict
 
     @property
@@ -52,10 +56,17 @@ class Reference:
     def psi_edges(self) -> np.ndarray:
         return np.asarray(self.metadata["psi_edges"], dtype=np.float64)
 
-    @property
-    def series_calibration(self) -> dict | None:
-        """Window statistics of the reference period's consecutive rows (``detectors.calibration``), if built."""
-        return self.metadata.get("series_calibration")
+    def segments(self) -> list[np.ndarray]:
+        """``series`` cut into each instrument's consecutive rows: a window never spans two instruments."""
+        ends = np.cumsum(list(self.metadata["series_instruments"].values()))
+        return np.split(self.series, ends[:-1])
+
+    def standardise(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in the reference's standard units; a value the features could not compute becomes the mean (0),
+        as the LSTMs' scaler makes it."""
+        scaled = (np.asarray(rows, np.float32) - self.mean) / self.std
+        scaled[np.isnan(scaled)] = 0.0
+        return scaled.astype(np.float32)
 
     @property
     def online(self) -> dict:
@@ -65,48 +76,53 @@ class Reference:
     @classmethod
     def load(cls, folder: str | Path) -> Reference:
         folder = Path(folder)
-        paths = {name: folder / name for name in (REFERENCE_FILE, HELDOUT_FILE, METADATA_FILE)}
+        paths = {name: folder / name for name in (*ARRAYS, METADATA_FILE)}
         missing = [name for name, path in paths.items() if not path.exists()]
         if missing:
             raise ReferenceError(f"{folder}: drift reference incomplete, missing {missing}; build it with "
                                  "`market-ab reference`")
         metadata = json.loads(paths[METADATA_FILE].read_text())
         if metadata.get("format") != FORMAT:
-            raise ReferenceError(f"{folder}: reference format {metadata.get('format')!r}, expected {FORMAT}")
-        for name in (REFERENCE_FILE, HELDOUT_FILE):
+            raise ReferenceError(f"{folder}: reference format {metadata.get('format')!r}, expected {FORMAT}; rebuild "
+                                 "it with `market-ab reference`")
+        for name in ARRAYS:
             if _sha256(paths[name]) != metadata["sha256"][name]:
                 raise ReferenceError(f"{folder}/{name} does not match the SHA-256 in {METADATA_FILE}: it was changed "
                                      "after the reference was built; rebuild it with `market-ab reference`")
-        rows = np.load(paths[REFERENCE_FILE], allow_pickle=False)
-        heldout = np.load(paths[HELDOUT_FILE], allow_pickle=False)
+        arrays = [np.load(paths[name], allow_pickle=False) for name in ARRAYS]
         width = len(metadata["features"])
-        if rows.ndim != 2 or rows.shape[1] != width or heldout.ndim != 2 or heldout.shape[1] != width:
-            raise ReferenceError(f"{folder}: arrays of shape {rows.shape} and {heldout.shape} do not hold "
-                                 f"{width} features")
-        return cls(rows, heldout, metadata)
+        if any(a.ndim != 2 or a.shape[1] != width for a in arrays):
+            raise ReferenceError(f"{folder}: arrays of shape {[a.shape for a in arrays]} do not all hold {width} "
+                                 "features")
+        if sum(metadata["series_instruments"].values()) != len(arrays[2]):
+            raise ReferenceError(f"{folder}: {SERIES_FILE} holds {len(arrays[2])} rows, the instruments "
+                                 f"{metadata['series_instruments']} add up to another number")
+        return cls(*arrays, metadata)
 
 
-def write_reference(folder: str | Path, rows: np.ndarray, heldout: np.ndarray, features: tuple[str, ...],
-                    source: dict, online: dict, series_calibration: dict | None = None) -> Reference:
-    """Write the arrays and their metadata; ``source`` says where the rows came from (period, instruments, seed)."""
+def write_reference(folder: str | Path, rows: np.ndarray, heldout: np.ndarray, series: dict[str, np.ndarray],
+                    features: tuple[str, ...], source: dict, online: dict) -> Reference:
+    """Write the arrays and their metadata; ``series`` maps each instrument to its rows of the period in order,
+    ``source`` says where the rows came from (period, instruments, seed)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows, heldout = np.ascontiguousarray(rows, np.float32), np.ascontiguousarray(heldout, np.float32)
     np.save(folder / REFERENCE_FILE, rows, allow_pickle=False)
     np.save(folder / HELDOUT_FILE, heldout, allow_pickle=False)
+    np.save(folder / SERIES_FILE, np.concatenate(list(series.values())).astype(np.float32), allow_pickle=False)
     std = rows.std(axis=0)
     metadata = {
         "format": FORMAT,
         "features": list(features),
         "rows": len(rows),
         "heldout_rows": len(heldout),
+        "series_instruments": {name: len(values) for name, values in series.items()},
         "source": source,
         "mean": rows.mean(axis=0).tolist(),
         "std": np.where(std > 0, std, 1.0).tolist(),
         "psi_edges": psi_edges(rows).tolist(),
         "online": online,
-        "series_calibration": series_calibration,
-        "sha256": {REFERENCE_FILE: _sha256(folder / REFERENCE_FILE), HELDOUT_FILE: _sha256(folder / HELDOUT_FILE)},
+        "sha256": {name: _sha256(folder / name) for name in ARRAYS},
     }
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
     return Reference.load(folder)

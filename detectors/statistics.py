@@ -6,7 +6,7 @@ Pure numpy and scipy, so the same functions serve the runtime, the evidence scri
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import chi2, cramervonmises_2samp, kstwo
+from scipy.stats import chi2
 
 PSI_BINS = 10
 PSI_MODERATE, PSI_MAJOR = 0.1, 0.25  # the usual bands: below 0.1 stable, 0.1 to 0.25 moderate, above major
@@ -74,7 +74,8 @@ def psi_p_values(values: np.ndarray, window_rows: int, reference_rows: int, bins
 
 def ks_statistics(reference_sorted: np.ndarray, window: np.ndarray) -> np.ndarray:
     """Two-sample Kolmogorov-Smirnov statistic per feature, ``max |F_ref - F_window|`` over the pooled values:
-    what alibi-detect's ``KSDrift`` reports as the distance (scipy's ``ks_2samp``), without a scipy call per feature.
+    what alibi-detect's ``KSDrift`` reports as the distance (scipy's ``ks_2samp``), without a scipy call per feature
+    (the evidence's comparison with the statistic the series calibration used before).
 
     >>> ks_statistics(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([[2.5], [3.5]])).tolist()
     [0.75]
@@ -87,18 +88,6 @@ def ks_statistics(reference_sorted: np.ndarray, window: np.ndarray) -> np.ndarra
         out[j] = np.abs(np.searchsorted(reference_sorted[:, j], pooled, side="right") / n
                         - np.searchsorted(window[:, j], pooled, side="right") / m).max()
     return out
-
-
-def ks_p_values(statistics: np.ndarray, window_rows: int, reference_rows: int) -> np.ndarray:
-    """Two-sided asymptotic p-values of KS statistics, as ``ks_2samp(..., mode="asymp")`` computes them (and so
-    alibi-detect's ``KSDrift``)."""
-    return np.clip(kstwo.sf(statistics, np.round(window_rows * reference_rows / (window_rows + reference_rows))), 0, 1)
-
-
-def cvm_statistics(reference: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Two-sample Cramér-von Mises statistic per feature, from one vectorised scipy call (alibi-detect's
-    ``CVMDrift`` makes one per feature)."""
-    return np.asarray(cramervonmises_2samp(reference.T, window.T, axis=-1).statistic, dtype=np.float64)
 
 
 def ensemble(verdicts: dict[str, bool], k: int) -> bool:

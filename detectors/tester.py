@@ -35,18 +35,23 @@ class WindowTester:
     """The tests of one window, and the online detector's rows: what runs in the child (or a thread)."""
 
     def __init__(self, reference: Reference, settings: DriftSettings):
-        self.settings = settings
-        self.checks = DriftChecks(reference, settings.tests, settings.p_value, settings.correction,
-                                  settings.mmd_permutations, statistics_only=settings.calibration == "series")
-        self.series = SeriesCalibration.from_metadata(reference.series_calibration) \
-            if settings.calibration == "series" else None
+        self.settings, self.reference = settings, reference
+        if settings.calibration == "series":
+            self.checks = None
+            self.series = SeriesCalibration(reference.segments(), reference.standardise, settings.window_size,
+                                            settings.max_window_size)
+        else:
+            self.checks = DriftChecks(reference, settings.tests, settings.p_value, settings.correction,
+                                      settings.mmd_permutations)
+            self.series = None
         self._tie_breaker = np.random.default_rng(0)  # online rows get their ties broken as the tests' do
         self.online = online_detector(self._online_rows(reference.rows), reference.online) if settings.online \
             else None
 
     def test(self, window: np.ndarray) -> dict[str, Result]:
-        results = self.checks.run(window)
-        return self.series.apply(results, self.settings.p_value) if self.series is not None else results
+        if self.series is not None:
+            return self.series.run(window, self.settings.tests, self.settings.p_value)
+        return self.checks.run(window)
 
     def online_rows(self, rows: np.ndarray) -> tuple[int, float]:
         """Feed ``rows`` to the online detector one by one: the last verdict and the largest statistic."""
@@ -60,7 +65,7 @@ class WindowTester:
         return drift, statistic
 
     def _online_rows(self, rows: np.ndarray) -> np.ndarray:
-        return break_ties(self.checks.standardise(rows), np.ones(rows.shape[1], np.float32), self._tie_breaker)
+        return break_ties(self.reference.standardise(rows), np.ones(rows.shape[1], np.float32), self._tie_breaker)
 
 
 # in the child process ---------------------------------------------------------------------------------------

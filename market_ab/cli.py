@@ -33,13 +33,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_reference(args) -> int:
-    from detectors.reference import METADATA_FILE
+    from detectors.reference import Reference, ReferenceError
     from training.drift_reference import FOLDER, build_reference
 
     folder = args.models_dir / FOLDER
-    if args.if_missing and (folder / METADATA_FILE).exists():
-        print(f"drift reference present in {folder}; nothing to build")
-        return 0
+    if args.if_missing:
+        try:
+            Reference.load(folder)
+            print(f"drift reference present in {folder}; nothing to build")
+            return 0
+        except ReferenceError as error:  # missing, or of an older format
+            print(error)
     print(f"building the drift reference in {folder} (simulating the online thresholds takes a few seconds)")
     reference = build_reference(args.models_dir)
     source = reference.metadata["source"]

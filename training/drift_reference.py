@@ -8,9 +8,10 @@ features such as 60-day volatility move slowly, and a plain random draw can over
 by chance (one such draw differed from its own held-out rows at p = 0.0001, and KS then flagged 18% of null
 windows instead of about 1%).
 
-Windows of consecutive held-out rows give the series calibration (``detectors.calibration``). The online
-detector's thresholds are simulated here, once, and stored with the reference
-(``detectors.online``); they depend only on the reference's shape, since Cramér-von Mises is rank-based.
+Every row of the period, in order, is stored too: the series tests judge a window against the period's own
+windows of the same size, fitted when the detector first meets that size (``detectors.calibration``). The
+online detector's thresholds are simulated here, once, and stored with the reference (``detectors.online``);
+they depend only on the reference's shape, since Cramér-von Mises is rank-based.
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from detectors.calibration import SERIES_TESTS, calibrate
-from detectors.checks import DriftChecks
 from detectors.drift import DriftRuntime
 from detectors.online import online_thresholds
 from detectors.reference import Reference, write_reference
@@ -40,7 +38,6 @@ REFERENCE_ROWS = 1000
 ONLINE_ERT = 250  # expected rows between false alarms of the online detector (about a trading year)
 ONLINE_WINDOW_SIZES = (20,)  # about a trading month
 WINDOW_ROWS = 60  # the shipped detector's window: about a quarter of trading days
-CALIBRATION_STRIDE = 5  # rows between the starts of consecutive calibration windows
 SEED = 0
 
 
@@ -83,26 +80,9 @@ def model_settings(reference: Reference) -> dict:
     }
 
 
-def series_calibration(reference: Reference, instruments: np.ndarray, window_rows: int = WINDOW_ROWS,
-                       stride: int = CALIBRATION_STRIDE, progress: bool = True) -> dict:
-    """Every series test's per-feature distances over windows of consecutive held-out rows, each within one
-    instrument (``instruments``: the held-out rows' instrument, in pool order), summarised by ``calibrate``."""
-    checks = DriftChecks(reference, SERIES_TESTS)
-    names = list(dict.fromkeys(instruments))
-    by_instrument = {name: reference.heldout[instruments == name] for name in names}
-    starts = [(name, start) for name in names for start in range(0, len(by_instrument[name]) - window_rows + 1, stride)]
-    distances = {test: [] for test in SERIES_TESTS}
-    for name, start in tqdm(starts, desc="calibration windows", mininterval=2, disable=not progress):
-        for test, result in checks.run(by_instrument[name][start:start + window_rows]).items():
-            distances[test].append(result.feature_values)
-    calibration = calibrate({test: np.array(values) for test, values in distances.items()}, window_rows)
-    return {**calibration, "stride": stride, "windows": len(starts), "window_instrument": [n for n, _ in starts]}
-
-
-def build_reference(models_dir: str | Path, reference_rows: int = REFERENCE_ROWS, seed: int = SEED,
-                    progress: bool = True) -> Reference:
-    """Write ``models_dir/drift-detector``: the reference, held-out rows, online thresholds, series calibration
-    and model settings."""
+def build_reference(models_dir: str | Path, reference_rows: int = REFERENCE_ROWS, seed: int = SEED) -> Reference:
+    """Write ``models_dir/drift-detector``: the reference, held-out rows, the period's rows in order, online
+    thresholds and model settings."""
     folder = Path(models_dir) / FOLDER
     rows, instruments, days = training_period_rows()
     chosen = reference_positions(len(rows), reference_rows, seed)
@@ -118,9 +98,8 @@ def build_reference(models_dir: str | Path, reference_rows: int = REFERENCE_ROWS
         "pool_rows": int(len(rows)), "sampling": "one row at random from each block of consecutive rows",
         "seed": seed,
     }
-    written = write_reference(folder, reference, rows[heldout], FEATURE_NAMES, source, online)
-    calibration = series_calibration(written, instruments[heldout], progress=progress)
-    written = write_reference(folder, reference, rows[heldout], FEATURE_NAMES, source, online, calibration)
+    series = {name: rows[instruments == name] for name in INSTRUMENTS}
+    written = write_reference(folder, reference, rows[heldout], series, FEATURE_NAMES, source, online)
     (folder / "model-settings.json").write_text(json.dumps(model_settings(written), indent=2) + "\n")
     return written
 
