@@ -132,22 +132,45 @@ class Detector:
 
 def false_alarms(reference: Reference, detector: Detector, data: Instruments, rows: int, windows: int,
                  seed: int = 0) -> dict:
+    """Ordinary windows of each instrument, ``windows / 2`` each; the goal pools the indices'. Intervals resample
+    instrument-years: windows at random positions overlap, so they are not independent draws."""
     checks = DriftChecks(reference, IID_TESTS, P_VALUE, seed=seed)
     rng = np.random.default_rng(seed)
-    verdicts, tests, iid = [], {name: [] for name in SHIPPED.tests}, []
-    for name in INDICES:
+    records = []  # (instrument, year, verdict, {test: verdict}, i.i.d. verdict)
+    for name in INSTRUMENTS:
         for end in tqdm(rng.choice(data.reference_ends(name, rows), windows // len(INDICES), replace=False),
                         desc=f"ordinary windows, {name}", mininterval=2):
             window = data.trailing(name, int(end), rows)
             results = detector.results(window)
-            verdicts.append(ensemble({n: r.drift for n, r in results.items()}, SHIPPED.votes))
-            for test, result in results.items():
-                tests[test].append(result.drift)
-            iid.append(ensemble({n: r.drift for n, r in checks.run(window).items()}, IID_K))
+            iid = name in INDICES and ensemble({n: r.drift for n, r in checks.run(window).items()}, IID_K)
+            records.append((name, data.dates[name][int(end)].year,
+                            ensemble({n: r.drift for n, r in results.items()}, SHIPPED.votes),
+                            {n: r.drift for n, r in results.items()}, iid))
+    indices = [r for r in records if r[0] in INDICES]
+    clusters = [(r[0], r[1]) for r in indices]
     return {"rows": rows, "nominal": P_VALUE, "instruments": list(INDICES),
-            "ordinary": {"ensemble": share(verdicts), "tests": {n: share(f) for n, f in tests.items()},
-                         "iid_ensemble": share(iid)},
+            "ordinary": {"ensemble": clustered([r[2] for r in indices], clusters),
+                         "tests": {n: clustered([r[3][n] for r in indices], clusters) for n in SHIPPED.tests},
+                         "iid_ensemble": clustered([r[4] for r in indices], clusters)},
+            "by_instrument": {name: clustered([r[2] for r in records if r[0] == name],
+                                              [r[1] for r in records if r[0] == name]) for name in INSTRUMENTS},
             "held_out": held_out(reference, rows, windows, rng)}
+
+
+def clustered(flags, clusters, draws: int = BOOTSTRAP, seed: int = 0) -> dict:
+    """A share with a 95% Wilson interval at its effective sample size: the count divided by the design effect, the
+    variance of a bootstrap that resamples whole clusters (instrument-years) over the binomial variance (at least
+    1). Windows near each other overlap, so ``n`` of them carry less than ``n`` draws' worth of evidence."""
+    flags, keys = np.asarray(flags, dtype=float), [str(c) for c in clusters]
+    groups = [np.flatnonzero(np.asarray(keys) == key) for key in dict.fromkeys(keys)]
+    sums, sizes = np.array([flags[g].sum() for g in groups]), np.array([len(g) for g in groups])
+    picks = np.random.default_rng(seed).integers(0, len(groups), size=(draws, len(groups)))
+    shares = sums[picks].sum(axis=1) / sizes[picks].sum(axis=1)
+    p, n = float(flags.mean()), len(flags)
+    binomial = p * (1 - p) / n
+    design = max(1.0, float(shares.var()) / binomial) if binomial > 0 else 1.0
+    low, high = wilson_interval(p * n / design, n / design)
+    return {"share": p, "low": low, "high": high, "n": n, "clusters": len(groups), "design_effect": design}
 
 
 def held_out(reference: Reference, rows: int, windows: int, rng: np.random.Generator) -> dict:
@@ -164,16 +187,17 @@ def held_out(reference: Reference, rows: int, windows: int, rng: np.random.Gener
     out, verdicts = {}, []
     for parity, label in ((0, "odd years, calibrated on the even"), (1, "even years, calibrated on the odd")):
         detector = Detector.on(reference, [b for (_, year), b in blocks.items() if year % 2 == parity], rows)
-        judged = [(name, b) for (name, year), b in blocks.items() if year % 2 != parity and name in INDICES
-                  and len(b) >= rows]
-        flags = []
+        judged = [((name, year), b) for (name, year), b in blocks.items() if year % 2 != parity
+                  and name in INDICES and len(b) >= rows]
+        flags, clusters = [], []
         for i in rng.choice(len(judged), windows // 2):
-            block = judged[i][1]
+            (name, year), block = judged[i]
             start = int(rng.integers(0, len(block) - rows + 1))
             flags.append(detector(block[start:start + rows]))
-        out[label] = share(flags)
-        verdicts += flags
-    return {"both": share(verdicts), **out}
+            clusters.append((name, year))
+        out[label] = clustered(flags, clusters)
+        verdicts += list(zip(flags, clusters, strict=True))
+    return {"both": clustered([f for f, _ in verdicts], [c for _, c in verdicts]), **out}
 
 
 def broken_days(data: Instruments, detector: Detector) -> dict:
@@ -191,16 +215,19 @@ def broken_days(data: Instruments, detector: Detector) -> dict:
 # 2. power ---------------------------------------------------------------------------------------------------
 
 def calm_stretches(data: Instruments, detector: Detector, rows: int, count: int, seed: int = 0) -> list:
-    """``count`` windows after the reference period, drawn at random among the calm ones (every day's 20-day
-    volatility below the instrument's median) whose data a working feed sent (no broken row)."""
+    """``count`` windows starting on or after ``CALM_FROM``, drawn at random among the calm ones (every day's
+    20-day volatility below the instrument's median) whose data a working feed sent (no broken row)."""
     vol = FEATURE_NAMES.index("vol_20")
     candidates = []
     for name in INSTRUMENTS:
         median = np.nanmedian(data.rows[name][:, vol])
-        for end in np.flatnonzero(data.dates[name] >= pd.Timestamp(CALM_FROM)):
-            window = data.trailing(name, int(end), rows)
+        for start in np.flatnonzero(data.dates[name] >= pd.Timestamp(CALM_FROM)):
+            end = int(start) + rows - 1
+            if end >= len(data.dates[name]):
+                break
+            window = data.trailing(name, end, rows)
             if (window[:, vol] < median).all() and not broken_rows(window, detector.series.volume_limit).any():
-                candidates.append((name, int(end)))
+                candidates.append((name, end))
     rng = np.random.default_rng(seed)
     return [candidates[i] for i in rng.choice(len(candidates), count, replace=False)]
 
@@ -215,16 +242,19 @@ def shifted_windows(data: Instruments, stretches: list, rows: int, shift) -> lis
 
 
 def power(data: Instruments, detector: Detector, stretches: list, rows: int) -> tuple[dict, dict]:
-    """The share flagged per cell (and per test); and each cell's windows, for the comparison of statistics."""
+    """The share flagged per cell (and per test), intervals resampling the stretches' instrument-years (nearby
+    stretches overlap); and each cell's windows, for the comparison of statistics."""
     cells, windows = [], {}
+    clusters = [(name, data.dates[name][end].year) for name, end in stretches]
     for family, (label, unit, sizes) in tqdm(SHIFTS.items(), desc="injected shifts"):
         for size, shift in sizes:
             shifted = shifted_windows(data, stretches, rows, shift)
             results = [detector.results(w) for w in shifted]
             cells.append({"family": family, "size": size, "label": label.format(size), "unit": unit,
-                          "flagged": share([ensemble({n: r.drift for n, r in res.items()}, SHIPPED.votes)
-                                            for res in results]),
-                          "tests": {test: share([res[test].drift for res in results]) for test in SHIPPED.tests}})
+                          "flagged": clustered([ensemble({n: r.drift for n, r in res.items()}, SHIPPED.votes)
+                                                for res in results], clusters),
+                          "tests": {test: clustered([res[test].drift for res in results], clusters)
+                                    for test in SHIPPED.tests}})
             windows[(family, size)] = shifted
     calm = {"from": CALM_FROM, "stretches": len(stretches),
             "instruments": {name: sum(1 for n, _ in stretches if n == name) for name in INSTRUMENTS}}

@@ -134,6 +134,10 @@ class DriftRuntime(MLModel):
             raise ReferenceError(f"{self.name}: the reference period holds {windows} windows of "
                                  f"{self.config.max_window_size} rows (max_window_size), too few to calibrate them "
                                  f"(at least {MIN_WINDOWS}); lower max_window_size or build a longer reference")
+        if self.config.p_value * (windows + 1) < 1:
+            raise ReferenceError(f"{self.name}: p_value {self.config.p_value} is below 1 / {windows + 1}, the smallest "
+                                 f"p-value {windows} reference windows of {self.config.max_window_size} rows can give: "
+                                 "no window could ever drift; raise p_value or lower max_window_size")
 
     async def unload(self) -> bool:
         if getattr(self, "alerts", None) is not None:

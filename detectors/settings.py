@@ -27,11 +27,12 @@ class DriftSettings(ExtraSettings):
                                          "categorical, as here; `classifier` trains a small network per window)")
     ensemble_k: int | None = Field(None, ge=1, description="drift when at least this many tests agree (unset: 1 "
                                                            "with `series`, whose tests see different things; 2 "
-                                                           "with `iid`)")
+                                                           "with `iid`, or 1 with a single test)")
     p_value: float = Field(0.05, gt=0, lt=1, description="significance of each test: with `series`, the share of "
                                                          "the reference period's windows it flags")
     correction: Literal["bonferroni", "fdr"] = Field("bonferroni", description="multiple-testing correction of the "
-                                                                               "per-feature tests")
+                                                                               "per-feature tests (`iid`; `series` "
+                                                                               "names features by Bonferroni)")
     window_size: int = Field(60, ge=10, description="rows of the rolling window; a request of at least this many "
                                                     "rows is judged on its own, every row of it")
     max_window_size: int = Field(250, ge=10, description="`series`: the most rows a request may hold (each size "
@@ -60,6 +61,8 @@ class DriftSettings(ExtraSettings):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if not self.tests or len(set(self.tests)) != len(self.tests):
+            raise ValueError(f"'tests' must name at least one test, each once; got {list(self.tests)}")
         allowed = SERIES_TESTS if self.calibration == "series" else TESTS
         unknown = sorted(set(self.tests) - set(allowed))
         if unknown:
@@ -68,7 +71,7 @@ class DriftSettings(ExtraSettings):
                              f"of {list(allowed)}{other}")
         if self.ensemble_k is not None and self.ensemble_k > len(self.tests):
             raise ValueError(f"'ensemble_k' {self.ensemble_k} exceeds the {len(self.tests)} tests")
-        if self.max_window_size < self.window_size:
+        if self.calibration == "series" and self.max_window_size < self.window_size:
             raise ValueError(f"'max_window_size' {self.max_window_size} is below 'window_size' {self.window_size}")
         return self
 

@@ -249,6 +249,9 @@ class RolloutRunner:
         else:
             self.original_mirror = self._check_experiment().get("mirror")
             now = self.clock()
+            # count from a scrape taken after now: requests the candidate answered just before (another
+            # experiment's, say) that Prometheus had not yet scraped would otherwise count as this rollout's
+            self._await_scrape(now)
             progress, start, reasons = Progress.begin(now, self.spec.mirror is not None), self.figures.counters(), []
             weight = 0 if progress.mirroring else self.spec.steps[0]
             self.audit.append({"event": "start", "time": _now_iso(now), "rollout": self.rollout.name,
@@ -346,6 +349,16 @@ class RolloutRunner:
                              f"{spec.get('mirror')}); setting {expected} again")
             self._move(candidate_weight, False, mirroring)
 
+    def _await_scrape(self, moment: float, timeout: float = 30.0) -> bool:
+        """Until Prometheus holds a sample of the candidate's counters taken after ``moment``, at most ``timeout``
+        seconds; whether it does."""
+        deadline = time.monotonic() + timeout
+        while not self.figures.scraped_after(moment):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)  # Prometheus's next scrape is at most one scrape interval away
+        return True
+
     def _final_candidate_requests(self, start: Counters, changed: float, timeout: float = 30.0) -> int:
         """The candidate's requests once Prometheus has scraped its counters twice after the last weight change
         (a request routed before the change and answered after the first scrape is in the second), or after
@@ -353,8 +366,7 @@ class RolloutRunner:
         deadline = time.monotonic() + timeout
         try:
             for _ in range(2):
-                while not self.figures.scraped_after(changed) and time.monotonic() < deadline:
-                    time.sleep(0.25)  # Prometheus's next scrape is at most one scrape interval away
+                self._await_scrape(changed, deadline - time.monotonic())
                 changed = self.clock()
             return self.figures.counters().since(start, "candidate").requests
         except (FiguresError, OSError, RuntimeError, ValueError, KeyError) as error:

@@ -60,6 +60,26 @@ def test_the_shift_test_flags_its_level_of_the_reference_windows(calibration):
     assert 0.4 <= np.median(p_values) <= 0.6
 
 
+def test_a_window_beyond_every_reference_window_gets_the_smallest_p_value(calibration):
+    """Out of sample: further out than every reference window in both views, the rank is 1 / (windows + 1)."""
+    shift, _ = calibration.tests(30)
+    windows = len(shift.smallest)
+    far = calibration._standard[0][:30] + 100.0
+    result = calibration.run(far, ("shift",), 0.05)["shift"]
+    assert result.p_value == pytest.approx(1 / (windows + 1))
+    ordinary = calibration.run(calibration._standard[0][:30], ("shift",), 0.05)["shift"]
+    assert ordinary.p_value > 0.05
+
+
+def test_a_drifted_window_names_a_feature_even_at_a_strict_level(calibration):
+    """At 0.01 no feature's rank p-value can pass 0.01 / 35; the one that moved most is named instead."""
+    window = calibration._standard[2][300:330].copy()
+    moved = FEATURE_NAMES.index("rsi_14")
+    window[:, moved] += 50
+    result = calibration.run(window, ("shift",), 0.01)["shift"]
+    assert result.drift and [FEATURE_NAMES[j] for j in np.flatnonzero(result.feature_drift)] == ["rsi_14"]
+
+
 def test_a_moved_feature_is_flagged_and_named(calibration):
     segment = calibration._standard[0]
     window = segment[500:530].copy()
@@ -186,3 +206,7 @@ def test_series_settings_take_only_series_tests():
     assert DriftSettings.from_extra({"calibration": "iid", "tests": "ks"}).votes == 1
     with pytest.raises(SettingsError, match="'max_window_size' 50 is below 'window_size' 60"):
         DriftSettings.from_extra({"max_window_size": 50})
+    assert DriftSettings.from_extra({"calibration": "iid", "window_size": 300}).window_size == 300
+    for tests in ("", "shift,shift"):
+        with pytest.raises(SettingsError, match="at least one test, each once"):
+            DriftSettings.from_extra({"tests": tests})

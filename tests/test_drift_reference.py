@@ -89,9 +89,13 @@ def test_the_shipped_reference_holds_the_serving_features(shipped):
     assert sum(source["instruments"].values()) == len(shipped.rows) + len(shipped.heldout) == len(shipped.series)
     assert shipped.metadata["series_instruments"] == source["instruments"]
     assert np.isfinite(shipped.series).all()
-    # the series is every row of the period in order: the reference and held-out rows together
-    together = {row.tobytes() for row in np.concatenate([shipped.rows, shipped.heldout])}
-    assert {row.tobytes() for row in shipped.series} == together
+    # the series is every row of the period in order: the reference rows at their drawn positions, the held-out
+    # rows between them
+    from training.drift_reference import reference_positions
+
+    chosen = reference_positions(len(shipped.series), len(shipped.rows), source["seed"])
+    np.testing.assert_array_equal(shipped.series[chosen], shipped.rows)
+    np.testing.assert_array_equal(np.delete(shipped.series, chosen, axis=0), shipped.heldout)
     # held-out rows are not reference rows
     reference_rows = {row.tobytes() for row in shipped.rows}
     assert not any(row.tobytes() in reference_rows for row in shipped.heldout)

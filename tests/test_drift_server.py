@@ -377,7 +377,7 @@ def test_tests_run_in_a_lower_priority_process_that_leaves_with_its_server(tmp_p
 @pytest.mark.parametrize("rows", [2 * WINDOW, LONGEST])
 def test_every_row_of_a_longer_request_is_judged(detectors, rows):
     """A request of up to LONGEST rows is judged on all of them, against the reference period's windows of that
-    size: the same rows sent as one request of their own give the same p-values whatever came before."""
+    size: its last WINDOW rows alone get other p-values."""
     _, client = detectors
     window = ordinary_window(11, rows)
     result = client.infer_grpc(DETECTOR, {"features": window})

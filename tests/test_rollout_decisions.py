@@ -232,6 +232,36 @@ class ScriptedFigures:
         return True
 
 
+class LateScrape(ScriptedFigures):
+    """Prometheus scrapes the counters only on the third time it is asked; every query is recorded."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def scraped_after(self, moment):
+        self.asked.append("scraped_after")
+        return self.asked.count("scraped_after") >= 3
+
+    def counters(self):
+        self.asked.append("counters")
+        return super().counters()
+
+
+def test_a_rollout_counts_from_a_scrape_taken_after_it_began(tmp_path):
+    """Requests the candidate answered just before the rollout (another experiment's) and Prometheus had not yet
+    scraped must not count as the rollout's: the start counters wait for the next scrape."""
+    from rollouts.audit import AuditLog
+    from rollouts.runner import RolloutRunner, Stop
+
+    rollout = Rollout(apiVersion="market-ab.io/v1alpha1", kind="Rollout", metadata={"name": "r"},
+                      spec=SPEC.model_copy(update={"interval": 0.01, "min_outcomes": 20}))
+    figures, stop = LateScrape(), Stop()
+    stop.set()
+    RolloutRunner(rollout, Target(), AuditLog(tmp_path / "r.audit.jsonl"), figures, stop=stop).run()
+    assert figures.asked[:4] == ["scraped_after", "scraped_after", "scraped_after", "counters"]
+
+
 class Target:
     """Records every weight change; ``dies_at``: the candidate weight whose change kills the process."""
 
