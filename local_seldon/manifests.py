@@ -43,6 +43,20 @@ class Problem:
 
 # reading ----------------------------------------------------------------------------------------------------
 
+class ManifestLoader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, except that a bare ``=`` is the string it is in Kubernetes (a YAML 1.2 reader):
+    ``kubectl kustomize`` writes an AlertmanagerConfig's ``matchType: "="`` unquoted, and YAML 1.1 reads it as
+    its obsolete "value" type, which the safe loader refuses."""
+
+
+ManifestLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
+def load_all(text: str) -> list:
+    """Every document of ``text``, as Kubernetes reads them (``ManifestLoader``)."""
+    return list(yaml.load_all(text, Loader=ManifestLoader))
+
+
 def load_documents(paths: list[Path]) -> list[tuple[str, dict]]:
     """``(source, object)`` for every YAML document in the files, and in the Kustomize folders as rendered by
     ``kubectl kustomize``."""
@@ -55,7 +69,7 @@ def load_documents(paths: list[Path]) -> list[tuple[str, dict]]:
         else:
             text = path.read_text()
         try:
-            out += [(str(path), doc) for doc in yaml.safe_load_all(text) if doc]
+            out += [(str(path), doc) for doc in load_all(text) if doc]
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from error
     return out

@@ -2,26 +2,23 @@
 alert rules of the manifests' PrometheusRule loaded as they are (no second copy of an expression).
 
 ``rule_groups`` and ``scrape_config`` are pure: they turn manifests and addresses into Prometheus's two files.
-``PrometheusProcess`` runs the binary and waits until it is ready; ``PrometheusAPI`` asks it what it saw.
+``PrometheusProcess`` runs the binary and waits until it is ready (``binaries.LocalBinary``); ``PrometheusAPI`` asks
+it what it saw.
 """
 
 from __future__ import annotations
 
 import copy
-import ctypes
 import json
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import yaml
+
+from .binaries import LocalBinary
 
 DEFAULT_PORT = 9090
 DEFAULT_SCRAPE_INTERVAL = "2s"
@@ -29,7 +26,6 @@ INSTALL_HINT = ("install the distribution's package (Debian/Ubuntu: apt-get inst
                 "--no-prometheus")
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_PR_SET_PDEATHSIG = 1
 
 
 def duration_seconds(text: str) -> float:
@@ -56,74 +52,34 @@ def rule_groups(documents: list[tuple[str, dict]], alert_for: str | None = None)
 
 
 def scrape_config(targets: dict[str, str], interval: str = DEFAULT_SCRAPE_INTERVAL,
-                  rule_file: str | None = "rules.yaml") -> dict:
-    """``targets``: job name -> ``host:port`` serving ``/metrics``."""
+                  rule_file: str | None = "rules.yaml", alertmanagers: list[str] | None = None) -> dict:
+    """``targets``: job name -> ``host:port`` serving ``/metrics``; ``alertmanagers``: ``host:port`` of each."""
     duration_seconds(interval)
     return {"global": {"scrape_interval": interval, "evaluation_interval": interval},
             **({"rule_files": [rule_file]} if rule_file else {}),
+            **({"alerting": {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}}
+               if alertmanagers else {}),
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [address]}]}
                                for job, address in targets.items()]}
 
 
-try:  # resolved here, not in the child between fork and exec, where loading a library is not safe
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux: the stack's own stop still ends it
-    _PRCTL = None
+class PrometheusProcess(LocalBinary):
+    label, names, install_hint = "prometheus", ("prometheus",), INSTALL_HINT
+    port_option, off_option = "--prometheus-port", "--no-prometheus"
 
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the thread that started it ends (the stack's main thread), even by
-    SIGKILL."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class PrometheusProcess:
     def __init__(self, folder: Path, targets: dict[str, str], rules: dict, port: int = DEFAULT_PORT,
-                 host: str = "127.0.0.1", interval: str = DEFAULT_SCRAPE_INTERVAL, ready_timeout: float = 60.0):
-        """``folder`` holds its configuration, log and data (``data/``)."""
-        self.folder, self.port, self.host, self.ready_timeout = Path(folder), port, host, ready_timeout
-        self.binary = shutil.which("prometheus")
-        if self.binary is None:
-            raise FileNotFoundError(f"prometheus is not installed: {INSTALL_HINT}")
-        self.folder.mkdir(parents=True, exist_ok=True)
+                 host: str = "127.0.0.1", interval: str = DEFAULT_SCRAPE_INTERVAL, ready_timeout: float = 60.0,
+                 alertmanagers: list[str] | None = None):
+        """``folder`` holds its configuration, log and data (``data/``); ``alertmanagers``: ``host:port`` of the
+        Alertmanagers its alerts go to."""
+        super().__init__(folder, port, host, ready_timeout)
         (self.folder / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
-        (self.folder / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(targets, interval), sort_keys=False))
-        self.log_path = self.folder / "prometheus.log"
-        self._process: subprocess.Popen | None = None
+        (self.folder / "prometheus.yml").write_text(yaml.safe_dump(
+            scrape_config(targets, interval, alertmanagers=alertmanagers), sort_keys=False))
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    def start(self) -> PrometheusProcess:
-        """Start it and wait until it answers; call from a thread that lives as long as it should (it stops when
-        that thread ends). RuntimeError when its port is taken (its readiness would be another Prometheus's) or it
-        does not become ready."""
-        with socket.socket() as probe:
-            try:
-                probe.bind((self.host, self.port))
-            except OSError as error:
-                raise RuntimeError(f"port {self.port} on {self.host} is in use ({error.strerror}); the distribution's "
-                                   "prometheus package may run one as a service there: choose another with "
-                                   "--prometheus-port, or run without it: --no-prometheus") from None
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                [self.binary, f"--config.file={self.folder / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={self.folder / 'data'}", f"--web.listen-address={self.host}:{self.port}"],
-                cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + self.ready_timeout
-        while self._process.poll() is not None or not self._ready():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"prometheus did not become ready on {self.url}; its log:\n{self.log_tail()}")
-            time.sleep(0.1)  # polling its readiness endpoint, with a deadline
-        return self
+    def command(self) -> list[str]:
+        return [self.binary, f"--config.file={self.folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.folder / 'data'}", f"--web.listen-address={self.host}:{self.port}"]
 
     def wait_for_scrapes(self, jobs, timeout: float = 60.0) -> bool:
         """Until each of ``jobs`` has been scraped once with success (Prometheus discovers its targets a few seconds
@@ -138,28 +94,6 @@ class PrometheusProcess:
                 return True
             time.sleep(0.2)  # polling its API, with a deadline
         return False
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
-                return answer.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
 
 
 class PrometheusAPI:

@@ -23,6 +23,10 @@ from aiohttp import web
 from mlserver.grpc import dataplane_pb2_grpc
 
 from .admin import ADMIN_HOST, DEFAULT_ADMIN_PORT, AdminDoor
+from .alert_receiver import AlertReceiver
+from .alertmanager import DEFAULT_PORT as DEFAULT_ALERTMANAGER_PORT
+from .alertmanager import INSTALL_HINT as ALERTMANAGER_HINT
+from .alertmanager import RETRAIN_ALERTS, AlertmanagerProcess, alertmanager_config
 from .deployment import Deployment
 from .gateway import Gateway
 from .grpc_server import GrpcDoor
@@ -38,6 +42,7 @@ LAUNCHED_LINE = "market-ab serve: MLServer launched"  # its models are loading
 MLSERVER_LINE = "market-ab serve: MLServer ready"  # MLServer's own addresses, to call a model directly
 PROMETHEUS_LINE = "prometheus:"  # its address, once it is ready
 ADMIN_LINE = "admin:"  # the admin port's address
+ALERTMANAGER_LINE = "alertmanager:"  # its address, once it is ready
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT = 9000, 9001
 
 
@@ -55,6 +60,8 @@ class ServeOptions:
     scrape_interval: str = DEFAULT_SCRAPE_INTERVAL
     alert_for: str | None = None  # caps every alert's `for:` (demos, tests)
     admin_port: int | None = DEFAULT_ADMIN_PORT  # None: no admin port
+    alertmanager_port: int | None = DEFAULT_ALERTMANAGER_PORT  # None: no Alertmanager (nor without Prometheus)
+    alerts_dir: Path | None = None  # the notification log and retraining requests; default: state_dir/alerts
 
 
 def plan_deployment(options: ServeOptions, documents: list | None = None) -> Deployment:
@@ -68,9 +75,16 @@ def plan_deployment(options: ServeOptions, documents: list | None = None) -> Dep
     return deployment
 
 
-def serve(options: ServeOptions) -> int:
+def serve(options: ServeOptions, retrain_trigger=None) -> int:
+    """``retrain_trigger(request)``: what a retraining request routed by Alertmanager starts (none: recorded only)."""
     if options.prometheus_port is not None and shutil.which("prometheus") is None:
         raise ValueError(f"prometheus is not installed: {INSTALL_HINT}")
+    alerting = options.prometheus_port is not None and options.alertmanager_port is not None
+    if alerting and options.admin_port is None:
+        raise ValueError("Alertmanager's receivers live on the admin port: drop --no-admin, or run without "
+                         "Alertmanager: --no-alertmanager")
+    if alerting and not AlertmanagerProcess.installed():
+        raise ValueError(f"prometheus-alertmanager is not installed: {ALERTMANAGER_HINT}")
     documents = load_documents(options.manifests)
     deployment = plan_deployment(options, documents)
     rules = rule_groups(documents, options.alert_for)
@@ -82,7 +96,7 @@ def serve(options: ServeOptions) -> int:
     # models checks for them (raising from the handler could leave MLServer started but not yet known)
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _remember_signal)
-    prometheus = None
+    prometheus = alertmanager = receiver = None
     print(f"market-ab serve: starting MLServer on {repository} (log: {mlserver.log_path})", flush=True)
     if deployment.not_applied:
         print(f"market-ab serve: left to the cluster: {', '.join(deployment.not_applied)}", flush=True)
@@ -93,23 +107,44 @@ def serve(options: ServeOptions) -> int:
             return 128 + _STOP_REQUESTED.number
         print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, metrics "
               f"{mlserver.metrics_url}, pid {mlserver.pid}", flush=True)
+        if alerting:
+            receiver = AlertReceiver(options.alerts_dir or (options.state_dir or workdir) / "alerts", retrain_trigger)
+            alertmanager = _start_alertmanager(options, receiver, workdir)
         if options.prometheus_port is not None:
-            prometheus = _start_prometheus(options, mlserver, rules, workdir)
-        return _run(_gateway(options, deployment, mlserver, prometheus))
+            prometheus = _start_prometheus(options, mlserver, rules, workdir, alertmanager)
+        return _run(_gateway(options, deployment, mlserver, prometheus, receiver))
     finally:
         if prometheus is not None:
             prometheus.stop()
+        if alertmanager is not None:
+            alertmanager.stop()
         mlserver.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         print("market-ab serve: stopped", flush=True)
 
 
-def _start_prometheus(options: ServeOptions, mlserver: MLServerProcess, rules: dict, workdir: Path):
-    """Prometheus scraping the gateway (its port opens a moment later) and MLServer, with the manifests' rules."""
+def _start_alertmanager(options: ServeOptions, receiver: AlertReceiver, workdir: Path) -> AlertmanagerProcess:
+    """Alertmanager routing to the receivers of the admin port (which opens a moment later; it retries)."""
+    admin = f"http://{ADMIN_HOST}:{options.admin_port}/alerts"
+    wait = "1s" if options.alert_for else "10s"  # demos and tests: as soon as an alert fires
+    config = alertmanager_config(f"{admin}/notify", f"{admin}/retrain", group_wait=wait)
+    alertmanager = AlertmanagerProcess(workdir / "alertmanager", config, options.alertmanager_port,
+                                       options.host).start()
+    print(f"{ALERTMANAGER_LINE} {alertmanager.url}  (pid {alertmanager.pid}; {' or '.join(RETRAIN_ALERTS)} to the "
+          f"retraining trigger {admin}/retrain, recorded in {receiver.requests_path}; every alert to the "
+          f"notification log {receiver.notifications_path})", flush=True)
+    return alertmanager
+
+
+def _start_prometheus(options: ServeOptions, mlserver: MLServerProcess, rules: dict, workdir: Path,
+                      alertmanager: AlertmanagerProcess | None = None):
+    """Prometheus scraping the gateway (its port opens a moment later) and MLServer, with the manifests' rules,
+    alerting through ``alertmanager``."""
     metrics_address = mlserver.metrics_url.split("//", 1)[1].rsplit("/", 1)[0]
     prometheus = PrometheusProcess(options.prometheus_dir or workdir / "prometheus",
                                    {"gateway": f"{options.host}:{options.http_port}", "mlserver": metrics_address},
-                                   rules, options.prometheus_port, options.host, options.scrape_interval).start()
+                                   rules, options.prometheus_port, options.host, options.scrape_interval,
+                                   alertmanagers=[alertmanager.address] if alertmanager else None).start()
     alerts = sum(1 for group in rules["groups"] for rule in group.get("rules") or [] if "alert" in rule)
     print(f"{PROMETHEUS_LINE} {prometheus.url}  (pid {prometheus.pid}; {alerts} alert rules from the manifests"
           f"{f', for: capped at {options.alert_for}' if options.alert_for else ''}; scrapes every "
@@ -138,7 +173,7 @@ def _run(coroutine) -> int:
 
 
 async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLServerProcess,
-                   prometheus: PrometheusProcess | None = None) -> int:
+                   prometheus: PrometheusProcess | None = None, receiver: AlertReceiver | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -158,7 +193,10 @@ async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLSe
     await server.start()
     admin = None
     if options.admin_port is not None:  # loopback only, whatever --host says
-        admin = web.AppRunner(AdminDoor(gateway).app(), access_log=None)
+        app = AdminDoor(gateway).app()
+        if receiver is not None:
+            receiver.routes(app)
+        admin = web.AppRunner(app, access_log=None)
         await admin.setup()
         await web.TCPSite(admin, ADMIN_HOST, options.admin_port).start()
         print(f"{ADMIN_LINE} http://{ADMIN_HOST}:{options.admin_port}/admin/experiments", flush=True)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .mlserver_process import free_port
-from .serve import MLSERVER_LINE, PROMETHEUS_LINE, READY_LINE
+from .serve import ALERTMANAGER_LINE, MLSERVER_LINE, PROMETHEUS_LINE, READY_LINE
 
 
 class ServeProcess:
@@ -21,12 +21,16 @@ class ServeProcess:
 
     def __init__(self, models_dir: str | Path, manifests: list[str | Path], seed: int | None = 0,
                  log_path: str | Path | None = None, ready_timeout: float = 240.0, extra_args: list[str] = (),
-                 env: dict | None = None, prometheus: bool = False, admin: bool = True):
+                 env: dict | None = None, prometheus: bool = False, admin: bool = True,
+                 alertmanager: bool = False):
         """``prometheus``: run the stack's Prometheus too, on a free port (``prometheus_url``); ``admin``: the admin
-        port, on a free port (``admin_url``)."""
+        port, on a free port (``admin_url``); ``alertmanager``: Alertmanager beside Prometheus (``alertmanager_url``;
+        its receivers on the admin port)."""
         self.models_dir, self.manifests = Path(models_dir), [Path(m) for m in manifests]
         self.prometheus_port = free_port() if prometheus else None
         self.prometheus_url = self.prometheus_pid = None
+        self.alertmanager_port = free_port() if prometheus and alertmanager else None
+        self.alertmanager_url = self.alertmanager_pid = None
         self.seed, self.ready_timeout, self.extra_args = seed, ready_timeout, list(extra_args)
         self.http_port, self.grpc_port = free_port(), free_port()
         self.admin_port = free_port() if admin else None
@@ -60,6 +64,8 @@ class ServeProcess:
             command += ["--manifests", str(manifest)]
         command += ["--prometheus-port", str(self.prometheus_port)] if self.prometheus_port else ["--no-prometheus"]
         command += ["--admin-port", str(self.admin_port)] if self.admin_port else ["--no-admin"]
+        command += ["--alertmanager-port", str(self.alertmanager_port)] if self.alertmanager_port else \
+            ["--no-alertmanager"]
         return command + (["--seed", str(self.seed)] if self.seed is not None else []) + self.extra_args
 
     def start(self) -> ServeProcess:
@@ -87,6 +93,9 @@ class ServeProcess:
             if line.startswith(PROMETHEUS_LINE):
                 found = re.match(r"\S+ (\S+)\s+\(pid (\d+)", line)
                 self.prometheus_url, self.prometheus_pid = found[1], int(found[2])
+            if line.startswith(ALERTMANAGER_LINE):
+                found = re.match(r"\S+ (\S+)\s+\(pid (\d+)", line)
+                self.alertmanager_url, self.alertmanager_pid = found[1], int(found[2])
             if line.startswith(READY_LINE):
                 return self
 
@@ -113,7 +122,8 @@ class ServeProcess:
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
                 killed = True
-        for pid in (self.mlserver_pid, self.prometheus_pid) if killed else ():  # own process groups: nothing stopped
+        children = (self.mlserver_pid, self.prometheus_pid, self.alertmanager_pid)
+        for pid in children if killed else ():  # own process groups: nothing stopped them
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, TypeError):  # gone, or never started

@@ -117,13 +117,33 @@ def cmd_manifests_check(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_alerts_receive(args) -> int:
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from local_seldon.alert_receiver import AlertReceiver
+
+    receiver = AlertReceiver(args.alerts_dir)
+    app = receiver.app()
+
+    async def metrics(_request):
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/metrics", metrics)
+    print(f"market-ab alerts: receiving on http://{args.host}:{args.port}/alerts/notify and /alerts/retrain; "
+          f"notification log {receiver.notifications_path}, retraining requests {receiver.requests_path}", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from local_seldon.serve import ServeOptions, serve
 
     options = ServeOptions(args.models_dir, args.manifests or [Path("manifests/overlays/dev")], args.http_port,
                            args.grpc_port, args.host, args.seed, args.state_dir,
                            None if args.no_prometheus else args.prometheus_port, args.prometheus_dir,
-                           args.scrape_interval, args.alert_for, None if args.no_admin else args.admin_port)
+                           args.scrape_interval, args.alert_for, None if args.no_admin else args.admin_port,
+                           None if args.no_alertmanager else args.alertmanager_port, args.alerts_dir)
     try:
         return serve(options)
     except (ValueError, OSError, RuntimeError) as error:
@@ -307,6 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rollout_commands(add_command, shared)
 
+    alerts = add_command("alerts", help="Alertmanager's notifications: the notification log and the retraining "
+                                        "trigger")
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True)
+    receive = alert_commands.add_parser(
+        "receive", parents=shared, help="receive Alertmanager's webhooks on a cluster (market-ab serve receives them "
+                                        "on its admin port): POST /alerts/notify and /alerts/retrain, GET "
+                                        "/alerts/retrain, /metrics")
+    receive.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    receive.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    receive.add_argument("--dir", type=Path, required=True, dest="alerts_dir",
+                         help="where the notification log and the retraining requests are kept")
+    receive.set_defaults(func=cmd_alerts_receive)
+
     serve = add_command(
         "serve", help="serve the model repository with MLServer behind a gateway that runs the Seldon Pipelines and "
                       "Experiments of the manifests (REST and gRPC, routed by the seldon-model header)")
@@ -333,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="loopback-only port where GET/PUT /admin/experiments/NAME read and change an experiment's "
                             "candidates and weights while serving (default: 9002)")
     serve.add_argument("--no-admin", action="store_true", help="run without the admin port")
+    serve.add_argument("--alertmanager-port", type=int, default=9093,
+                       help="port of the stack's Alertmanager, beside its Prometheus: the input-drift alert (and any "
+                            "labelled retrain=\"true\") goes to the retraining trigger, every alert to a notification "
+                            "log, both received on the admin port (default: 9093)")
+    serve.add_argument("--no-alertmanager", action="store_true", help="run without Alertmanager")
+    serve.add_argument("--alerts-dir", type=Path, help="the notification log and the retraining requests (default: "
+                                                       "STATE_DIR/alerts, else the run's temporary folder)")
     serve.set_defaults(func=cmd_serve)
 
     infer = add_command(
