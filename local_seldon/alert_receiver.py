@@ -6,16 +6,19 @@ Alertmanager POSTs its webhook payload (``version`` 4: ``status``, ``alerts`` [{
 - ``/alerts/notify``: every alert, one readable line each, appended to ``notifications.log``;
 - ``/alerts/retrain``: the alerts routed to retraining. Each firing alert is one request to retrain, known by its
   fingerprint and the time it started firing: Alertmanager repeats a notification while the alert fires, and a
-  repeat starts nothing new. A new request is appended to ``retrain-requests.jsonl`` (fsynced before the reply,
-  so an acknowledged request is never lost, and read back at start, so a restart does not start it again) and
-  handed to ``trigger``.
+  repeat starts nothing new. A new request is appended to ``retrain-requests.jsonl``, fsynced before the reply (a
+  failed write is a 500, which Alertmanager retries, and the request stays new) and read back at start (a restart
+  does not record it again); then it is handed to ``trigger``, once, at most (a trigger that must not be lost
+  keeps its own record).
 
-The same app runs on the local stack's admin port (``market-ab serve``) and alone on a cluster
-(``market-ab alerts receive``), where the AlertmanagerConfig of ``manifests/`` sends to it.
+Files are written off the event loop: on the local stack the receiver shares its loop with the inference ports.
+The same app runs on the local stack's admin port (``market-ab serve``) and alone on a cluster (``market-ab alerts
+receive``), where the AlertmanagerConfig of ``manifests/`` sends to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -28,28 +31,33 @@ from aiohttp import web
 
 from seldon_market_ab import metrics
 
-from .rest import error_response
-
 logger = logging.getLogger(__name__)
 NOTIFICATIONS, REQUESTS = "notifications.log", "retrain-requests.jsonl"
+MAX_BODY = 4 * 1024 * 1024
 
 
 def _counters() -> dict:
     return {
         "received": metrics.counter("alert_notifications_total", "Alerts received from Alertmanager, by receiver "
                                     "and status", ["receiver", "status"]),
-        "requests": metrics.counter("retrain_requests_total", "Retraining requests, by outcome (new, repeated)",
-                                    ["outcome"]),
+        "requests": metrics.counter("retrain_requests_total", "Retraining requests, by outcome (new, repeated, "
+                                    "ignored: not firing)", ["outcome"]),
     }
+
+
+def error(status: int, message: str) -> web.Response:
+    """The protocol's error shape, ``{"error": ...}``."""
+    return web.json_response({"error": message}, status=status)
 
 
 def _alerts(payload) -> list[dict]:
     """The payload's alerts; ValueError naming what was expected."""
     alerts = payload.get("alerts") if isinstance(payload, dict) else None
-    if not isinstance(alerts, list) or not all(isinstance(a, dict) and isinstance(a.get("labels"), dict)
-                                               for a in alerts):
+    if not isinstance(alerts, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("labels"), dict)
+            and isinstance(a.get("annotations", {}), dict) for a in alerts):
         raise ValueError("expected Alertmanager's webhook payload: an object whose 'alerts' is a list of objects, "
-                         "each with 'labels'")
+                         "each with 'labels' (and 'annotations', if any) an object")
     return alerts
 
 
@@ -75,6 +83,29 @@ def request_key(alert: dict) -> str:
     return f"{identity}@{alert.get('startsAt', '')}"
 
 
+def read_requests(path: Path) -> list[dict]:
+    """The recorded requests. A last line without its newline was never acknowledged (the reply comes after the
+    fsync of a whole line): it is cut off, so that the next request starts on a line of its own. A damaged line
+    before it is an error naming the file and the line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    if data and not data.endswith(b"\n"):
+        data = data[:data.rfind(b"\n") + 1]
+        with open(path, "r+b") as file:
+            file.truncate(len(data))
+            os.fsync(file.fileno())
+    requests = []
+    for number, line in enumerate(data.decode().splitlines(), 1):
+        try:
+            requests.append(json.loads(line))
+        except json.JSONDecodeError as problem:
+            raise ValueError(f"{path}:{number}: not a recorded request ({problem}); move the file aside to start "
+                             "over") from None
+    return requests
+
+
 class AlertReceiver:
     def __init__(self, folder: Path, trigger: Callable[[dict], None] | None = None):
         """``trigger(request)`` is called once per new retraining request (``{"key", "received", "alert"}``), in a
@@ -82,39 +113,37 @@ class AlertReceiver:
         self.folder, self.trigger = Path(folder), trigger
         self.folder.mkdir(parents=True, exist_ok=True)
         self.notifications_path, self.requests_path = self.folder / NOTIFICATIONS, self.folder / REQUESTS
-        self._lock = threading.Lock()
-        self._known = {json.loads(line)["key"] for line in self._lines(self.requests_path)}
+        self._known = {request["key"] for request in read_requests(self.requests_path)}
+        self._lock = asyncio.Lock()  # from the check to the record: a repeat arriving meanwhile waits, then repeats
         self._metrics = _counters()
-
-    @staticmethod
-    def _lines(path: Path) -> list[str]:
-        try:
-            return [line for line in path.read_text().splitlines() if line.strip()]
-        except FileNotFoundError:
-            return []
 
     def routes(self, app: web.Application) -> web.Application:
         app.router.add_post("/alerts/notify", self.notify)
         app.router.add_post("/alerts/retrain", self.retrain)
         app.router.add_get("/alerts/retrain", self.list_requests)
+        app.router.add_get("/alerts/healthz", self.healthz)
         return app
 
     def app(self) -> web.Application:
-        return self.routes(web.Application(client_max_size=4 * 1024 * 1024))
+        return self.routes(web.Application(client_max_size=MAX_BODY))
 
     async def _payload(self, request: web.Request) -> list[dict]:
         try:
             return _alerts(json.loads(await request.read()))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"expected Alertmanager's webhook payload as JSON: {error}") from None
+        except json.JSONDecodeError as problem:
+            raise ValueError(f"expected Alertmanager's webhook payload as JSON: {problem}") from None
 
     async def notify(self, request: web.Request) -> web.Response:
         try:
             alerts = await self._payload(request)
-        except ValueError as error:
-            return error_response(400, str(error))
+        except ValueError as problem:
+            return error(400, str(problem))
         received = time.time()
-        self._append(self.notifications_path, [notification_line(a, received) for a in alerts])
+        try:
+            await asyncio.to_thread(self._append, self.notifications_path,
+                                    [notification_line(a, received) for a in alerts])
+        except OSError as problem:
+            return error(500, f"the notification log could not be written: {problem}; Alertmanager will retry")
         for alert in alerts:
             self._metrics["received"].labels("notifications", str(alert.get("status", "unknown"))).inc()
         return web.json_response({"received": len(alerts)})
@@ -122,29 +151,41 @@ class AlertReceiver:
     async def retrain(self, request: web.Request) -> web.Response:
         try:
             alerts = await self._payload(request)
-        except ValueError as error:
-            return error_response(400, str(error))
-        received, new = time.time(), []
-        with self._lock:  # the check and the record as one step: a repeat arriving meanwhile is a repeat
+        except ValueError as problem:
+            return error(400, str(problem))
+        received, new, outcomes = time.time(), {}, []
+        async with self._lock:
             for alert in alerts:
-                status = str(alert.get("status", "unknown"))
-                self._metrics["received"].labels("retrain", status).inc()
                 key = request_key(alert)
-                if status != "firing" or key in self._known:
-                    self._metrics["requests"].labels("repeated" if key in self._known else "ignored").inc()
-                    continue
-                self._known.add(key)
-                new.append({"key": key, "received": received, "alert": alert})
-            self._append(self.requests_path, [json.dumps(r, sort_keys=True) for r in new])
-        for retrain in new:
-            self._metrics["requests"].labels("new").inc()
+                if str(alert.get("status")) != "firing":
+                    outcomes.append("ignored")
+                elif key in self._known or key in new:
+                    outcomes.append("repeated")
+                else:
+                    new[key] = {"key": key, "received": received, "alert": alert}
+                    outcomes.append("new")
+            try:
+                await asyncio.to_thread(self._append, self.requests_path,
+                                        [json.dumps(r, sort_keys=True) for r in new.values()])
+            except OSError as problem:  # nothing recorded: the retry finds the requests new
+                return error(500, f"the retraining requests could not be recorded: {problem}; Alertmanager will "
+                                  "retry")
+            self._known.update(new)
+        for alert in alerts:
+            self._metrics["received"].labels("retrain", str(alert.get("status", "unknown"))).inc()
+        for outcome in outcomes:
+            self._metrics["requests"].labels(outcome).inc()
+        for retrain in new.values():
             logger.warning("retraining requested by %s", notification_line(retrain["alert"], received))
             if self.trigger is not None:
                 threading.Thread(target=self._run_trigger, args=(retrain,), name="retrain-trigger", daemon=True).start()
-        return web.json_response({"received": len(alerts), "new_requests": [r["key"] for r in new]})
+        return web.json_response({"received": len(alerts), "new_requests": list(new)})
 
     async def list_requests(self, _request: web.Request) -> web.Response:
-        return web.json_response({"requests": [json.loads(line) for line in self._lines(self.requests_path)]})
+        return web.json_response({"requests": await asyncio.to_thread(read_requests, self.requests_path)})
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
 
     def _run_trigger(self, retrain: dict) -> None:
         try:
@@ -156,7 +197,14 @@ class AlertReceiver:
     def _append(path: Path, lines: list[str]) -> None:
         if not lines:
             return
+        created = not path.exists()
         with open(path, "a") as file:
             file.write("".join(line + "\n" for line in lines))
             file.flush()
             os.fsync(file.fileno())
+        if created:  # the new file's name, durable too
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)

@@ -22,6 +22,7 @@ DEFAULT_PORT = 9093
 INSTALL_HINT = ("install the distribution's package (Debian/Ubuntu: apt-get install prometheus-alertmanager), or "
                 "run without it: --no-alertmanager")
 RETRAIN_ALERTS = ('alertname="MarketAbInputDrift"', 'retrain="true"')  # each routed to the retraining trigger
+MAX_ALERTS = 100
 
 
 def alertmanager_config(notify_url: str, retrain_url: str, group_wait: str = "10s", group_interval: str = "1m",
@@ -44,13 +45,17 @@ def alertmanager_config(notify_url: str, retrain_url: str, group_wait: str = "10
                   "routes": [*({"receiver": "retrain", "matchers": [matcher], "continue": True}
                                for matcher in RETRAIN_ALERTS),
                              {"receiver": "notifications"}]},
-        "receivers": [{"name": "notifications", "webhook_configs": [{"url": notify_url, "send_resolved": True}]},
-                      {"name": "retrain", "webhook_configs": [{"url": retrain_url, "send_resolved": False}]}],
+        # at most MAX_ALERTS alerts a call: the admin port takes bodies of up to a megabyte
+        "receivers": [{"name": "notifications", "webhook_configs": [{"url": notify_url, "send_resolved": True,
+                                                                     "max_alerts": MAX_ALERTS}]},
+                      {"name": "retrain", "webhook_configs": [{"url": retrain_url, "send_resolved": False,
+                                                               "max_alerts": MAX_ALERTS}]}],
     }
 
 
 class AlertmanagerProcess(LocalBinary):
-    label, names, install_hint = "alertmanager", ("prometheus-alertmanager", "alertmanager"), INSTALL_HINT
+    label, package = "alertmanager", "prometheus-alertmanager"
+    names, install_hint = ("prometheus-alertmanager", "alertmanager"), INSTALL_HINT
     port_option, off_option = "--alertmanager-port", "--no-alertmanager"
 
     def __init__(self, folder: Path, config: dict, port: int = DEFAULT_PORT, host: str = "127.0.0.1",

@@ -36,6 +36,7 @@ class LocalBinary:
     """Subclasses name the binary (``names``: the first found on PATH), how to install it and the command line."""
 
     label = "binary"  # in messages
+    package = "the distribution's package"
     names: tuple[str, ...] = ()
     install_hint = ""
     port_option, off_option = "--port", "--no-binary"
@@ -57,6 +58,17 @@ class LocalBinary:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    @classmethod
+    def check_port(cls, host: str, port: int) -> None:
+        """RuntimeError when ``port`` is taken: its readiness would be another process's."""
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise RuntimeError(f"port {port} on {host} is in use ({error.strerror}); the distribution's "
+                                   f"{cls.package} package may run {cls.label} as a service there: choose another "
+                                   f"port with {cls.port_option}, or run without it: {cls.off_option}") from None
+
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
@@ -68,13 +80,7 @@ class LocalBinary:
     def start(self):
         """Start it and wait until it answers; call from a thread that lives as long as it should (it stops when
         that thread ends). RuntimeError when its port is taken or it does not become ready."""
-        with socket.socket() as probe:
-            try:
-                probe.bind((self.host, self.port))
-            except OSError as error:
-                raise RuntimeError(f"port {self.port} on {self.host} is in use ({error.strerror}); the distribution's "
-                                   f"{self.label} package may run one as a service there: choose another with "
-                                   f"{self.port_option}, or run without it: {self.off_option}") from None
+        self.check_port(self.host, self.port)
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(self.command(), cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
                                              start_new_session=True, preexec_fn=_die_with_parent)

@@ -64,7 +64,7 @@ def scrape_config(targets: dict[str, str], interval: str = DEFAULT_SCRAPE_INTERV
 
 
 class PrometheusProcess(LocalBinary):
-    label, names, install_hint = "prometheus", ("prometheus",), INSTALL_HINT
+    label, package, names, install_hint = "prometheus", "prometheus", ("prometheus",), INSTALL_HINT
     port_option, off_option = "--prometheus-port", "--no-prometheus"
 
     def __init__(self, folder: Path, targets: dict[str, str], rules: dict, port: int = DEFAULT_PORT,

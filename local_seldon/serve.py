@@ -81,10 +81,16 @@ def serve(options: ServeOptions, retrain_trigger=None) -> int:
         raise ValueError(f"prometheus is not installed: {INSTALL_HINT}")
     alerting = options.prometheus_port is not None and options.alertmanager_port is not None
     if alerting and options.admin_port is None:
-        raise ValueError("Alertmanager's receivers live on the admin port: drop --no-admin, or run without "
-                         "Alertmanager: --no-alertmanager")
+        alerting = False
+        print("market-ab serve: no Alertmanager: its receivers live on the admin port, which --no-admin turns off",
+              flush=True)
     if alerting and not AlertmanagerProcess.installed():
         raise ValueError(f"prometheus-alertmanager is not installed: {ALERTMANAGER_HINT}")
+    # taken ports are named now, not after MLServer has loaded every model
+    if options.prometheus_port is not None:
+        PrometheusProcess.check_port(options.host, options.prometheus_port)
+    if alerting:
+        AlertmanagerProcess.check_port(ADMIN_HOST, options.alertmanager_port)
     documents = load_documents(options.manifests)
     deployment = plan_deployment(options, documents)
     rules = rule_groups(documents, options.alert_for)
@@ -128,8 +134,8 @@ def _start_alertmanager(options: ServeOptions, receiver: AlertReceiver, workdir:
     admin = f"http://{ADMIN_HOST}:{options.admin_port}/alerts"
     wait = "1s" if options.alert_for else "10s"  # demos and tests: as soon as an alert fires
     config = alertmanager_config(f"{admin}/notify", f"{admin}/retrain", group_wait=wait)
-    alertmanager = AlertmanagerProcess(workdir / "alertmanager", config, options.alertmanager_port,
-                                       options.host).start()
+    # loopback only, whatever --host says: whoever can post an alert to it can request a retraining
+    alertmanager = AlertmanagerProcess(workdir / "alertmanager", config, options.alertmanager_port, ADMIN_HOST).start()
     print(f"{ALERTMANAGER_LINE} {alertmanager.url}  (pid {alertmanager.pid}; {' or '.join(RETRAIN_ALERTS)} to the "
           f"retraining trigger {admin}/retrain, recorded in {receiver.requests_path}; every alert to the "
           f"notification log {receiver.notifications_path})", flush=True)

@@ -336,8 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "/alerts/retrain, /metrics")
     receive.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     receive.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
-    receive.add_argument("--dir", type=Path, required=True, dest="alerts_dir",
-                         help="where the notification log and the retraining requests are kept")
+    receive.add_argument("--dir", type=Path, default=Path("market-ab-alerts"), dest="alerts_dir",
+                         help="where the notification log and the retraining requests are kept (default: "
+                              "./market-ab-alerts)")
     receive.set_defaults(func=cmd_alerts_receive)
 
     serve = add_command(

@@ -118,6 +118,7 @@ def test_a_drift_alert_is_one_retraining_request_however_often_it_is_sent(tmp_pa
     ("{not json", "as JSON"),
     ({"alerts": "none"}, "'alerts' is a list of objects"),
     ({"alerts": [{"status": "firing"}]}, "each with 'labels'"),
+    ({"alerts": [{"status": "firing", "labels": {}, "annotations": "text"}]}, "'annotations', if any"),
 ])
 def test_a_payload_that_is_not_alertmanagers_is_a_client_error(tmp_path, body, words):
     receiver = AlertReceiver(tmp_path)
@@ -125,6 +126,67 @@ def test_a_payload_that_is_not_alertmanagers_is_a_client_error(tmp_path, body, w
         status, answer = call(receiver, "POST", path, body)
         assert status == 400 and words in answer["error"]
     assert not (tmp_path / "retrain-requests.jsonl").exists()
+
+
+def test_a_request_that_could_not_be_recorded_stays_new_for_the_retry(tmp_path, monkeypatch):
+    receiver = AlertReceiver(tmp_path)
+    real, failures = AlertReceiver._append, []
+
+    def full_disk(path, lines):
+        if not failures:
+            failures.append(path)
+            raise OSError(28, "No space left on device")
+        real(path, lines)
+
+    monkeypatch.setattr(AlertReceiver, "_append", staticmethod(full_disk))
+    status, answer = call(receiver, "POST", "/alerts/retrain", payload(alert()))
+    assert status == 500 and "No space left" in answer["error"]
+    status, answer = call(receiver, "POST", "/alerts/retrain", payload(alert()))  # Alertmanager retries
+    assert status == 200 and len(answer["new_requests"]) == 1
+    assert len((tmp_path / "retrain-requests.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_line_cut_short_by_a_crash_is_dropped_and_a_damaged_one_named(tmp_path):
+    receiver = AlertReceiver(tmp_path)
+    call(receiver, "POST", "/alerts/retrain", payload(alert()))
+    path = tmp_path / "retrain-requests.jsonl"
+    with open(path, "a") as file:
+        file.write('{"key": "half-writ')  # never acknowledged: its reply comes after a whole line's fsync
+    receiver = AlertReceiver(tmp_path)
+    assert path.read_text().endswith("}\n") and len(path.read_text().splitlines()) == 1
+    again = call(receiver, "POST", "/alerts/retrain", payload(alert(starts="2026-12-09T00:00:00Z")))[1]
+    assert len(again["new_requests"]) == 1
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()][1] == again["new_requests"][0]
+    path.write_text("not json\n" + path.read_text())
+    with pytest.raises(ValueError, match="retrain-requests.jsonl:1: not a recorded request"):
+        AlertReceiver(tmp_path)
+
+
+@pytest.mark.parametrize("case", ["port taken", "not installed"])
+def test_market_ab_serve_names_an_alertmanager_it_cannot_run_before_starting_anything(tmp_path, case):
+    import os
+    import socket
+
+    from local_seldon.mlserver_process import free_port
+
+    env = dict(os.environ)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if case == "not installed":  # a PATH with prometheus and python but no Alertmanager
+            folder = tmp_path / "bin"
+            folder.mkdir()
+            (folder / "prometheus").symlink_to(shutil.which("prometheus"))
+            env["PATH"] = f"{folder}:{os.path.dirname(sys.executable)}"
+        done = subprocess.run([sys.executable, "-m", "market_ab.cli", "--models-dir", str(MODELS), "serve",
+                               "--alertmanager-port", str(port), "--prometheus-port", str(free_port()),
+                               "--state-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    expected = (f"port {port} on 127.0.0.1 is in use" if case == "port taken" else
+                "prometheus-alertmanager is not installed")
+    assert expected in done.stderr and "--no-alertmanager" in done.stderr
+    assert "starting MLServer" not in done.stdout
 
 
 def crash_windows(instrument: str = "sp500", last_day: str = "2008-12-31", rows: int = 60) -> np.ndarray:
@@ -139,7 +201,7 @@ def test_a_drifted_window_reaches_the_retraining_trigger_through_prometheus_and_
     with ServeProcess(MODELS, [REPO / "manifests" / "overlays" / "dev"], prometheus=True, alertmanager=True,
                       extra_args=["--alert-for", "1s", "--alerts-dir", str(tmp_path)],
                       log_path=tmp_path / "serve.log") as serve:
-        assert serve.alertmanager_url, serve.output()
+        assert serve.alertmanager_url.startswith("http://127.0.0.1:"), serve.output()  # loopback only
         client = InferenceClient(serve.grpc_address)
         verdict = client.infer("drift-detector", {"ohlcv": crash_windows()})
         client.close()
