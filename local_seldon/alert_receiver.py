@@ -115,12 +115,14 @@ class AlertReceiver:
         self.notifications_path, self.requests_path = self.folder / NOTIFICATIONS, self.folder / REQUESTS
         self._known = {request["key"] for request in read_requests(self.requests_path)}
         self._lock = asyncio.Lock()  # from the check to the record: a repeat arriving meanwhile waits, then repeats
+        self._written = asyncio.Condition()  # notified after every write, for those waiting on one
         self._metrics = _counters()
 
     def routes(self, app: web.Application) -> web.Application:
         app.router.add_post("/alerts/notify", self.notify)
         app.router.add_post("/alerts/retrain", self.retrain)
         app.router.add_get("/alerts/retrain", self.list_requests)
+        app.router.add_get("/alerts/notify", self.list_notifications)
         app.router.add_get("/alerts/healthz", self.healthz)
         return app
 
@@ -144,6 +146,7 @@ class AlertReceiver:
                                     [notification_line(a, received) for a in alerts])
         except OSError as problem:
             return error(500, f"the notification log could not be written: {problem}; Alertmanager will retry")
+        await self._wrote()
         for alert in alerts:
             self._metrics["received"].labels("notifications", str(alert.get("status", "unknown"))).inc()
         return web.json_response({"received": len(alerts)})
@@ -171,6 +174,7 @@ class AlertReceiver:
                 return error(500, f"the retraining requests could not be recorded: {problem}; Alertmanager will "
                                   "retry")
             self._known.update(new)
+        await self._wrote()
         for alert in alerts:
             self._metrics["received"].labels("retrain", str(alert.get("status", "unknown"))).inc()
         for outcome in outcomes:
@@ -181,8 +185,44 @@ class AlertReceiver:
                 threading.Thread(target=self._run_trigger, args=(retrain,), name="retrain-trigger", daemon=True).start()
         return web.json_response({"received": len(alerts), "new_requests": list(new)})
 
-    async def list_requests(self, _request: web.Request) -> web.Response:
-        return web.json_response({"requests": await asyncio.to_thread(read_requests, self.requests_path)})
+    async def list_requests(self, request: web.Request) -> web.Response:
+        """The recorded requests; with ``?at_least=N&wait=S``, once there are N, or after S seconds (a watch)."""
+        requests = await self._watch(request, lambda: asyncio.to_thread(read_requests, self.requests_path))
+        return requests if isinstance(requests, web.Response) else web.json_response({"requests": requests})
+
+    async def list_notifications(self, request: web.Request) -> web.Response:
+        """The notification log's lines; ``?at_least=N&wait=S`` as for the requests."""
+        lines = await self._watch(request, lambda: asyncio.to_thread(self._lines, self.notifications_path))
+        return lines if isinstance(lines, web.Response) else web.json_response({"notifications": lines})
+
+    async def _watch(self, request: web.Request, read):
+        try:
+            at_least = int(request.query.get("at_least", 0))
+            wait = min(float(request.query.get("wait", 0)), 300.0)
+        except ValueError:
+            return error(400, "expected integer 'at_least' and seconds 'wait' (at most 300)")
+        deadline = asyncio.get_running_loop().time() + wait
+        async with self._written:
+            while len(found := await read()) < at_least:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._written.wait(), left)
+                except TimeoutError:
+                    break
+        return found
+
+    async def _wrote(self) -> None:
+        async with self._written:
+            self._written.notify_all()
+
+    @staticmethod
+    def _lines(path: Path) -> list[str]:
+        try:
+            return path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

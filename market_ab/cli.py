@@ -130,9 +130,10 @@ def cmd_alerts_receive(args) -> int:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/metrics", metrics)
-    print(f"market-ab alerts: receiving on http://{args.host}:{args.port}/alerts/notify and /alerts/retrain; "
-          f"notification log {receiver.notifications_path}, retraining requests {receiver.requests_path}", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    ready = (f"market-ab alerts: receiving on http://{args.host}:{args.port}/alerts/notify and /alerts/retrain; "
+             f"notification log {receiver.notifications_path}, retraining requests {receiver.requests_path}")
+    # run_app prints once the port is bound: then the line is true
+    web.run_app(app, host=args.host, port=args.port, print=lambda _: print(ready, flush=True), access_log=None)
     return 0
 
 

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import numpy as np
@@ -114,6 +113,27 @@ def test_a_drift_alert_is_one_retraining_request_however_often_it_is_sent(tmp_pa
     assert sorted(keys) == sorted(r["key"] for r in requests)
 
 
+def test_a_watch_answers_once_what_it_waits_for_is_written(tmp_path):
+    """``GET /alerts/retrain?at_least=1&wait=S`` answers when the first request is recorded, not after S."""
+    receiver = AlertReceiver(tmp_path)
+
+    async def go():
+        async with TestClient(TestServer(receiver.app())) as client:
+            watch = asyncio.create_task(client.get("/alerts/retrain", params={"at_least": "1", "wait": "300"}))
+            await asyncio.sleep(0)  # usually lets the watch begin first; begun after the post, it answers at once
+            posted = await client.post("/alerts/retrain", data=json.dumps(payload(alert())))
+            assert posted.status == 200
+            answer = await asyncio.wait_for(watch, 60)  # well before its 300 s
+            assert [r["alert"]["labels"]["alertname"] for r in (await answer.json())["requests"]] == \
+                ["MarketAbInputDrift"]
+            empty = await client.get("/alerts/notify", params={"at_least": "0", "wait": "300"})
+            assert (await empty.json())["notifications"] == []  # nothing to wait for: at once
+            bad = await client.get("/alerts/retrain", params={"at_least": "many"})
+            assert bad.status == 400 and "at_least" in (await bad.json())["error"]
+
+    asyncio.run(go())
+
+
 @pytest.mark.parametrize(("body", "words"), [
     ("{not json", "as JSON"),
     ({"alerts": "none"}, "'alerts' is a list of objects"),
@@ -206,35 +226,16 @@ def test_a_drifted_window_reaches_the_retraining_trigger_through_prometheus_and_
         verdict = client.infer("drift-detector", {"ohlcv": crash_windows()})
         client.close()
         assert verdict.outputs["is_drift"][0] == 1
-        requests = wait_for(lambda: json.loads(urllib.request.urlopen(
-            f"{serve.admin_url}/alerts/retrain", timeout=5).read())["requests"], timeout=90)
+        watch = f"{serve.admin_url}/alerts/retrain?at_least=1&wait=90"  # answers once the request is recorded
+        requests = json.loads(urllib.request.urlopen(watch, timeout=100).read())["requests"]
         assert [r["alert"]["labels"]["alertname"] for r in requests] == ["MarketAbInputDrift"]
         assert requests[0]["alert"]["labels"]["model"] == "drift-detector"
-        notified = wait_for(lambda: [line for line in _read(tmp_path / "notifications.log")
-                                     if "FIRING MarketAbInputDrift" in line], timeout=60)
-        assert notified
+        watch = f"{serve.admin_url}/alerts/notify?at_least=1&wait=60"
+        notified = json.loads(urllib.request.urlopen(watch, timeout=70).read())["notifications"]
+        assert any("FIRING MarketAbInputDrift" in line for line in notified), notified
         held = json.loads(urllib.request.urlopen(f"{serve.alertmanager_url}/api/v2/alerts", timeout=5).read())
         drift = [a for a in held if a["labels"]["alertname"] == "MarketAbInputDrift"]
         assert drift and {r["name"] for r in drift[0]["receivers"]} == {"retrain", "notifications"}
-
-
-def _read(path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-
-
-def wait_for(read, timeout: float):
-    """``read()`` until it returns something, at most ``timeout`` seconds: the alert's way runs through two scrape
-    and evaluation cycles and Alertmanager's group wait, none of which the test can be told of."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = read()
-        if value:
-            return value
-        time.sleep(0.5)  # polling, with a deadline
-    raise AssertionError(f"nothing after {timeout} s")
 
 
 # on a cluster --------------------------------------------------------------------------------------------------
@@ -288,7 +289,8 @@ def test_the_receiver_runs_on_its_own_as_on_a_cluster(tmp_path):
                                 "--dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(f"{url}/alerts/retrain"), timeout=60)
+        line = process.stdout.readline()  # printed once its port is bound
+        assert line.startswith("market-ab alerts: receiving on"), line + process.stdout.read()
         body = json.dumps(payload(alert())).encode()
         posted = urllib.request.urlopen(urllib.request.Request(f"{url}/alerts/retrain", body, method="POST"),
                                         timeout=10)
@@ -299,11 +301,3 @@ def test_the_receiver_runs_on_its_own_as_on_a_cluster(tmp_path):
         process.terminate()
         process.wait(30)
     assert len((tmp_path / "retrain-requests.jsonl").read_text().splitlines()) == 1
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
