@@ -4,6 +4,10 @@ Sequences never mix instruments. A sample ending at row ``t`` has features of ro
 ``t - sequence_length + 1 .. t`` and label ``close[t + 1] > close[t]``. The first
 ``gap`` samples of validation and test are dropped so that no training label lies
 inside a later split's inputs.
+
+A walk-forward split (``SplitDates.walk_forward``) is what a retraining at a cut date can see: no training or
+validation sample uses a row after the cut, its label's row included, and the test period is the days after it, as
+they would arrive once the model is deployed (no gap: a deployed model answers the day after its cut).
 """
 
 from __future__ import annotations
@@ -27,6 +31,19 @@ class SplitDates:
     validation_start: str = "2010-01-01"
     test_start: str = "2012-01-01"
     gap: int = 30  # samples dropped at the start of validation and of test
+    cut: str | None = None  # walk-forward: the last day any training or validation row, label included, may be
+    test_end: str | None = None  # the test period ends before this day (None: at the end of the data)
+
+    @classmethod
+    def walk_forward(cls, cut: str, validation_years: int = 2, test_end: str | None = None) -> SplitDates:
+        """Training up to ``validation_years`` before ``cut``, validation to ``cut``, test from the day after.
+
+        >>> SplitDates.walk_forward("2015-06-30")
+        SplitDates(validation_start='2013-06-30', test_start='2015-07-01', gap=30, cut='2015-06-30', test_end=None)
+        """
+        day = pd.Timestamp(cut)
+        return cls(str((day - pd.DateOffset(years=validation_years)).date()),
+                   str((day + pd.Timedelta(days=1)).date()), cut=str(day.date()), test_end=test_end)
 
 
 @dataclass
@@ -39,6 +56,7 @@ class Samples:
     regime: np.ndarray  # [n] index into regimes.REGIMES of the last row
     instrument: np.ndarray  # [n] instrument name
     date: np.ndarray  # [n] date of the last row
+    label_date: np.ndarray  # [n] date of the row the label is read from (the next row)
     ohlcv_end: np.ndarray  # [n] row index of the last row in the instrument's frame
 
     def __len__(self) -> int:
@@ -87,15 +105,21 @@ class MarketDataset:
             regime=regime_series(close)[ends],
             instrument=np.full(len(ends), name),
             date=frame.index.to_numpy()[ends],
+            label_date=frame.index.to_numpy()[ends + 1],
             ohlcv_end=ends,
         )
-        validation_start, test_start = pd.Timestamp(self.dates.validation_start), pd.Timestamp(self.dates.test_start)
+        dates = self.dates
+        validation_start, test_start = pd.Timestamp(dates.validation_start), pd.Timestamp(dates.test_start)
         split_of = np.select([all_samples.date < validation_start, all_samples.date < test_start], [0, 1], 2)
+        if dates.cut is not None:  # a label read after the cut is not known at the cut
+            split_of[(split_of < 2) & (all_samples.label_date > pd.Timestamp(dates.cut))] = -1
+        if dates.test_end is not None:
+            split_of[(split_of == 2) & (all_samples.date >= pd.Timestamp(dates.test_end))] = -1
         out = {}
         for index, split in enumerate(SPLITS):
             positions = np.flatnonzero(split_of == index)
-            if index > 0:
-                positions = positions[self.dates.gap:]
+            if index == 1 or (index == 2 and dates.cut is None):
+                positions = positions[dates.gap:]
             if len(positions):
                 out[split] = all_samples.subset(positions)
         return out
