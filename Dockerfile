@@ -15,6 +15,7 @@ COPY --chown=1000:1000 training /opt/seldon-market-ab/training
 COPY --chown=1000:1000 local_seldon /opt/seldon-market-ab/local_seldon
 COPY --chown=1000:1000 analysis /opt/seldon-market-ab/analysis
 COPY --chown=1000:1000 rollouts /opt/seldon-market-ab/rollouts
+COPY --chown=1000:1000 retraining /opt/seldon-market-ab/retraining
 COPY --chown=1000:1000 loadtest /opt/seldon-market-ab/loadtest
 COPY --chown=1000:1000 market_ab /opt/seldon-market-ab/market_ab
 # [kubernetes]: manifests/rollouts runs `market-ab rollout run --kubernetes` in this image

@@ -248,3 +248,43 @@ class AlertReceiver:
                 os.fsync(directory)
             finally:
                 os.close(directory)
+
+
+class CommandTrigger:
+    """A retraining request's trigger that runs ``command`` with ``--alert KEY`` appended (``market-ab serve
+    --on-retrain``), its output in ``log_dir/retrain-<n>.log``. The command keeps its own ledger, so it is the one
+    that knows whether the alert was handled; ``stop`` sends SIGTERM to those still running and waits for them."""
+
+    def __init__(self, command: list[str], log_dir: Path, stop_timeout: float = 150.0):
+        self.command, self.log_dir, self.stop_timeout = list(command), Path(log_dir), stop_timeout
+        self.running: list = []
+        self.started = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: dict) -> int:
+        import subprocess
+
+        with self._lock:
+            self.started += 1
+            log_path = self.log_dir / f"retrain-{self.started}.log"
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "w") as log:
+                process = subprocess.Popen([*self.command, "--alert", request["key"]], stdout=log,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.running.append(process)
+        logger.info("retraining for %s started (pid %d, log %s)", request["key"], process.pid, log_path)
+        code = process.wait()
+        logger.info("retraining for %s ended with %d (log %s)", request["key"], code, log_path)
+        return code
+
+    def stop(self) -> None:
+        with self._lock:
+            running = [p for p in self.running if p.poll() is None]
+        for process in running:
+            process.terminate()  # a rollout ends aborted, the baseline at 100
+        for process in running:
+            try:
+                process.wait(self.stop_timeout)
+            except Exception:  # noqa: BLE001 - it would not stop: kill it
+                process.kill()
+                process.wait()

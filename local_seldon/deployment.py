@@ -4,7 +4,8 @@ parameters, refusing any field it does not implement.
 Seldon objects only: the ``Server`` is played by the one local MLServer, and other kinds (PrometheusRule,
 NetworkPolicy, ...) belong to the cluster, so both are listed as not applied. A Model's deployment fields
 (``storageUri``, ``requirements``, ``server``, ``memory``, replicas) are cluster concerns too: locally the model
-comes from the model repository folder of the same name. Every other field the gateway does not implement is an
+comes from the model repository folder of the same name, or with ``artifactVersion`` from the version folder its
+``storageUri`` selects (``repository.version_folder``). Every other field the gateway does not implement is an
 error at start rather than a silent difference from the cluster.
 """
 
@@ -24,8 +25,8 @@ IMPLEMENTED = {
                  "spec.steps[].batch": {"size"},
                  "spec.output": {"steps", "stepsJoin", "tensorMap"}},
     "Experiment": {"spec": {"default", "candidates", "mirror", "resourceType"}},
-    "Model": {"spec": {"storageUri", "requirements", "server", "memory", "replicas", "minReplicas", "maxReplicas",
-                       "parameters"}},
+    "Model": {"spec": {"storageUri", "artifactVersion", "requirements", "server", "memory", "replicas", "minReplicas",
+                       "maxReplicas", "parameters"}},
 }
 NOT_APPLIED_KINDS = ("Server", "ServerConfig")
 
@@ -39,6 +40,7 @@ class Deployment:
     plans: dict[str, Plan] = field(default_factory=dict)
     experiments: dict[str, Experiment] = field(default_factory=dict)
     model_parameters: dict[str, dict[str, str]] = field(default_factory=dict)  # Model -> spec.parameters
+    model_versions: dict[str, tuple[str, int]] = field(default_factory=dict)  # Model -> (storageUri, artifactVersion)
     not_applied: list[str] = field(default_factory=list)  # Kind/name of the objects left to the cluster
     server: str = "mlserver"  # the Server the local MLServer plays (its name labels Seldon's model metrics)
 
@@ -83,8 +85,9 @@ class Deployment:
                     deployment.experiments[name] = Experiment.from_manifest(doc)
                     sources[name] = source
                 else:
-                    deployment.model_parameters[name] = {str(p["name"]): str(p["value"])
-                                                         for p in doc["spec"].get("parameters") or []}
+                    deployment.model_parameters[name], version = model_spec(doc["spec"])
+                    if version is not None:
+                        deployment.model_versions[name] = version
             except (KeyError, TypeError, ValueError) as error:
                 problems.append(f"{label}: {error}")
         problems += deployment._dangling(sources)
@@ -110,6 +113,37 @@ class Deployment:
         if current is None:
             raise KeyError(f"no experiment '{name}'; these manifests define "
                            f"{', '.join(sorted(self.experiments)) or 'none'}")
+        problems = self._spec_problems(spec, served, current.resource_type)
+        for key, deployed in (("default", current.default), ("resourceType", current.resource_type)):
+            given = spec.get(key, "model" if key == "resourceType" else None)
+            if given != deployed:
+                problems.append(f"spec.{key}: {given!r} differs from the deployed {deployed!r}; the admin port "
+                                "changes candidates, weights and the mirror, not which requests the experiment splits")
+        if problems:
+            raise DeploymentError("\n".join(problems))
+        return Experiment.from_spec(name, spec)
+
+    def new_experiment(self, name: str, spec, served: set[str]) -> Experiment:
+        """Experiment ``name``, not yet deployed, as ``spec`` defines it, checked like ``updated_experiment``; its
+        ``default`` must be a served model that no other experiment splits. DeploymentError, one line per problem."""
+        if name in self.experiments:
+            raise DeploymentError(f"experiment '{name}' exists")
+        resource_type = spec.get("resourceType", "model") if isinstance(spec, dict) else "model"
+        if resource_type != "model":
+            raise DeploymentError(f"spec.resourceType: {resource_type!r}; the admin port creates model experiments "
+                                  "only")
+        problems = self._spec_problems(spec, served, "model")
+        default = spec.get("default")
+        if default is not None:
+            taken = [e.name for e in self.experiments.values() if e.default == default]
+            if taken:
+                problems.append(f"spec.default: '{default}' is already Experiment/{taken[0]}'s default; requests for "
+                                "it could be split by only one of them")
+        if problems:
+            raise DeploymentError("\n".join(problems))
+        return Experiment.from_spec(name, spec)
+
+    def _spec_problems(self, spec, served: set[str], resource_type: str) -> list[str]:
         if not isinstance(spec, dict):
             raise DeploymentError(f"expected the Experiment's spec as a JSON object, got {type(spec).__name__}")
         problems = unimplemented_fields("Experiment", spec)
@@ -125,24 +159,17 @@ class Deployment:
         if problems:
             raise DeploymentError("\n".join(problems))
         problems += [f"{where}: {message}" for where, message in experiment_problems({"spec": spec})]
-        for key, deployed in (("default", current.default), ("resourceType", current.resource_type)):
-            given = spec.get(key, "model" if key == "resourceType" else None)
-            if given != deployed:
-                problems.append(f"spec.{key}: {given!r} differs from the deployed {deployed!r}; the admin port "
-                                "changes candidates, weights and the mirror, not which requests the experiment splits")
         names = [c["name"] for c in candidates]
         problems += [f"spec.candidates: '{n}' is listed twice" for n in sorted({n for n in names
                                                                                  if names.count(n) > 1})]
-        targets = set(self.plans) if current.resource_type == "pipeline" else served
-        what = "pipeline" if current.resource_type == "pipeline" else "model"
+        targets = set(self.plans) if resource_type == "pipeline" else served
+        what = "pipeline" if resource_type == "pipeline" else "model"
         for where, target in [(f"spec.candidates[{i}].name", n) for i, n in enumerate(names)] + \
                 ([("spec.mirror.name", mirror["name"])] if mirror else []):
             if target not in targets:
                 problems.append(f"{where}: no {what} '{target}' is served; there are "
                                 f"{', '.join(sorted(targets)) or 'none'}")
-        if problems:
-            raise DeploymentError("\n".join(problems))
-        return Experiment.from_spec(name, spec)
+        return problems
 
     def _dangling(self, sources: dict[str, str]) -> list[str]:
         problems = []
@@ -162,6 +189,24 @@ class Deployment:
                     problems.append(f"{sources[experiment.name]}: Experiment/{experiment.name}: names pipeline "
                                     f"'{name}', which these manifests do not define")
         return problems
+
+
+def model_spec(spec: dict) -> tuple[dict[str, str], tuple[str, int] | None]:
+    """A Model's ``spec.parameters`` as a dict, and its ``(storageUri, artifactVersion)`` when it names a version.
+
+    >>> model_spec({"storageUri": "gs://b/models/m/versions", "artifactVersion": 2,
+    ...             "parameters": [{"name": "torch_threads", "value": "1"}]})
+    ({'torch_threads': '1'}, ('gs://b/models/m/versions', 2))
+    """
+    parameters = {str(p["name"]): str(p["value"]) for p in spec.get("parameters") or []}
+    version = spec.get("artifactVersion")
+    if version is None:
+        return parameters, None
+    if type(version) is not int or version < 0:
+        raise ValueError(f"spec.artifactVersion: {version!r} is not a version number (an integer, 0 or more)")
+    if not isinstance(spec.get("storageUri"), str):
+        raise ValueError("spec.storageUri: a Model with artifactVersion needs the storageUri it selects from")
+    return parameters, (spec["storageUri"], version)
 
 
 def _reads_side_steps(plan: Plan) -> list[str]:

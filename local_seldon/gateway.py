@@ -141,6 +141,17 @@ class Gateway:
                  ", ".join(f"{n} {w}" for n, w in experiment.candidates), self.generations[experiment.name])
         return self.generations[experiment.name]
 
+    def add_experiment(self, experiment: Experiment) -> int:
+        """Serve a new ``experiment`` from the next request on (a Seldon Experiment applied while serving)."""
+        self.deployment.experiments[experiment.name] = experiment
+        self.generations[experiment.name] = 1
+        self._publish_weights(experiment)
+        self.experiment_updates.labels(experiment.name, "applied").inc()
+        log.info("experiment %s created: candidates %s%s", experiment.name,
+                 ", ".join(f"{n} {w}" for n, w in experiment.candidates),
+                 f", default {experiment.default}" if experiment.default else "")
+        return 1
+
     def _publish_weights(self, experiment: Experiment) -> None:
         for name, weight in experiment.candidates:
             self._weights.labels(experiment.name, name).set(weight)

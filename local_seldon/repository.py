@@ -5,6 +5,12 @@ Seldon's agent keeps when it rewrites it, so that a model behaves here as it wil
 The original folder is never written to (on a cluster it is a downloaded artifact): the prepared repository is a
 folder of symbolic links, apart from the ``model-settings.json`` files it rewrites.
 
+Versions: a Model with ``spec.artifactVersion`` is served from the version folder Seldon's agent would pick in its
+``storageUri`` (``version_folder``), located here under the models folder by the part of the URI after its last
+``/models/``: ``gs://bucket/models/enhanced/versions`` with ``artifactVersion: 2`` is ``models/enhanced/versions/2/``.
+Retrained versions live under ``versions/``, not beside the shipped ``model-settings.json``: the agent takes a
+top-level one whatever ``artifactVersion`` says. A Model without ``artifactVersion`` is the folder of its name.
+
 The outcomes model counts outcomes of the arms it is configured with; unless its Model names them, here they are the
 repository's models that predict a direction, so that a model added to the local stack (an experiment's candidate)
 needs no setting.
@@ -17,6 +23,8 @@ from pathlib import Path
 
 SETTINGS_FILE = "model-settings.json"
 OUTCOMES_RUNTIME = "routers.outcomes.OutcomesRuntime"
+VERSIONS_FOLDER = "versions"  # <model>/versions/<N>/: the versions a retraining registered
+STORAGE_PREFIX = "/models/"  # a storageUri's path below it is the folder under the local models folder
 
 
 def model_folders(models_dir: Path) -> dict[str, Path]:
@@ -25,6 +33,59 @@ def model_folders(models_dir: Path) -> dict[str, Path]:
     for settings in sorted(Path(models_dir).glob(f"*/{SETTINGS_FILE}")):
         name = json.loads(settings.read_text()).get("name") or settings.parent.name
         folders[name] = settings.parent
+    return folders
+
+
+def version_folder(folder: Path, version: int | None) -> Path | None:
+    """The folder Seldon's agent serves a Model from, given its artifact ``folder`` and ``artifactVersion``, in its
+    order (scheduler/pkg/agent/repository/mlserver/mlserver.go, FindModelVersionFolder): a ``model-settings.json`` at
+    the top, whatever the version; else the folder named by the version, at any depth; else, with no version, the
+    highest-numbered one. None when there is none; ValueError when the version names several folders."""
+    folder = Path(folder)
+    if (folder / SETTINGS_FILE).is_file():
+        return folder
+    found = [p.parent for p in sorted(folder.rglob(SETTINGS_FILE)) if p.parent != folder]
+    if version is not None:
+        named = [f for f in found if f.name == str(version)]
+        if len(named) > 1:
+            raise ValueError(f"{folder} has several folders for version {version}: {', '.join(map(str, named))}")
+        return named[0] if named else None
+    numbered = [f for f in found if f.name.isdigit()]
+    return max(numbered, key=lambda f: int(f.name)) if numbered else None
+
+
+def storage_folder(models_dir: Path, storage_uri: str) -> Path:
+    """Where a Model's ``storageUri`` is under the local models folder: the path after its last ``/models/``.
+
+    >>> storage_folder(Path("models"), "gs://seldon-market-ab/models/enhanced/versions")
+    PosixPath('models/enhanced/versions')
+    """
+    if STORAGE_PREFIX not in storage_uri:
+        raise ValueError(f"storageUri {storage_uri!r}: market-ab serve finds a versioned Model's artifact under its "
+                         f"models folder by the path after '{STORAGE_PREFIX}', which this URI has not")
+    relative = storage_uri.rsplit(STORAGE_PREFIX, 1)[1].strip("/")
+    if not relative or ".." in Path(relative).parts:
+        raise ValueError(f"storageUri {storage_uri!r}: expected a folder below '{STORAGE_PREFIX}'")
+    return Path(models_dir) / relative
+
+
+def versioned_folders(models_dir: Path, versions: dict[str, tuple[str, int]]) -> dict[str, Path]:
+    """Model name -> the version folder its ``(storageUri, artifactVersion)`` selects; ValueError naming the
+    Models whose version is not there."""
+    folders, problems = {}, []
+    for name, (storage_uri, version) in sorted(versions.items()):
+        try:
+            folder = version_folder(storage_folder(models_dir, storage_uri), version)
+        except ValueError as error:
+            problems.append(f"Model {name}: {error}")
+            continue
+        if folder is None:
+            problems.append(f"Model {name}: no version {version} under {storage_folder(models_dir, storage_uri)} "
+                            f"(a folder named {version} holding a {SETTINGS_FILE})")
+        else:
+            folders[name] = folder
+    if problems:
+        raise ValueError("\n".join(problems))
     return folders
 
 
@@ -54,11 +115,14 @@ def as_seldon_agent_writes(settings: dict) -> dict:
     return kept
 
 
-def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, str]], target: Path) -> Path:
-    """Link ``models_dir`` into ``target`` and apply ``model_parameters`` (Model name -> parameters). Raises
+def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, str]], target: Path,
+                       versions: dict[str, tuple[str, int]] | None = None) -> Path:
+    """Link ``models_dir`` into ``target`` and apply ``model_parameters`` (Model name -> parameters); ``versions``
+    (Model name -> ``(storageUri, artifactVersion)``) adds the Models served from a version folder. Raises
     ValueError naming the Models that have no folder."""
     models_dir, target = Path(models_dir).resolve(), Path(target)
-    folders = model_folders(models_dir)
+    versioned = versioned_folders(models_dir, versions or {})
+    folders = {**model_folders(models_dir), **versioned}
     missing = sorted(set(model_parameters) - set(folders))
     if missing:
         raise ValueError(f"{models_dir} has no model folder for {', '.join(missing)} (a folder holding a "
@@ -67,22 +131,31 @@ def prepare_repository(models_dir: Path, model_parameters: dict[str, dict[str, s
     all_settings = {name: json.loads((folder / SETTINGS_FILE).read_text()) for name, folder in folders.items()}
     predictors = ",".join(name for name, settings in all_settings.items()
                           if any(t.get("name") == "direction" for t in settings.get("outputs") or []))
-    in_folders = {folder.name for folder in folders.values()}
+    in_folders = {folder.name for name, folder in folders.items() if name not in versioned}
     for entry in models_dir.iterdir():
         if entry.name not in in_folders:
             (target / entry.name).symlink_to(entry)  # settings.json and anything else beside the models
     for name, folder in folders.items():
-        copy = target / folder.name
-        copy.mkdir()
-        for entry in folder.iterdir():
-            if entry.name != SETTINGS_FILE:
-                (copy / entry.name).symlink_to(entry)
-        settings = as_seldon_agent_writes(all_settings[name])
         given = dict(model_parameters.get(name) or {})
-        if settings.get("implementation") == OUTCOMES_RUNTIME and not given.get("arms") and predictors:
+        if all_settings[name].get("implementation") == OUTCOMES_RUNTIME and not given.get("arms") and predictors:
             given["arms"] = predictors
-        if given:
-            parameters = settings.setdefault("parameters", {})
-            parameters["extra"] = {**(parameters.get("extra") or {}), **given}
-        (copy / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        link_model(folder, target / (name if name in versioned else folder.name), all_settings[name], given,
+                   name if name in versioned else None)
     return target
+
+
+def link_model(folder: Path, copy: Path, settings: dict, parameters: dict[str, str], name: str | None = None) -> None:
+    """``copy``: ``folder``'s files linked, its settings as the agent writes them with ``parameters`` in
+    ``parameters.extra``, and named ``name`` (the Model's, as the agent renames a version it loads). Version folders
+    below ``folder`` are left out: MLServer would load each as a version of the model."""
+    copy.mkdir()
+    for entry in folder.iterdir():
+        if entry.name != SETTINGS_FILE and not (entry.is_dir() and any(entry.rglob(SETTINGS_FILE))):
+            (copy / entry.name).symlink_to(entry)
+    settings = as_seldon_agent_writes(settings)
+    if name is not None:
+        settings["name"] = name
+    if parameters:
+        extra = settings.setdefault("parameters", {})
+        extra["extra"] = {**(extra.get("extra") or {}), **parameters}
+    (copy / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))

@@ -23,7 +23,7 @@ from aiohttp import web
 from mlserver.grpc import dataplane_pb2_grpc
 
 from .admin import ADMIN_HOST, DEFAULT_ADMIN_PORT, AdminDoor
-from .alert_receiver import AlertReceiver
+from .alert_receiver import AlertReceiver, CommandTrigger
 from .alertmanager import DEFAULT_PORT as DEFAULT_ALERTMANAGER_PORT
 from .alertmanager import INSTALL_HINT as ALERTMANAGER_HINT
 from .alertmanager import RETRAIN_ALERTS, AlertmanagerProcess, alertmanager_config
@@ -34,7 +34,8 @@ from .manifests import load_documents
 from .mlserver_process import MLServerProcess, StartInterrupted
 from .prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
 from .prometheus import DEFAULT_SCRAPE_INTERVAL, INSTALL_HINT, PrometheusProcess, rule_groups
-from .repository import model_folders, prepare_repository
+from .registration import ModelRegistrar
+from .repository import model_folders, prepare_repository, versioned_folders
 from .rest import RestDoor
 
 READY_LINE = "market-ab serve: ready"  # what a supervising process waits for on stdout
@@ -62,12 +63,14 @@ class ServeOptions:
     admin_port: int | None = DEFAULT_ADMIN_PORT  # None: no admin port
     alertmanager_port: int | None = DEFAULT_ALERTMANAGER_PORT  # None: no Alertmanager (nor without Prometheus)
     alerts_dir: Path | None = None  # the notification log and retraining requests; default: state_dir/alerts
+    on_retrain: list[str] | None = None  # the command a retraining request runs, with --alert KEY appended
 
 
 def plan_deployment(options: ServeOptions, documents: list | None = None) -> Deployment:
     """The deployment the manifests describe, checked against the model repository. Raises ValueError."""
     deployment = Deployment.from_documents(documents if documents is not None else load_documents(options.manifests))
-    served = set(model_folders(options.models_dir))
+    served = set(model_folders(options.models_dir)) | set(versioned_folders(options.models_dir,
+                                                                              deployment.model_versions))
     missing = sorted(deployment.models - served)
     if missing:
         raise ValueError(f"the manifests name models that {options.models_dir} does not hold: {', '.join(missing)}; "
@@ -95,7 +98,8 @@ def serve(options: ServeOptions, retrain_trigger=None) -> int:
     deployment = plan_deployment(options, documents)
     rules = rule_groups(documents, options.alert_for)
     workdir = Path(tempfile.mkdtemp(prefix="market-ab-serve-"))
-    repository = prepare_repository(options.models_dir, deployment.model_parameters, workdir / "models")
+    repository = prepare_repository(options.models_dir, deployment.model_parameters, workdir / "models",
+                                    deployment.model_versions)
     mlserver = MLServerProcess(repository, parallel_workers=None, state_dir=options.state_dir,
                                interrupted=_STOP_REQUESTED.is_set)
     # until the gateway's loop takes them over, SIGTERM and SIGINT are remembered, and the wait for MLServer's
@@ -114,7 +118,10 @@ def serve(options: ServeOptions, retrain_trigger=None) -> int:
         print(f"{MLSERVER_LINE}: REST {mlserver.http_url}, gRPC {mlserver.grpc_address}, metrics "
               f"{mlserver.metrics_url}, pid {mlserver.pid}", flush=True)
         if alerting:
-            receiver = AlertReceiver(options.alerts_dir or (options.state_dir or workdir) / "alerts", retrain_trigger)
+            alerts_dir = options.alerts_dir or (options.state_dir or workdir) / "alerts"
+            if retrain_trigger is None and options.on_retrain:
+                retrain_trigger = CommandTrigger(options.on_retrain, alerts_dir)
+            receiver = AlertReceiver(alerts_dir, retrain_trigger)
             alertmanager = _start_alertmanager(options, receiver, workdir)
         if options.prometheus_port is not None:
             prometheus = _start_prometheus(options, mlserver, rules, workdir, alertmanager)
@@ -199,7 +206,9 @@ async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLSe
     await server.start()
     admin = None
     if options.admin_port is not None:  # loopback only, whatever --host says
-        app = AdminDoor(gateway).app()
+        registrar = ModelRegistrar(deployment, options.models_dir, mlserver.repository, mlserver.http_url,
+                                   gateway.models)
+        app = AdminDoor(gateway, registrar).app()
         if receiver is not None:
             receiver.routes(app)
         admin = web.AppRunner(app, access_log=None)
@@ -225,6 +234,8 @@ async def _gateway(options: ServeOptions, deployment: Deployment, mlserver: MLSe
               flush=True)
     loop.remove_reader(pidfd)
     os.close(pidfd)
+    if receiver is not None and isinstance(receiver.trigger, CommandTrigger):
+        await asyncio.to_thread(receiver.trigger.stop)  # while the admin port is open: its rollout ends at baseline
     await server.stop(grace=5)
     await gateway.close()  # before the REST door's HTTP session, which its mirrors use
     await runner.cleanup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shlex
 import sys
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def cmd_serve(args) -> int:
                            args.grpc_port, args.host, args.seed, args.state_dir,
                            None if args.no_prometheus else args.prometheus_port, args.prometheus_dir,
                            args.scrape_interval, args.alert_for, None if args.no_admin else args.admin_port,
-                           None if args.no_alertmanager else args.alertmanager_port, args.alerts_dir)
+                           None if args.no_alertmanager else args.alertmanager_port, args.alerts_dir,
+                           shlex.split(args.on_retrain) if args.on_retrain else None)
     try:
         return serve(options)
     except (ValueError, OSError, RuntimeError) as error:
@@ -327,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rollouts.commands import add_commands as add_rollout_commands
 
     add_rollout_commands(add_command, shared)
+    from retraining.commands import add_command as add_retrain_command
+
+    add_retrain_command(add_command)
 
     alerts = add_command("alerts", help="Alertmanager's notifications: the notification log and the retraining "
                                         "trigger")
@@ -375,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-alertmanager", action="store_true", help="run without Alertmanager")
     serve.add_argument("--alerts-dir", type=Path, help="the notification log and the retraining requests (default: "
                                                        "STATE_DIR/alerts, else the run's temporary folder)")
+    serve.add_argument("--on-retrain", metavar="COMMAND",
+                       help="run COMMAND --alert KEY for each retraining request Alertmanager routes (one per firing "
+                            "alert), e.g. \"market-ab retrain enhanced\"; its output in the alerts folder (default: "
+                            "requests are recorded only)")
     serve.set_defaults(func=cmd_serve)
 
     infer = add_command(

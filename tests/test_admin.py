@@ -180,12 +180,32 @@ def test_only_loopback_names_reach_the_admin_port(stack):
 
 
 def test_unknown_experiments_and_the_inference_port(stack):
-    code, answer = call("PUT", f"{stack.admin_url}/admin/experiments/nope", spec(1, 1))
+    code, answer = call("GET", f"{stack.admin_url}/admin/experiments/nope")
     assert code == 404 and answer["error"] == "no experiment 'nope'; these manifests define pipes, split"
     with pytest.raises(urllib.error.HTTPError) as caught:  # the inference port has no admin path
         urllib.request.urlopen(urllib.request.Request(f"{stack.http_url}/admin/experiments/split", method="PUT",
                                                       data=json.dumps(spec(1, 1)).encode()), timeout=30)
     assert caught.value.code in (404, 405)
+
+
+def test_a_new_experiment_is_created_checked_like_a_manifest(stack):
+    """PUT of a name not deployed creates it (a retraining's Experiment); its default must be free."""
+    code, answer = call("PUT", f"{stack.admin_url}/admin/experiments/taken", spec(1, 1))
+    assert code == 400 and "'echo-a' is already Experiment/split's default" in answer["error"]
+    code, answer = call("PUT", f"{stack.admin_url}/admin/experiments/Bad_Name", spec(1, 1))
+    assert code == 400 and "Kubernetes object name" in answer["error"]
+    code, answer = call("PUT", f"{stack.admin_url}/admin/experiments/fresh",
+                        {"candidates": [{"name": "echo-a", "weight": 0}, {"name": "echo-c", "weight": 1}]})
+    assert code == 400 and "no model 'echo-c' is served" in answer["error"]
+    code, answer = call("PUT", f"{stack.admin_url}/admin/experiments/fresh",
+                        {"candidates": [{"name": "echo-a", "weight": 0}, {"name": "echo-b", "weight": 1}]})
+    assert code == 201 and answer["generation"] == 1
+    assert call("GET", f"{stack.admin_url}/admin/experiments/fresh")[1]["spec"]["candidates"][1]["weight"] == 1
+    stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(stack.grpc_address))
+    request = build_grpc_request("any", {"x": np.ones(2, dtype=np.float32)})
+    routed = {stub.ModelInfer(request, metadata=(("seldon-model", "fresh.experiment"),), timeout=30).model_name
+              for _ in range(5)}
+    assert routed == {"echo-b"}
 
 
 def test_no_request_reaches_a_candidate_at_zero_while_weights_change(stack):

@@ -12,7 +12,7 @@ from .conftest import MODELS, REPO
 
 CORE = "seldon_market_ab"
 RUNTIMES = ("runtimes", "routers", "detectors")
-TOOLS = ("training", "local_seldon", "analysis", "rollouts", "loadtest", "market_ab")
+TOOLS = ("training", "local_seldon", "analysis", "rollouts", "retraining", "loadtest", "market_ab")
 # What each of our packages may import of ours (besides itself): only downward, never a circle.
 ALLOWED = {
     CORE: set(),
@@ -23,8 +23,10 @@ ALLOWED = {
     "local_seldon": {CORE},
     "analysis": {CORE, "runtimes", "routers", "detectors", "training"},
     "rollouts": {CORE, "training", "local_seldon", "analysis"},
+    "retraining": {CORE, "runtimes", "training", "local_seldon", "rollouts"},
     "loadtest": {CORE, "runtimes", "routers", "detectors", "training", "local_seldon", "analysis"},
-    "market_ab": {CORE, *RUNTIMES, "training", "local_seldon", "analysis", "rollouts", "loadtest"},
+    "market_ab": {CORE, *RUNTIMES, "training", "local_seldon", "analysis", "rollouts", "retraining",
+                  "loadtest"},
 }
 # The pure bandit math knows nothing of MLServer, stores or metrics.
 BANDIT_MAY_IMPORT = {"numpy", "scipy", "dataclasses", "__future__", "routers"}

@@ -157,3 +157,21 @@ def evaluate(probability, label, next_return, instrument, date, seed: int = 0) -
         mask = instrument == name
         out[str(name)] = evaluate_group(*(a[mask] for a in arrays), seed=seed)
     return out
+
+
+def paired_accuracy_difference(correct_a, correct_b, date, seed: int = 0) -> dict:
+    """Accuracy of ``a`` minus ``b`` on the same instrument-days, with a bootstrap interval that resamples days
+    (instruments on one day move together, so a day is the unit).
+
+    >>> out = paired_accuracy_difference([1, 1, 0, 1], [1, 0, 0, 0], ["d1", "d1", "d2", "d3"])
+    >>> out["difference"], out["n"], out["days"]
+    (0.5, 4, 3)
+    """
+    a, b = np.asarray(correct_a, dtype=np.float64), np.asarray(correct_b, dtype=np.float64)
+    days, position = np.unique(np.asarray(date), return_inverse=True)
+    per_day = np.stack([np.bincount(position, weights=a - b), np.bincount(position)])  # [2, days]
+    rng = np.random.default_rng(seed)
+    draws = per_day[:, rng.integers(0, len(days), size=(N_BOOTSTRAP, len(days)))].sum(axis=2)
+    low, high = np.percentile(draws[0] / draws[1], [2.5, 97.5])
+    return {"difference": float((a - b).mean()), "ci": (float(low), float(high)), "n": int(len(a)),
+            "days": int(len(days))}

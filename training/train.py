@@ -110,13 +110,25 @@ def model_settings(artifact: LSTMArtifact) -> dict:
     }
 
 
+def training_window(dataset: MarketDataset) -> dict:
+    """The days a model learnt from: its samples' first and last dates, and the last day any label was read."""
+    window = {}
+    for split in ("train", "validation"):
+        samples = dataset[split]
+        window[split] = {"first": str(samples.date.min())[:10], "last": str(samples.date.max())[:10],
+                         "last_label": str(samples.label_date.max())[:10], "n": int(len(samples))}
+    return {"cut": dataset.dates.cut, **window}
+
+
 def export(variant: Variant, model: ProbabilityModel, scaler: StandardScaler, training: dict,
-           dataset: MarketDataset, folder: Path) -> dict:
+           dataset: MarketDataset, folder: Path, version: str = "1", extra: dict | None = None) -> dict:
+    """``folder``: the TorchScript module, ``metadata.json`` (its training window, its evaluation on the validation
+    and test splits, and ``extra``) and its ``model-settings.json``, as version ``version``."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.jit.script(model).save(str(folder / MODEL_FILE))
     metadata = {
         "name": variant.name,
-        "version": "1",
+        "version": str(version),
         "description": variant.description,
         "features": list(FEATURE_NAMES),
         "sequence_length": variant.sequence_length,
@@ -128,7 +140,9 @@ def export(variant: Variant, model: ProbabilityModel, scaler: StandardScaler, tr
         "data": {"split_dates": asdict(dataset.dates),
                  **{split: dataset[split].summary() for split in SPLITS}},
         "training": training,
+        "training_window": training_window(dataset),
         "torch_version": torch.__version__,
+        **(extra or {}),
     }
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
     artifact = LSTMArtifact.load(folder)  # evaluate exactly what will be served
