@@ -70,8 +70,10 @@ class AdminDoor:
             created = await self.registrar.apply(name, orjson.loads(await request.read()))
         except orjson.JSONDecodeError as error:
             return error_response(400, f"model '{name}' not applied: expected the Model's spec as JSON: {error}")
-        except (DeploymentError, RuntimeError) as error:
+        except DeploymentError as error:
             return error_response(400, f"model '{name}' not applied: {error}")
+        except RuntimeError as error:  # MLServer's failure, not the client's
+            return error_response(502, f"model '{name}' not applied: {error}")
         return web.json_response({"name": name, "spec": self.registrar.applied[name]}, status=201 if created else 200)
 
     def _view(self, name: str) -> dict:

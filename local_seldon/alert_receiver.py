@@ -258,17 +258,20 @@ class CommandTrigger:
     def __init__(self, command: list[str], log_dir: Path, stop_timeout: float = 150.0):
         self.command, self.log_dir, self.stop_timeout = list(command), Path(log_dir), stop_timeout
         self.running: list = []
-        self.started = 0
+        self.closed = False
         self._lock = threading.Lock()
 
-    def __call__(self, request: dict) -> int:
+    def __call__(self, request: dict) -> int | None:
+        import re
         import subprocess
 
         with self._lock:
-            self.started += 1
-            log_path = self.log_dir / f"retrain-{self.started}.log"
+            if self.closed:  # the stack is stopping: the request stays recorded, its retraining not started
+                logger.warning("retraining for %s not started: the stack is stopping", request["key"])
+                return None
+            log_path = self.log_dir / f"retrain-{re.sub(r'[^A-Za-z0-9.@-]', '_', request['key'])}.log"
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "w") as log:
+            with open(log_path, "a") as log:
                 process = subprocess.Popen([*self.command, "--alert", request["key"]], stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             self.running.append(process)
@@ -279,6 +282,7 @@ class CommandTrigger:
 
     def stop(self) -> None:
         with self._lock:
+            self.closed = True
             running = [p for p in self.running if p.poll() is None]
         for process in running:
             process.terminate()  # a rollout ends aborted, the baseline at 100

@@ -33,6 +33,8 @@ class ModelRegistrar:
         self.mlserver_http, self.served = mlserver_http.rstrip("/"), served
         self.applied: dict[str, dict] = {}  # Model -> the spec it was applied with
         self._lock = asyncio.Lock()  # one registration at a time: each rewrites the outcomes model's settings
+        self._failed: set[str] = set()  # names whose folder was prepared but MLServer did not load
+        self._half_done: set[str] = set()  # loaded, but the outcomes model did not take it: a retry finishes it
 
     def folder_of(self, name: str, spec) -> tuple[Path, dict[str, str]]:
         """The folder Model ``name`` with this ``spec`` is served from, and its parameters; DeploymentError."""
@@ -62,24 +64,32 @@ class ModelRegistrar:
     async def _apply(self, name: str, spec) -> bool:
         if name in self.served:
             if self.applied.get(name) == spec:
+                if name in self._half_done:
+                    await self._count_outcomes_of(name)
+                    self._half_done.discard(name)
                 return False
             raise DeploymentError(f"model '{name}' is already served; market-ab serve does not replace a loaded "
                                   "model (apply the new version under a new name)")
         folder, parameters = self.folder_of(name, spec)
         settings = json.loads((folder / SETTINGS_FILE).read_text())
         target = self.repository / name
-        if target.exists():
+        if target.exists() or target.is_symlink():
+            if target.is_symlink() or not target.is_dir() or name not in self._failed:
+                raise DeploymentError(f"'{name}' is taken by {target.name} in the model repository")
             shutil.rmtree(target)  # a registration that failed to load
         link_model(folder, target, settings, parameters, name)
         try:
             await self._load(name)
         except RuntimeError:
             shutil.rmtree(target, ignore_errors=True)
+            self._failed.add(name)
             raise
         self.served.add(name)
         self.applied[name] = spec
         if any(t.get("name") == "direction" for t in settings.get("outputs") or []):
+            self._half_done.add(name)
             await self._count_outcomes_of(name)
+            self._half_done.discard(name)
         log.info("model %s loaded from %s", name, folder)
         return True
 

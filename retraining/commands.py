@@ -8,7 +8,8 @@ time: a request arriving meanwhile (another alert while a rollout runs) is recor
 an alert already in the ledger starts nothing either. A retraining that stopped after ``registered`` resumes from
 there when started again for the same alert: the version is not trained twice.
 
-Exit codes: 0 promoted, kept_baseline or skipped; 1 rolled_back, aborted or rejected; 2 it could not begin.
+Exit codes: 0 promoted, kept_baseline, registered, skipped, or an alert handled already (whatever its result); 1
+rolled_back, aborted or rejected; 2 it stopped before its end (an error, or SIGTERM before the rollout began).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from .training_run import RetrainPlan, retrain
 
 LEDGER = "retrain.jsonl"
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM or SIGINT before the rollout began: the run stops where it is, to be resumed."""
 
 
 class RetrainMetrics(RolloutMetrics):
@@ -96,6 +101,9 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
         metrics.seconds.labels(args.variant, "train").set(time.perf_counter() - started)
         registered = {"event": "registered", "time": _now(), "alert": alert, **record}
         ledger.append(registered)
+    if stop.requested:
+        raise Interrupted("stopped after training; run it again for the same alert to go on from the registered "
+                          "version")
     comparison = registered["comparison"]
     difference = comparison["difference"]
     metrics.difference.labels(args.variant).set(difference["difference"])
@@ -112,6 +120,8 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
     stack = LocalStack(args.admin)
     started = time.perf_counter()
     for document in (documents.model, documents.experiment):
+        if stop.requested:
+            raise Interrupted("stopped before applying; run it again for the same alert to go on")
         outcome = stack.apply(document)
         _say(f"{document['kind']}/{document['metadata']['name']}: {outcome}")
     metrics.seconds.labels(args.variant, "apply").set(time.perf_counter() - started)
@@ -158,8 +168,10 @@ def cmd_retrain(args) -> int:
 
             start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
         final = run_retraining(args, metrics, stop)
-    except (TargetError, ValueError, OSError) as error:
-        _say(f"{error}; the ledger {ledger.path} says how far it got, and running it again for the same alert resumes")
+    except Exception as error:  # noqa: BLE001 - said in one line; the ledger says how far it got
+        expected = isinstance(error, (TargetError, ValueError, OSError, Interrupted))
+        _say(f"{error if expected else repr(error)}; the ledger {ledger.path} says how far it got, and running it "
+             "again for the same alert resumes")
         return 2
     finally:
         lock.close()

@@ -23,19 +23,30 @@ class LocalStack:
         path = {"Model": "models", "Experiment": "experiments"}.get(kind)
         if path is None:
             raise TargetError(f"the admin port applies Models and Experiments, not {kind}")
-        if kind == "Experiment" and self._exists(f"{self.url}/admin/experiments/{name}"):
-            return "unchanged"  # a retraining run again: the rollout's audit log says where its weights stand
+        if kind == "Experiment":
+            current = self._current(f"{self.url}/admin/experiments/{name}")
+            wanted = {c["name"] for c in document["spec"]["candidates"]}
+            if current is not None and wanted == {c["name"] for c in current["spec"]["candidates"]}:
+                return "unchanged"  # a retraining resumed: the rollout's audit log says where its weights stand
         status = self._call("PUT", f"{self.url}/admin/{path}/{name}", document["spec"])
-        return {201: "created", 200: "unchanged"}.get(status, "updated")
+        return {201: "created", 200: "unchanged" if kind == "Model" else "updated"}.get(status, "updated")
 
-    def _exists(self, url: str) -> bool:
+    def _current(self, url: str) -> dict | None:
         try:
-            self._call("GET", url)
-            return True
+            return self._get(url)
         except TargetError as error:
             if " 404 " in str(error):
-                return False
+                return None
             raise
+
+    def _get(self, url: str) -> dict:
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            raise TargetError(f"GET {url}: {error.code} {error.reason}") from None
+        except (urllib.error.URLError, OSError) as error:
+            raise TargetError(f"GET {url}: {getattr(error, 'reason', error)}") from None
 
     def _call(self, method: str, url: str, body: dict | None = None) -> int:
         data = json.dumps(body).encode() if body is not None else None

@@ -90,7 +90,8 @@ def test_the_template_renders_a_model_an_experiment_and_a_rollout():
     assert documents.experiment["spec"] == {"default": "enhanced", "candidates": [
         {"name": "enhanced", "weight": 100}, {"name": "enhanced-v2", "weight": 0}]}
     spec = documents.rollout.spec
-    assert (spec.experiment, spec.baseline, spec.candidate) == ("enhanced-v2-rollout", "enhanced", "enhanced-v2")
+    assert (spec.experiment, spec.baseline, spec.candidate) == ("enhanced-retrain", "enhanced", "enhanced-v2")
+    assert documents.experiment["metadata"]["name"] == "enhanced-retrain"
     with pytest.raises(ValueError, match="has no Experiment, Rollout"):
         render("kind: Model\nmetadata: {name: x}\n", "enhanced", 2, "http://p")
 
@@ -137,6 +138,8 @@ def test_the_cut_is_counted_in_trading_days_before_as_of():
     plan = RetrainPlan("lightweight", "2018-12-31", holdout_days=126)
     assert plan.cut() == "2018-06-29"
     assert plan.split().test_end == "2019-01-01"
+    data = MarketDataset(30, SplitDates.walk_forward("2016-06-30", test_end="2016-12-31"))
+    assert data["test"].label_date.max() < np.datetime64("2016-12-31")  # as_of is the last day known
 
 
 # the loop on a running stack --------------------------------------------------------------------------------------
@@ -202,7 +205,7 @@ def test_a_drift_alert_becomes_a_new_version_served_beside_the_old_and_its_rollo
                                            "model": np.array(["lightweight-v2:2"], dtype=object),
                                            "correct": np.array([1], dtype=np.int32)})
         assert answer.outputs["status"] == ["recorded"]
-        experiment = get(f"{serve.admin_url}/admin/experiments/lightweight-v2-rollout")["spec"]
+        experiment = get(f"{serve.admin_url}/admin/experiments/lightweight-retrain")["spec"]
         assert experiment["default"] == "lightweight"
         assert {c["name"] for c in experiment["candidates"]} == {"lightweight", "lightweight-v2"}
         client.close()

@@ -114,7 +114,7 @@ class MarketDataset:
         if dates.cut is not None:  # a label read after the cut is not known at the cut
             split_of[(split_of < 2) & (all_samples.label_date > pd.Timestamp(dates.cut))] = -1
         if dates.test_end is not None:
-            split_of[(split_of == 2) & (all_samples.date >= pd.Timestamp(dates.test_end))] = -1
+            split_of[(split_of == 2) & (all_samples.label_date >= pd.Timestamp(dates.test_end))] = -1
         out = {}
         for index, split in enumerate(SPLITS):
             positions = np.flatnonzero(split_of == index)
