@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from . import rollout_report
+from . import retrain_report, rollout_report
 from .ab_analysis import (
     ArmLog,
     BusinessModel,
@@ -176,6 +176,8 @@ def experiment_markdown(experiment: dict) -> list[str]:
     counts = experiment["counts"]
     lines = [f"## {experiment['name']} ({experiment['kind']}): **{experiment['recommendation']['decision']}**", ""]
     lines += [f"- {reason}" for reason in experiment["recommendation"]["reasons"]]
+    if experiment.get("retraining"):
+        lines += retrain_report.markdown(experiment["retraining"])
     if experiment.get("rollout"):
         lines += rollout_report.markdown(experiment["rollout"])
     lines += ["", f"Target `{experiment['target']}`; {counts['sent']:,} requests sent, {counts['answered']:,} "
@@ -257,6 +259,10 @@ def readme_sample(report: dict, folder: str, link: str | None = None) -> str:
                   "|---|---|---|---|"]
         lines += [f"| {e['name']} ({e['rollout']['candidate']}) | **{e['rollout']['phase']}** | "
                   f"{e['rollout']['candidate_requests']} | {e['rollout']['reasons'][0]} |" for e in rollouts]
+    for e in (e for e in report["experiments"] if e.get("retraining")):
+        retraining = e["retraining"]
+        lines += ["", f"Retraining ({retraining['what']}): version {retraining['version']} of "
+                      f"{e['target']}, **{retraining['result']}**."]
     drifted = sum(d["is_drift"] for d in report.get("drift", []))
     lines += ["", f"Drift: {drifted} of {len(report.get('drift', []))} windows of 60 days judged drifted.", ""]
     for name, file in (("traffic share over time per arm", "traffic-share.png"),
@@ -265,6 +271,8 @@ def readme_sample(report: dict, folder: str, link: str | None = None) -> str:
                        ("latency percentiles per arm", "latency.png"), ("business impact", "business-impact.png"),
                        ("drift verdicts", "drift.png"),
                        *((("the dashboard's panels", "dashboard.png"),) if report.get("prometheus") else ()),
+                       *((f"{e['name']}: from the drift alert to the decision", f"{e['name']}-timeline.png")
+                         for e in rollouts if e.get("retraining")),
                        *((f"{e['name']}: weight and gates over the rollout", f"{e['name']}.png") for e in rollouts)):
         lines.append(f"![{name}]({link}/{file})")
     return "\n".join(lines)
@@ -380,6 +388,9 @@ def draw(report: dict, folder: Path) -> dict[str, Path]:
     axes[0][0].set_ylabel("accuracy (%), 95% CI")
     plots["accuracy per arm with intervals"] = _save(figure, folder / "accuracy.png", plt)
     for experiment in experiments:
+        if experiment.get("retraining"):
+            plots[f"{experiment['name']}: from the drift alert to the rollout's decision"] = \
+                retrain_report.draw(experiment["retraining"], folder / f"{experiment['name']}-timeline.png")
         if experiment.get("rollout"):
             plots[f"{experiment['name']}: the candidate's weight and the gates' figures over the rollout"] = \
                 rollout_report.draw(experiment["name"], experiment["rollout"], folder / f"{experiment['name']}.png")

@@ -124,7 +124,20 @@ def cmd_alerts_receive(args) -> int:
 
     from local_seldon.alert_receiver import AlertReceiver
 
-    receiver = AlertReceiver(args.alerts_dir)
+    trigger, triggered = None, ""
+    if args.retrain_job:
+        import yaml
+
+        from local_seldon.alert_receiver import JobTrigger
+        from rollouts.targets import TargetError
+
+        try:
+            trigger = JobTrigger(yaml.safe_load(args.retrain_job.read_text()), args.namespace)
+        except (OSError, ValueError, yaml.YAMLError, TargetError) as error:
+            print(f"market-ab alerts: --retrain-job {args.retrain_job}: {error}", file=sys.stderr)
+            return 2
+        triggered = f"; each new one creates a Job from {args.retrain_job} in namespace {trigger.namespace}"
+    receiver = AlertReceiver(args.alerts_dir, trigger)
     app = receiver.app()
 
     async def metrics(_request):
@@ -132,7 +145,8 @@ def cmd_alerts_receive(args) -> int:
 
     app.router.add_get("/metrics", metrics)
     ready = (f"market-ab alerts: receiving on http://{args.host}:{args.port}/alerts/notify and /alerts/retrain; "
-             f"notification log {receiver.notifications_path}, retraining requests {receiver.requests_path}")
+             f"notification log {receiver.notifications_path}, retraining requests {receiver.requests_path}"
+             f"{triggered}")
     # run_app prints once the port is bound: then the line is true
     web.run_app(app, host=args.host, port=args.port, print=lambda _: print(ready, flush=True), access_log=None)
     return 0
@@ -345,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--dir", type=Path, default=Path("market-ab-alerts"), dest="alerts_dir",
                          help="where the notification log and the retraining requests are kept (default: "
                               "./market-ab-alerts)")
+    receive.add_argument("--retrain-job", type=Path, metavar="FILE",
+                         help="create a Job from this template for each new retraining request, named by it, with "
+                              "--alert KEY appended to its args; one at a time (manifests/retraining/job.yaml; "
+                              "default: requests are recorded only)")
+    receive.add_argument("--namespace", help="with --retrain-job: the Jobs' namespace (default: the pod's, else the "
+                                             "kubeconfig's)")
     receive.set_defaults(func=cmd_alerts_receive)
 
     serve = add_command(

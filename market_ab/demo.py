@@ -10,6 +10,13 @@ Experiments, in order:
   estimates.
 - ``fault-test`` (faulty): baseline against ``faulty``, the baseline artifact served by
   ``runtimes.faults.FaultyLSTMRuntime`` with ``FAULT`` injected, 50/50: the guardrails must roll it back.
+- ``retrain-rollout`` (retraining): the drift alert turned into a new version. ``market-ab serve --on-retrain`` runs
+  ``market-ab retrain lightweight`` when Alertmanager routes ``MarketAbInputDrift`` to it. The replayed days themselves
+  make the detector fire during ``contextual`` (the pipelines' side step sends it every window); if no alert has come
+  by the end of ``contextual``, the S&P 500's last 60 days of 2008 are sent to the detector instead, and the report
+  says which. Once the new version is applied, traffic for ``lightweight`` (which its Experiment now splits) flows while
+  its rollout runs; the timeline goes into the report. The version is trained up to a cut before the first replayed
+  day, so neither its comparison nor the rollout's traffic is on a day it saw.
 - ``faulty-rollout`` and ``enhanced-rollout`` (rollout): from the baseline alone, ``market-ab rollout`` (in a thread)
   moves the candidate's weight by ``ROLLOUT`` while the traffic flows: the faulty one must be rolled back by it, with
   its exposure counted; ``enhanced`` goes as far as the evidence takes it, and a rollout still undecided when the
@@ -25,19 +32,22 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import yaml
 from tqdm import tqdm
 
-from analysis import live_metrics, rollout_report
+from analysis import live_metrics, retrain_report, rollout_report
 from analysis.ab_analysis import BusinessModel, DecisionPolicy
 from analysis.ab_report import ExperimentRun, analyse, log_entries, look_at, read_log, write_report
 from loadtest.client import InferenceClient
@@ -46,13 +56,17 @@ from local_seldon.manifests import load_documents
 from local_seldon.prometheus import PrometheusAPI
 from local_seldon.repository import SETTINGS_FILE
 from local_seldon.serve_process import ServeProcess
+from retraining.commands import LEDGER
+from retraining.templates import DEFAULT_TEMPLATE
 from rollouts.audit import AuditLog
-from rollouts.document import Rollout
+from rollouts.document import Rollout, seconds
 from rollouts.runner import Display, RolloutRunner, Stop
 from rollouts.targets import LocalAdmin
 from routers.stores import open_store
 from runtimes.artifact import LSTMArtifact
-from training.dataset import heldout_days
+from seldon_market_ab.features import WARMUP
+from training.data import load_instrument
+from training.dataset import heldout_days, ohlcv_windows
 
 FAULT = {"added_latency_ms": 30.0, "failure_rate": 0.1}  # the faulty candidate's injected fault
 DEMO_EXPERIMENTS = [
@@ -70,20 +84,28 @@ ROLLOUT = {"steps": [25, 50, 75], "interval": "1s", "minOutcomes": 20, "maxDurat
 ALERT_FOR, SCRAPE_INTERVAL = "5s", "2s"  # alerts can fire within a few minutes' run; expressions unchanged
 SETTLE_SECONDS = 60.0  # how long Prometheus may take to scrape what was acknowledged, or fire the expected alerts
 DASHBOARD = Path(__file__).resolve().parents[1] / "manifests" / "base" / "monitoring" / "market-ab-dashboard.json"
+RETRAIN_VARIANT = "lightweight"  # the model a drift alert retrains (the quickest to train)
+RETRAIN_WAIT_SECONDS = 600.0  # from the alert to the new version applied: for:, Alertmanager, training, loading
+# the new version's rollout decides within the segment: without evidence either way by then, it keeps the serving one
+RETRAIN_ROLLOUT = {**ROLLOUT, "maxDuration": "45s"}
 RUNS = [("aa-test", "aa", "aa-test.experiment", None), ("ab-test", "ab", "ab-test.experiment", None),
         ("mab", "ab", "mab.pipeline", "thompson-router"), ("contextual", "ab", "contextual.pipeline", "regime-router"),
+        ("retrain-rollout", "retrain", RETRAIN_VARIANT, None),
         ("fault-test", "faulty", "fault-test.experiment", None),
         ("faulty-rollout", "rollout", "faulty-rollout.experiment", None),
         ("enhanced-rollout", "rollout", "enhanced-rollout.experiment", None)]
 
 
-def demo_repository(models_dir: Path, folder: Path, seed: int, only: set[str] | None = None) -> Path:
+def demo_repository(models_dir: Path, folder: Path, seed: int, only: set[str] | None = None,
+                    copied: set[str] = frozenset()) -> Path:
     """``models_dir`` (or the models ``only`` names) linked into ``folder``, with ``baseline-copy`` and ``faulty``
-    beside it."""
+    beside it; the models ``copied`` names are copies (a retraining writes its versions into them)."""
     models_dir = Path(models_dir).resolve()
     folder.mkdir(parents=True)
     for entry in models_dir.iterdir():
-        if only is None or entry.name in only:
+        if entry.name in copied:
+            shutil.copytree(entry, folder / entry.name, ignore=shutil.ignore_patterns("versions"))
+        elif only is None or entry.name in only:
             (folder / entry.name).symlink_to(entry)
     settings = json.loads((models_dir / "baseline" / SETTINGS_FILE).read_text())
     for name, changes in (("baseline-copy", {}),
@@ -105,7 +127,7 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
                     keep_logs: bool = True) -> Path:
     run = run or time.strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="market-ab-demo-"))
-    repository = demo_repository(models_dir, workdir / "models", seed)
+    repository = demo_repository(models_dir, workdir / "models", seed, copied={RETRAIN_VARIANT})
     extra = workdir / "demo-experiments.yaml"
     extra.write_text(yaml.safe_dump_all(DEMO_EXPERIMENTS))
     deployment = Deployment.from_documents(load_documents([*manifests, extra]))
@@ -114,9 +136,13 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
     logs = out / "logs" if keep_logs else workdir / "logs"  # by default the raw logs stay beside their report
     logs.mkdir(parents=True)
     windows: list[dict] = []
-    with ServeProcess(repository, [*manifests, extra], seed=seed, log_path=workdir / "serve.log", prometheus=True,
-                      extra_args=["--state-dir", str(state_dir), "--alert-for", ALERT_FOR, "--scrape-interval",
-                                  SCRAPE_INTERVAL, "--prometheus-dir", str(workdir / "prometheus")]) as serve:
+    serve = ServeProcess(repository, [*manifests, extra], seed=seed, log_path=workdir / "serve.log", prometheus=True,
+                         alertmanager=True,
+                         extra_args=["--state-dir", str(state_dir), "--alert-for", ALERT_FOR, "--scrape-interval",
+                                     SCRAPE_INTERVAL, "--prometheus-dir", str(workdir / "prometheus")])
+    serve.extra_args += ["--alerts-dir", str(workdir / "alerts"),
+                         "--on-retrain", retrain_command(serve, repository, workdir, days)]
+    with serve:
         prometheus = PrometheusAPI(serve.prometheus_url)
         outcomes = open_store("sqlite:///outcomes.db", "outcomes", state_dir)  # the outcomes model's default store
         run_started = time.time()
@@ -191,6 +217,15 @@ def run_all(serve: ServeProcess, outcomes, prometheus: PrometheusAPI, logs: Path
     for name, kind, target, router in tqdm(RUNS, desc="experiments", unit="experiment"):
         log = logs / f"{name}.jsonl"
         started = time.time()
+        if kind == "retrain":
+            experiments.append(run_retraining(serve, logs, state_dir.parent, days, workers, seconds, feedback_delay,
+                                              models_dir, windows))
+            after = settled_totals(outcomes, prometheus)
+            experiments[-1]["live"] = live_metrics.live_summary(
+                live_metrics.from_log(log_entries(log)), live_metrics.difference(after[0], totals[0]),
+                live_metrics.difference(after[1], totals[1]))
+            totals = after
+            continue
         rollout = start_rollout(serve, deployment.experiments[name], logs) if kind == "rollout" else None
         try:
             drive(serve, target, router, log, days, workers, seconds, feedback_delay, models_dir)
@@ -212,6 +247,106 @@ def run_all(serve: ServeProcess, outcomes, prometheus: PrometheusAPI, logs: Path
             live_metrics.difference(after[1], totals[1]))
         totals = after
     return experiments
+
+
+def retrain_command(serve: ServeProcess, repository: Path, workdir: Path, days: int) -> str:
+    """What ``--on-retrain`` runs: ``market-ab retrain`` of ``RETRAIN_VARIANT`` into the demo's repository, its cut
+    before the first replayed day, its rollout sized like the demo's others."""
+    template = DEFAULT_TEMPLATE.read_text()
+    document = yaml.safe_load_all(template)
+    rollout = next(d for d in document if d.get("kind") == "Rollout")
+    for key in ("steps", "interval", "minOutcomes", "maxDuration"):
+        template = template.replace(f"  {key}: {_yaml_value(rollout['spec'][key])}\n",
+                                    f"  {key}: {_yaml_value(RETRAIN_ROLLOUT[key])}\n")
+    (workdir / "retrain-template.yaml").write_text(template)
+    market_ab = Path(sys.executable).parent / "market-ab"
+    return (f"{market_ab} retrain {RETRAIN_VARIANT} --models-dir {repository} --state-dir {workdir / 'retrain'} "
+            f"--template {workdir / 'retrain-template.yaml'} --holdout-days {days + 5} --admin {serve.admin_url} "
+            f"--prometheus http://127.0.0.1:{serve.prometheus_port} --no-progress")
+
+
+def _yaml_value(value) -> str:
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def run_retraining(serve: ServeProcess, logs: Path, workdir: Path, days: int, workers: int, seconds: float,
+                   feedback_delay: float, models_dir: Path, windows: list) -> dict:
+    """The retraining segment: the alert (the replay's own, else 2008 sent to the detector), the new version
+    applied, traffic for ``RETRAIN_VARIANT`` while its rollout runs, the rollout ended, and the report's entry."""
+    name, state = "retrain-rollout", workdir / "retrain"
+    requests = alert_requests(serve, wait=0)
+    what, sent_at = "real: the replayed days, which the pipelines' side step sends to the drift detector", None
+    if not requests:
+        what = "injected: the S&P 500's last 60 days of 2008 sent to the drift detector (real history, not the replay)"
+        sent_at = time.time()
+        client = InferenceClient(serve.grpc_address)
+        client.infer("drift-detector", {"ohlcv": crash_windows()})
+        client.close()
+        requests = alert_requests(serve, wait=SETTLE_SECONDS * 2)
+    if not requests:
+        raise RuntimeError(f"no retraining request reached the trigger; see {serve.log_path}")
+    request = requests[0]
+    ledger = wait_for_ledger(state / LEDGER, request["key"], "applied", RETRAIN_WAIT_SECONDS)
+    log = logs / f"{name}.jsonl"
+    started = time.time()
+    drive(serve, RETRAIN_VARIANT, None, log, days, workers, seconds, feedback_delay, models_dir)
+    windows.append({"name": name, "start": started, "end": time.time()})
+    ledger = end_retraining(state / LEDGER, request["key"])
+    applied = next(line for line in ledger if line["event"] == "applied")
+    candidate = f"{RETRAIN_VARIANT}-v{applied['version']}"
+    audit = AuditLog(state / f"{candidate}.audit.jsonl").current_run()
+    experiment = analyse(ExperimentRun(name, "rollout", RETRAIN_VARIANT, RETRAIN_VARIANT, None, log, None),
+                         None, DecisionPolicy(), BusinessModel())
+    experiment["rollout"] = rollout_report.summarise(audit, read_log(log)[0], {RETRAIN_VARIANT: 100, candidate: 0})
+    experiment["retraining"] = retrain_report.summarise(sent_at, request, ledger, audit, what)
+    return experiment
+
+
+def alert_requests(serve: ServeProcess, wait: float) -> list[dict]:
+    """The retraining requests the alert receiver recorded (``wait``: seconds to wait for the first)."""
+    url = f"{serve.admin_url}/alerts/retrain" + (f"?at_least=1&wait={wait:g}" if wait else "")
+    return json.loads(urllib.request.urlopen(url, timeout=wait + 30).read())["requests"]
+
+
+def _ledger(path: Path, alert: str) -> list[dict]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [line for line in lines if line.get("alert") == alert]
+
+
+def wait_for_ledger(path: Path, alert: str, event: str, timeout: float) -> list[dict]:
+    """The retraining's ledger lines once it reaches ``event`` (it runs in a process of its own); RuntimeError when
+    it ended without, or did not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = _ledger(path, alert)
+        if any(line["event"] == event for line in lines):
+            return lines
+        if any(line["event"] == "end" for line in lines) or time.monotonic() > deadline:
+            raise RuntimeError(f"the retraining for {alert} did not reach '{event}': {lines[-1:] or 'no line'}; "
+                               f"see {path.parent}")
+        time.sleep(0.5)  # the ledger is a file another process appends to: read it again
+
+
+def end_retraining(path: Path, alert: str, timeout: float = 180.0) -> list[dict]:
+    """Once the traffic has ended: the rollout decides by its maxDuration at the latest; one still undecided after
+    that is ended aborted (SIGTERM to the retraining, which ends it with the serving version at 100). The ledger's
+    lines for the alert, its end included."""
+    lines = _ledger(path, alert)
+    if not any(line["event"] == "end" for line in lines):
+        holder = AuditLog(path).holder()
+        try:
+            pidfd = os.pidfd_open(holder)
+            # readable once the retraining has exited
+            if not select.select([pidfd], [], [], seconds(RETRAIN_ROLLOUT["maxDuration"]) + 30)[0]:
+                os.kill(holder, signal.SIGTERM)
+                select.select([pidfd], [], [], timeout)
+            os.close(pidfd)
+        except (ProcessLookupError, PermissionError, TypeError):
+            pass  # it ended meanwhile
+        lines = _ledger(path, alert)
+    if not any(line["event"] == "end" for line in lines):
+        raise RuntimeError(f"the retraining for {alert} did not end; see {path}")
+    return lines
 
 
 def start_rollout(serve: ServeProcess, experiment, logs: Path):
@@ -273,6 +408,13 @@ def wait_for_alerts(prometheus: PrometheusAPI, expected: list[tuple[str, str]]) 
         if set(expected) <= firing:
             return
         time.sleep(0.5)
+
+
+def crash_windows(instrument: str = "sp500", last_day: str = "2008-12-31", rows: int = 60) -> np.ndarray:
+    """The last ``rows`` days of 2008 of ``instrument``, each with its feature warm-up: a window the detector flags."""
+    frame = load_instrument(instrument)
+    end = int(np.flatnonzero(frame.index <= np.datetime64(last_day))[-1])
+    return ohlcv_windows(instrument, np.arange(end - rows + 1, end + 1), WARMUP + 1)
 
 
 def drift_verdicts(serve: ServeProcess, days: int, models_dir: Path, window: int = 60, stride: int = 20) -> list[dict]:

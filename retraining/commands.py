@@ -10,6 +10,10 @@ there when started again for the same alert: the version is not trained twice.
 
 Exit codes: 0 promoted, kept_baseline, registered, skipped, or an alert handled already (whatever its result); 1
 rolled_back, aborted or rejected; 2 it stopped before its end (an error, or SIGTERM before the rollout began).
+
+With ``--kubernetes`` the documents go to the cluster's API server (``KubernetesStack``) and the rollout moves the
+Experiment resource's weights (``rollouts.kubernetes_target``); the outcomes Model, which on a cluster counts only the
+arms its Model names, is given the new version as one (``manifests/retraining/``, docs/retraining.md).
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from rollouts.audit import AuditLog
 from rollouts.controller import KEPT_BASELINE, PROMOTED
 from rollouts.runner import RolloutMetrics, RolloutRunner, Stop
 from rollouts.targets import DEFAULT_ADMIN_URL, LocalAdmin, TargetError
+from training.variants import VARIANTS
 
-from .stack import LocalStack
+from .stack import KubernetesStack, LocalStack
 from .templates import DEFAULT_TEMPLATE, candidate_name, render
-from .training_run import RetrainPlan, retrain
 
 LEDGER = "retrain.jsonl"
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
+OUTCOMES_ARMS = tuple(VARIANTS)  # the outcomes runtime's arms when its Model names none (routers/outcomes.py)
 
 
 class Interrupted(RuntimeError):
@@ -69,6 +74,16 @@ def handled(ledger: AuditLog, alert: str) -> dict | None:
     return lines[-1] if lines else None
 
 
+def serving(ledger: AuditLog, variant: str) -> tuple[str, int | None]:
+    """The Model that serves ``variant``'s traffic and its version: the last one a retraining's rollout promoted,
+    else the variant's own (its top-level, shipped version: None)."""
+    promoted = [r for r in _records(ledger) if r.get("event") == "end" and r.get("variant") == variant
+                and r.get("result") == PROMOTED and r.get("candidate")]
+    if not promoted:
+        return variant, None
+    return promoted[-1]["candidate"], int(promoted[-1]["candidate"].rsplit("-v", 1)[1])
+
+
 def _records(ledger: AuditLog) -> list[dict]:
     if not ledger.path.exists():
         return []
@@ -83,6 +98,8 @@ def _records(ledger: AuditLog) -> list[dict]:
 
 def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
     """The stages after the lock is held; the ``end`` line's fields."""
+    from .training_run import RetrainPlan, registered_for, retrain  # torch: only when a retraining runs
+
     ledger = AuditLog(args.state_dir / LEDGER)
     alert = args.alert or f"manual@{_now()}"
     last = handled(ledger, alert)
@@ -90,12 +107,17 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
         _say(f"alert {alert} was handled already: {last['result']} ({ledger.path})")
         return {**last, "already": True}
     registered = last if last is not None and last["event"] in ("registered", "applied") else None
-    plan = RetrainPlan(args.variant, args.as_of, args.holdout_days)
+    serving_model, serving_version = serving(ledger, args.variant)
+    plan = RetrainPlan(args.variant, args.as_of, args.holdout_days, serving_version=serving_version)
+    if registered is None and last is not None and (found := registered_for(args.models_dir, args.variant, alert)):
+        _say(f"version {found['version']} was registered for alert {alert} before a stop: not trained again")
+        registered = {"event": "registered", "time": _now(), "alert": alert, **found}
+        ledger.append(registered)
     if registered is None:
         ledger.append({"event": "start", "time": _now(), "alert": alert, "variant": args.variant,
                        "as_of": args.as_of, "cut": plan.cut(), "holdout_days": args.holdout_days})
         _say(f"alert {alert}: training {args.variant} on data to {plan.cut()} (as of {args.as_of}, the last "
-             f"{args.holdout_days} trading days held out)")
+             f"{args.holdout_days} trading days held out), to compare with {serving_model}")
         started = time.perf_counter()
         record = retrain(plan, args.models_dir, trigger={"alert": alert}, progress=args.progress)
         metrics.seconds.labels(args.variant, "train").set(time.perf_counter() - started)
@@ -116,26 +138,48 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
             "the new version is worse out of sample (the interval of the difference is below zero): no rollout"])
     if args.no_rollout:
         return _end(ledger, metrics, alert, args.variant, "registered", ["--no-rollout: registered only"])
-    documents = render(args.template.read_text(), args.variant, registered["version"], args.prometheus)
-    stack = LocalStack(args.admin)
+    documents = render(args.template.read_text(), args.variant, registered["version"], args.prometheus,
+                       serving_model)
+    stack = KubernetesStack(args.namespace, say=_say) if args.kubernetes else LocalStack(args.admin)
     started = time.perf_counter()
+    arms = None
     for document in (documents.model, documents.experiment):
         if stop.requested:
             raise Interrupted("stopped before applying; run it again for the same alert to go on")
         outcome = stack.apply(document)
         _say(f"{document['kind']}/{document['metadata']['name']}: {outcome}")
+        if document is documents.model and args.kubernetes and args.outcomes_model:
+            arms = _count_outcomes(stack, args.outcomes_model, document["metadata"]["name"])
     metrics.seconds.labels(args.variant, "apply").set(time.perf_counter() - started)
     ledger.append({"event": "applied", "time": _now(), "alert": alert, "version": registered["version"],
                    "folder": registered["folder"], "comparison": comparison,
-                   "model": documents.model["metadata"]["name"], "experiment": documents.rollout.spec.experiment})
+                   "model": documents.model["metadata"]["name"], "experiment": documents.rollout.spec.experiment,
+                   **({"outcomes_arms": arms} if arms is not None else {})})
     rollout = documents.rollout
     audit = AuditLog(args.state_dir / f"{rollout.name}.audit.jsonl")
     started = time.perf_counter()
-    final = RolloutRunner(rollout, LocalAdmin(rollout.spec.experiment, args.admin), audit, metrics=metrics,
-                          stop=stop).run()
+    if args.kubernetes:
+        from rollouts.kubernetes_target import KubernetesExperiment
+
+        target = KubernetesExperiment(rollout.spec.experiment, stack.namespace, stack.api)
+    else:
+        target = LocalAdmin(rollout.spec.experiment, args.admin)
+    final = RolloutRunner(rollout, target, audit, metrics=metrics, stop=stop).run()
     metrics.seconds.labels(args.variant, "rollout").set(time.perf_counter() - started)
     return _end(ledger, metrics, alert, args.variant, final["phase"], final["reasons"],
                 candidate=candidate_name(args.variant, registered["version"]), audit=str(audit.path))
+
+
+def _count_outcomes(stack: KubernetesStack, outcomes: str, candidate: str) -> list[str] | None:
+    """On a cluster the outcomes model counts only the arms its Model names: the new version becomes one, or the
+    rollout would never see its outcomes (they would be answered ``unknown_model``). The arms, None without it."""
+    done, arms = stack.add_arm(outcomes, candidate, OUTCOMES_ARMS)
+    if done == "absent":
+        _say(f"Model/{outcomes}: not in namespace {stack.namespace}; no outcomes model told to count {candidate}")
+        return None
+    _say(f"Model/{outcomes}: " + (f"{candidate} added to its arms (Seldon loads it again): {','.join(arms)}"
+                                  if done == "added" else f"{candidate} is one of its arms already"))
+    return arms
 
 
 def _end(ledger: AuditLog, metrics: RetrainMetrics, alert: str, variant: str, result: str, reasons: list,
@@ -199,6 +243,15 @@ def add_command(add) -> None:
                              "templates.yaml)")
     parser.add_argument("--admin", default=DEFAULT_ADMIN_URL,
                         help=f"the admin port of market-ab serve (default: {DEFAULT_ADMIN_URL})")
+    parser.add_argument("--kubernetes", action="store_true",
+                        help="apply the Model and Experiment through the Kubernetes API, wait for the Model to be "
+                             "Ready, and roll out against the Experiment resource, with in-cluster credentials or "
+                             "the kubeconfig (pip install 'seldon-market-ab[kubernetes]'); instead of --admin")
+    parser.add_argument("--namespace", help="with --kubernetes: the namespace (default: the pod's, else the "
+                                            "kubeconfig's)")
+    parser.add_argument("--outcomes-model", default="outcomes", metavar="NAME",
+                        help="with --kubernetes: the outcomes Model whose `arms` parameter the new version joins, when "
+                             "it exists; empty to skip (default: outcomes)")
     parser.add_argument("--prometheus", default=DEFAULT_PROMETHEUS,
                         help=f"the Prometheus the rollout reads (default: {DEFAULT_PROMETHEUS})")
     parser.add_argument("--no-rollout", action="store_true", help="train, compare and register only")

@@ -26,10 +26,12 @@ def candidate_name(variant: str, version: int) -> str:
     return f"{variant}-v{version}"
 
 
-def render(template: str, variant: str, version: int, prometheus: str) -> RetrainDocuments:
-    """The template's three documents for this version; ValueError naming what is missing or malformed."""
-    text = Template(template).substitute(variant=variant, version=version, prometheus=prometheus,
-                                         candidate=candidate_name(variant, version))
+def render(template: str, variant: str, version: int, prometheus: str, serving: str | None = None) -> RetrainDocuments:
+    """The template's three documents for this version, against the Model ``serving`` (default: ``variant``, the
+    shipped version; after a promotion, the version promoted); ValueError naming what is missing or malformed."""
+    text = Template(template).safe_substitute(serving=serving or variant)  # older templates name ${variant} only
+    text = Template(text).substitute(variant=variant, version=version, prometheus=prometheus,
+                                     candidate=candidate_name(variant, version))
     documents = {doc.get("kind"): doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)}
     missing = [kind for kind in ("Model", "Experiment", "Rollout") if kind not in documents]
     if missing:

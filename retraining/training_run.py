@@ -39,6 +39,7 @@ class RetrainPlan:
     as_of: str  # the last day of data the retraining may know: its "today"
     holdout_days: int = 126  # trading days after the cut, on which the two versions are compared
     validation_years: int = 2
+    serving_version: int | None = None  # the version compared with (None: the top-level, shipped one)
 
     def cut(self) -> str:
         """The day ``holdout_days`` trading days before ``as_of``."""
@@ -79,13 +80,35 @@ def compare(new: LSTMArtifact, serving: LSTMArtifact, samples: Samples) -> dict:
     return out
 
 
+def registered_for(models_dir: Path, variant: str, alert: str) -> dict | None:
+    """The record of a version already registered for ``alert`` (a run that crashed before its ledger said so), so
+    that it is not trained twice; None when there is none."""
+    for version, path in sorted(versions(Path(models_dir) / variant).items()):
+        metadata = json.loads((path / "metadata.json").read_text())
+        retraining = metadata.get("retraining") or {}
+        if (retraining.get("trigger") or {}).get("alert") == alert:
+            return _record(variant, version, path, metadata)
+    return None
+
+
+def _record(variant: str, version: int, path: Path, metadata: dict) -> dict:
+    retraining = metadata["retraining"]
+    return {"variant": variant, "version": version, "folder": str(path), "cut": retraining["cut"],
+            "as_of": retraining["as_of"], "training_window": metadata["training_window"],
+            "comparison": retraining["comparison"], "training_seconds": metadata["training"]["seconds"],
+            "versions": sorted(versions(path.parents[1] if path.parent.name == "versions" else path))}
+
+
 def retrain(plan: RetrainPlan, models_dir: Path, trigger: dict | None = None, progress: bool = True) -> dict:
-    """Train, compare with the serving (top-level) version of ``plan.variant``, and register. Answers the record of
-    the new version: its number, folder, training window, comparison and seconds."""
+    """Train, compare with the serving version of ``plan.variant``, and register. Answers the record of the new
+    version: its number, folder, training window, comparison and seconds."""
     folder = Path(models_dir) / plan.variant
     if plan.variant not in VARIANTS:
         raise ValueError(f"unknown variant {plan.variant!r}; expected one of {', '.join(VARIANTS)}")
-    serving = LSTMArtifact.load(folder)
+    known = versions(folder)
+    if plan.serving_version is not None and plan.serving_version not in known:
+        raise ValueError(f"{folder} has no version {plan.serving_version}; it has {sorted(known)}")
+    serving = LSTMArtifact.load(known[plan.serving_version] if plan.serving_version is not None else folder)
     variant = VARIANTS[plan.variant]
     dataset = MarketDataset(variant.sequence_length, plan.split())
     check_walk_forward(dataset)
@@ -103,9 +126,6 @@ def retrain(plan: RetrainPlan, models_dir: Path, trigger: dict | None = None, pr
         return metadata
 
     version, path, metadata = register(folder, write)
-    return {"variant": plan.variant, "version": version, "folder": str(path), "cut": dataset.dates.cut,
-            "as_of": plan.as_of, "training_window": metadata["training_window"],
-            "comparison": metadata["retraining"]["comparison"], "training_seconds": training["seconds"],
-            "versions": sorted(versions(folder))}
+    return _record(plan.variant, version, path, metadata)
 
 

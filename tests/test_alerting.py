@@ -12,8 +12,6 @@ import sys
 import threading
 import urllib.request
 
-import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
@@ -24,9 +22,7 @@ from local_seldon.alertmanager import alertmanager_config
 from local_seldon.manifests import load_all
 from local_seldon.prometheus import scrape_config
 from local_seldon.serve_process import ServeProcess
-from seldon_market_ab.features import WARMUP
-from training.data import load_instrument
-from training.dataset import ohlcv_windows
+from market_ab.demo import crash_windows
 
 from .conftest import MODELS, REPO
 
@@ -207,12 +203,6 @@ def test_market_ab_serve_names_an_alertmanager_it_cannot_run_before_starting_any
                 "prometheus-alertmanager is not installed")
     assert expected in done.stderr and "--no-alertmanager" in done.stderr
     assert "starting MLServer" not in done.stdout
-
-
-def crash_windows(instrument: str = "sp500", last_day: str = "2008-12-31", rows: int = 60) -> np.ndarray:
-    frame = load_instrument(instrument)
-    end = int(np.flatnonzero(frame.index <= pd.Timestamp(last_day))[-1])
-    return ohlcv_windows(instrument, np.arange(end - rows + 1, end + 1), WARMUP + 1)
 
 
 def test_a_drifted_window_reaches_the_retraining_trigger_through_prometheus_and_alertmanager(tmp_path):

@@ -97,8 +97,8 @@ def test_demo_end_to_end(tmp_path):
     report = json.loads((folder / "report.json").read_text())
     experiments = {e["name"]: e for e in report["experiments"]}
     assert [(e["name"], e["kind"]) for e in report["experiments"]] == [
-        ("aa-test", "aa"), ("ab-test", "ab"), ("mab", "ab"), ("contextual", "ab"), ("fault-test", "faulty"),
-        ("faulty-rollout", "rollout"), ("enhanced-rollout", "rollout")]
+        ("aa-test", "aa"), ("ab-test", "ab"), ("mab", "ab"), ("contextual", "ab"), ("retrain-rollout", "rollout"),
+        ("fault-test", "faulty"), ("faulty-rollout", "rollout"), ("enhanced-rollout", "rollout")]
     for experiment in report["experiments"]:
         counts = experiment["counts"]
         assert counts["sent"] == 2 * 120 == counts["answered"] + counts["failed"]  # every day once, two instruments
@@ -126,6 +126,18 @@ def test_demo_end_to_end(tmp_path):
     assert 0 < rollout["candidate_requests"] == sent_to_faulty
     for name in ("faulty-rollout", "enhanced-rollout"):  # each split held to the weights in force at the time
         assert not experiments[name]["rollout"]["srm"]["mismatch"], experiments[name]["rollout"]["srm"]
+    # a drift alert became version 2 of lightweight, trained before the replay, and its rollout reached an end
+    retraining = experiments["retrain-rollout"]["retraining"]
+    assert retraining["alert"]["alertname"] == "MarketAbInputDrift" and retraining["version"] == 2
+    assert retraining["training_window"]["validation"]["last_label"] <= retraining["cut"] < \
+        retraining["comparison"]["days"]["first"]
+    assert retraining["result"] in ("promoted", "kept_baseline", "rolled_back", "aborted"), retraining
+    stages = [e["what"] for e in retraining["events"]]
+    assert stages.index("training began") < stages.index("version registered") < \
+        stages.index("Model and Experiment applied") < stages.index("rollout decided")
+    assert set(experiments["retrain-rollout"]["arms"]) <= {"lightweight", "lightweight-v2"}
+    assert experiments["retrain-rollout"]["rollout"]["candidate"] == "lightweight-v2"
+    assert not (repository / "lightweight" / "versions").exists()  # written into the demo's copy, not the repository
     assert {d["instrument"] for d in report["drift"]} == {"sp500", "nasdaq"}  # the detector judged the replay
     assert all(d["is_drift"] in (0, 1) and d["first_date"] < d["last_date"] for d in report["drift"])
     assert experiments["fault-test"]["counts"]["failed"] > 0
@@ -143,11 +155,11 @@ def test_demo_end_to_end(tmp_path):
     assert not {pair for pair in fired if pair[1] == "baseline"}, fired
     plots = [png for png in folder.glob("*.png") if png.name != "report-screenshot.png"]
     html = (folder / "report.html").read_text()
-    assert len(plots) == 10 and all(f'src="{png.name}"' in html for png in plots)
+    assert len(plots) == 12 and all(f'src="{png.name}"' in html for png in plots)
     assert "What Prometheus saw" in html and "MarketAbErrorRate" in html
     # the demo opened the report in headless Chromium and kept a screenshot; every plot loads, and a missing one shows
     assert (folder / "report-screenshot.png").stat().st_size > 50_000
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 10
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 12
     plots[0].unlink()
     assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 9
     assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout

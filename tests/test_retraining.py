@@ -21,17 +21,18 @@ import torch
 from loadtest.client import InferenceClient
 from local_seldon.repository import version_folder
 from local_seldon.serve_process import ServeProcess
-from retraining.commands import LEDGER
+from market_ab.demo import crash_windows
+from retraining.commands import LEDGER, serving
 from retraining.registry import register, versions
 from retraining.templates import DEFAULT_TEMPLATE, render
-from retraining.training_run import LeakError, RetrainPlan, check_walk_forward
+from retraining.training_run import LeakError, RetrainPlan, check_walk_forward, registered_for
+from rollouts.audit import AuditLog
 from training import dataset as dataset_module
 from training.dataset import MarketDataset, SplitDates, ohlcv_windows
 from training.train import train_classifier
 from training.variants import VARIANTS
 
 from .conftest import MIN_WINDOW, MODELS, REPO
-from .test_alerting import crash_windows
 
 MARKET_AB = str(Path(sys.executable).parent / "market-ab")
 
@@ -94,6 +95,43 @@ def test_the_template_renders_a_model_an_experiment_and_a_rollout():
     assert documents.experiment["metadata"]["name"] == "enhanced-retrain"
     with pytest.raises(ValueError, match="has no Experiment, Rollout"):
         render("kind: Model\nmetadata: {name: x}\n", "enhanced", 2, "http://p")
+
+
+def test_after_a_promotion_the_next_version_is_compared_with_and_rolled_out_against_the_promoted_one(tmp_path):
+    ledger = AuditLog(tmp_path / LEDGER)
+    assert serving(ledger, "enhanced") == ("enhanced", None)
+    ledger.append({"event": "end", "variant": "enhanced", "result": "promoted", "candidate": "enhanced-v2"})
+    ledger.append({"event": "end", "variant": "enhanced", "result": "rolled_back", "candidate": "enhanced-v3"})
+    ledger.append({"event": "end", "variant": "lightweight", "result": "promoted", "candidate": "lightweight-v5"})
+    assert serving(ledger, "enhanced") == ("enhanced-v2", 2)
+    documents = render(DEFAULT_TEMPLATE.read_text(), "enhanced", 4, "http://p", "enhanced-v2")
+    assert [c["name"] for c in documents.experiment["spec"]["candidates"]] == ["enhanced-v2", "enhanced-v4"]
+    assert documents.experiment["spec"]["default"] == "enhanced"  # still the traffic for enhanced
+    assert documents.rollout.spec.baseline == "enhanced-v2"
+
+
+def test_a_version_registered_before_a_crash_is_found_by_its_alert(tmp_path):
+    model = tmp_path / "lightweight"
+    shutil.copytree(MODELS / "lightweight", model)
+
+    def write(staging: Path, version: int) -> dict:
+        shutil.copytree(model, staging, ignore=shutil.ignore_patterns("versions"))
+        metadata = json.loads((staging / "metadata.json").read_text())
+        metadata.update(version=str(version), training_window={"cut": "2018-06-29"}, retraining={
+            "as_of": "2018-12-31", "cut": "2018-06-29", "trigger": {"alert": "a@1"}, "comparison": {"n": 1}})
+        (staging / "metadata.json").write_text(json.dumps(metadata))
+        return metadata
+
+    register(model, write)
+    found = registered_for(tmp_path, "lightweight", "a@1")
+    assert found["version"] == 2 and found["cut"] == "2018-06-29" and found["versions"] == [1, 2]
+    assert registered_for(tmp_path, "lightweight", "b@2") is None
+
+
+def test_the_cli_loads_no_torch_until_a_retraining_runs():
+    """`market-ab alerts receive` builds the same parser: on a cluster its pod has 256 MiB."""
+    code = "import sys; from market_ab.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 # never a row after the cut ---------------------------------------------------------------------------------------
