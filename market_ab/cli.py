@@ -128,7 +128,7 @@ def cmd_alerts_receive(args) -> int:
     if args.retrain_job:
         import yaml
 
-        from local_seldon.alert_receiver import JobTrigger
+        from retraining.job_trigger import JobTrigger
         from rollouts.targets import TargetError
 
         try:

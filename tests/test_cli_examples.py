@@ -137,6 +137,8 @@ def plan(example: Example) -> str:
     if args.command == "rollout":
         return "run" if args.rollout_command == "status" else \
             "parsed only: moves a running stack's weights for minutes; tests/test_rollouts.py runs it against one"
+    if args.command == "retrain":
+        return "parsed only: trains and registers a version; tests/test_retraining.py runs it against a running stack"
     return f"no plan for `{args.command}`: tell this module how to run it"
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from local_seldon.alert_receiver import JobTrigger
 from market_ab.cli import build_parser
 from retraining.commands import LEDGER, OUTCOMES_ARMS, RetrainMetrics, run_retraining
+from retraining.job_trigger import JobTrigger
 from retraining.stack import KubernetesStack
 from retraining.templates import DEFAULT_TEMPLATE, render
 from rollouts.kubernetes_target import KubernetesExperiment
