@@ -451,7 +451,9 @@ def render(results: dict) -> str:
         f"{rule['cooldown_days']} trading days have passed since the serving model's cut (the shipped model's "
         f"counting as {rule['first_judgement']}); the cut is that day. The calendar control cuts on "
         f"{results['calendar_cuts'][0]}, {results['calendar_cuts'][1]}, ... {results['calendar_cuts'][-1]} (each "
-        "30 June and 31 December; 2011-12-31 is the shipped model's own cut).",
+        "30 June and 31 December; 2011-12-31 is the shipped model's own cut). The detector's reference stays the "
+        "shipped one (the training period before 2010) after every retraining, as it does in the product: later "
+        "alerts measure drift from that period, not from the serving model's own training window.",
         "",
         f"{results['judgements']['n']} judgements, {results['judgements']['flagged']} flagged ("
         + ", ".join(f"{name} {n}" for name, n in results["judgements"]["flagged_by_instrument"].items())

@@ -10,12 +10,14 @@ Experiments, in order:
   estimates.
 - ``fault-test`` (faulty): baseline against ``faulty``, the baseline artifact served by
   ``runtimes.faults.FaultyLSTMRuntime`` with ``FAULT`` injected, 50/50: the guardrails must roll it back.
-- ``retrain-rollout`` (retraining): the drift alert turned into a new version. ``market-ab serve --on-retrain`` runs
-  ``market-ab retrain lightweight`` when Alertmanager routes ``MarketAbInputDrift`` to it. The replayed days themselves
-  make the detector fire during ``contextual`` (the pipelines' side step sends it every window); if no alert has come
-  by the end of ``contextual``, the S&P 500's last 60 days of 2008 are sent to the detector instead, and the report
-  says which. Once the new version is applied, traffic for ``lightweight`` (which its Experiment now splits) flows while
-  its rollout runs; the timeline goes into the report. The version is trained up to a cut before the first replayed
+- ``retrain-rollout`` (retraining): the drift alert turned into a new version. Alertmanager routes
+  ``MarketAbInputDrift`` to the alert receiver, which records a retraining request; the replayed days themselves make
+  the detector fire during the router pipelines (their side step sends it every window); if none has by this segment,
+  the S&P 500's last 60 days of 2008 are sent to the detector instead, and the report says which. The segment runs
+  ``market-ab retrain lightweight --alert KEY`` for that request (what ``market-ab serve --on-retrain`` runs as the
+  request arrives; here it begins with the segment, so that its rollout meets the segment's traffic). Once the new
+  version is applied, traffic for ``lightweight`` (which its Experiment now splits) flows while its rollout runs; the
+  timeline goes into the report. The version is trained up to a cut before the first replayed
   day, so neither its comparison nor the rollout's traffic is on a day it saw.
 - ``faulty-rollout`` and ``enhanced-rollout`` (rollout): from the baseline alone, ``market-ab rollout`` (in a thread)
   moves the candidate's weight by ``ROLLOUT`` while the traffic flows: the faulty one must be rolled back by it, with
@@ -32,9 +34,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -140,8 +140,7 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
                          alertmanager=True,
                          extra_args=["--state-dir", str(state_dir), "--alert-for", ALERT_FOR, "--scrape-interval",
                                      SCRAPE_INTERVAL, "--prometheus-dir", str(workdir / "prometheus")])
-    serve.extra_args += ["--alerts-dir", str(workdir / "alerts"),
-                         "--on-retrain", retrain_command(serve, repository, workdir, days)]
+    serve.extra_args += ["--alerts-dir", str(workdir / "alerts")]
     with serve:
         prometheus = PrometheusAPI(serve.prometheus_url)
         outcomes = open_store("sqlite:///outcomes.db", "outcomes", state_dir)  # the outcomes model's default store
@@ -218,8 +217,8 @@ def run_all(serve: ServeProcess, outcomes, prometheus: PrometheusAPI, logs: Path
         log = logs / f"{name}.jsonl"
         started = time.time()
         if kind == "retrain":
-            experiments.append(run_retraining(serve, logs, state_dir.parent, days, workers, seconds, feedback_delay,
-                                              models_dir, windows))
+            experiments.append(run_retraining(serve, logs, state_dir.parent, serve.models_dir, days, workers,
+                                              seconds, feedback_delay, models_dir, windows))
             after = settled_totals(outcomes, prometheus)
             experiments[-1]["live"] = live_metrics.live_summary(
                 live_metrics.from_log(log_entries(log)), live_metrics.difference(after[0], totals[0]),
@@ -249,30 +248,31 @@ def run_all(serve: ServeProcess, outcomes, prometheus: PrometheusAPI, logs: Path
     return experiments
 
 
-def retrain_command(serve: ServeProcess, repository: Path, workdir: Path, days: int) -> str:
-    """What ``--on-retrain`` runs: ``market-ab retrain`` of ``RETRAIN_VARIANT`` into the demo's repository, its cut
-    before the first replayed day, its rollout sized like the demo's others."""
+def retrain_command(serve: ServeProcess, repository: Path, workdir: Path, days: int) -> list[str]:
+    """``market-ab retrain`` of ``RETRAIN_VARIANT`` into the demo's repository, its cut before the first replayed
+    day, its rollout sized like the demo's others (``--alert KEY`` to be appended)."""
     template = DEFAULT_TEMPLATE.read_text()
-    document = yaml.safe_load_all(template)
-    rollout = next(d for d in document if d.get("kind") == "Rollout")
+    rollout = next(d for d in yaml.safe_load_all(template) if d.get("kind") == "Rollout")
     for key in ("steps", "interval", "minOutcomes", "maxDuration"):
         template = template.replace(f"  {key}: {_yaml_value(rollout['spec'][key])}\n",
                                     f"  {key}: {_yaml_value(RETRAIN_ROLLOUT[key])}\n")
     (workdir / "retrain-template.yaml").write_text(template)
-    market_ab = Path(sys.executable).parent / "market-ab"
-    return (f"{market_ab} retrain {RETRAIN_VARIANT} --models-dir {repository} --state-dir {workdir / 'retrain'} "
-            f"--template {workdir / 'retrain-template.yaml'} --holdout-days {days + 5} --admin {serve.admin_url} "
-            f"--prometheus http://127.0.0.1:{serve.prometheus_port} --no-progress")
+    return [str(Path(sys.executable).parent / "market-ab"), "retrain", RETRAIN_VARIANT, "--models-dir",
+            str(repository), "--state-dir", str(workdir / "retrain"), "--template",
+            str(workdir / "retrain-template.yaml"), "--holdout-days", str(days + 5), "--admin", serve.admin_url,
+            "--prometheus", f"http://127.0.0.1:{serve.prometheus_port}", "--no-progress"]
 
 
 def _yaml_value(value) -> str:
     return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
 
 
-def run_retraining(serve: ServeProcess, logs: Path, workdir: Path, days: int, workers: int, seconds: float,
-                   feedback_delay: float, models_dir: Path, windows: list) -> dict:
-    """The retraining segment: the alert (the replay's own, else 2008 sent to the detector), the new version
-    applied, traffic for ``RETRAIN_VARIANT`` while its rollout runs, the rollout ended, and the report's entry."""
+def run_retraining(serve: ServeProcess, logs: Path, workdir: Path, repository: Path, days: int, workers: int,
+                   seconds: float, feedback_delay: float, models_dir: Path, windows: list) -> dict:
+    """The retraining segment: the alert's retraining request (the replay's own, else 2008 sent to the detector),
+    ``market-ab retrain`` for it, begun now so that its rollout meets this segment's traffic (``market-ab serve
+    --on-retrain`` would begin it as the request arrives: tests/test_retraining.py), traffic for ``RETRAIN_VARIANT``
+    while the rollout runs, its end, and the report's entry."""
     name, state = "retrain-rollout", workdir / "retrain"
     requests = alert_requests(serve, wait=0)
     what, sent_at = "real: the replayed days, which the pipelines' side step sends to the drift detector", None
@@ -286,18 +286,29 @@ def run_retraining(serve: ServeProcess, logs: Path, workdir: Path, days: int, wo
     if not requests:
         raise RuntimeError(f"no retraining request reached the trigger; see {serve.log_path}")
     request = requests[0]
-    ledger = wait_for_ledger(state / LEDGER, request["key"], "applied", RETRAIN_WAIT_SECONDS)
-    log = logs / f"{name}.jsonl"
-    started = time.time()
-    drive(serve, RETRAIN_VARIANT, None, log, days, workers, seconds, feedback_delay, models_dir)
-    windows.append({"name": name, "start": started, "end": time.time()})
-    ledger = end_retraining(state / LEDGER, request["key"])
-    applied = next(line for line in ledger if line["event"] == "applied")
-    candidate = f"{RETRAIN_VARIANT}-v{applied['version']}"
-    audit = AuditLog(state / f"{candidate}.audit.jsonl").current_run()
+    command = [*retrain_command(serve, repository, workdir, days), "--alert", request["key"]]
+    with open(logs / f"{name}.retrain.log", "w") as output:
+        retraining = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        ledger = wait_for_ledger(state / LEDGER, request["key"], retraining, RETRAIN_WAIT_SECONDS)
+        log = logs / f"{name}.jsonl"
+        started = time.time()
+        drive(serve, RETRAIN_VARIANT, None, log, days, workers, seconds, feedback_delay, models_dir)
+        windows.append({"name": name, "start": started, "end": time.time()})
+        ledger = end_retraining(retraining, state / LEDGER, request["key"])
+    finally:
+        if retraining.poll() is None:  # the demo failed meanwhile: its rollout must not outlive it
+            retraining.terminate()
+            retraining.wait(150)
     experiment = analyse(ExperimentRun(name, "rollout", RETRAIN_VARIANT, RETRAIN_VARIANT, None, log, None),
                          None, DecisionPolicy(), BusinessModel())
-    experiment["rollout"] = rollout_report.summarise(audit, read_log(log)[0], {RETRAIN_VARIANT: 100, candidate: 0})
+    applied = next((line for line in ledger if line["event"] == "applied"), None)
+    audit = []
+    if applied is not None:  # else rejected: the new version was worse out of sample and took no traffic
+        candidate = f"{RETRAIN_VARIANT}-v{applied['version']}"
+        audit = AuditLog(state / f"{candidate}.audit.jsonl").current_run()
+        experiment["rollout"] = rollout_report.summarise(audit, read_log(log)[0],
+                                                         {RETRAIN_VARIANT: 100, candidate: 0})
     experiment["retraining"] = retrain_report.summarise(sent_at, request, ledger, audit, what)
     return experiment
 
@@ -313,39 +324,32 @@ def _ledger(path: Path, alert: str) -> list[dict]:
     return [line for line in lines if line.get("alert") == alert]
 
 
-def wait_for_ledger(path: Path, alert: str, event: str, timeout: float) -> list[dict]:
-    """The retraining's ledger lines once it reaches ``event`` (it runs in a process of its own); RuntimeError when
-    it ended without, or did not within ``timeout`` seconds."""
+def wait_for_ledger(path: Path, alert: str, retraining: subprocess.Popen, timeout: float) -> list[dict]:
+    """The retraining's ledger lines once its version is applied, or it ended without (rejected); RuntimeError when
+    its process exited without either, or neither came within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         lines = _ledger(path, alert)
-        if any(line["event"] == event for line in lines):
+        if any(line["event"] in ("applied", "end") for line in lines):
             return lines
-        if any(line["event"] == "end" for line in lines) or time.monotonic() > deadline:
-            raise RuntimeError(f"the retraining for {alert} did not reach '{event}': {lines[-1:] or 'no line'}; "
-                               f"see {path.parent}")
+        if retraining.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the retraining for {alert} stopped before its version was applied "
+                               f"({lines[-1:] or 'no line'}); see its log beside the report's logs")
         time.sleep(0.5)  # the ledger is a file another process appends to: read it again
 
 
-def end_retraining(path: Path, alert: str, timeout: float = 180.0) -> list[dict]:
+def end_retraining(retraining: subprocess.Popen, path: Path, alert: str, timeout: float = 150.0) -> list[dict]:
     """Once the traffic has ended: the rollout decides by its maxDuration at the latest; one still undecided after
-    that is ended aborted (SIGTERM to the retraining, which ends it with the serving version at 100). The ledger's
-    lines for the alert, its end included."""
+    that is ended aborted (SIGTERM: the retraining ends it with the serving version at 100). The ledger's lines for
+    the alert, its end included."""
+    try:
+        retraining.wait(seconds(RETRAIN_ROLLOUT["maxDuration"]) + 30)
+    except subprocess.TimeoutExpired:
+        retraining.terminate()
+        retraining.wait(timeout)
     lines = _ledger(path, alert)
     if not any(line["event"] == "end" for line in lines):
-        holder = AuditLog(path).holder()
-        try:
-            pidfd = os.pidfd_open(holder)
-            # readable once the retraining has exited
-            if not select.select([pidfd], [], [], seconds(RETRAIN_ROLLOUT["maxDuration"]) + 30)[0]:
-                os.kill(holder, signal.SIGTERM)
-                select.select([pidfd], [], [], timeout)
-            os.close(pidfd)
-        except (ProcessLookupError, PermissionError, TypeError):
-            pass  # it ended meanwhile
-        lines = _ledger(path, alert)
-    if not any(line["event"] == "end" for line in lines):
-        raise RuntimeError(f"the retraining for {alert} did not end; see {path}")
+        raise RuntimeError(f"the retraining for {alert} exited with {retraining.returncode} without an end; see {path}")
     return lines
 
 

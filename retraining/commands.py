@@ -33,6 +33,7 @@ from rollouts.runner import RolloutMetrics, RolloutRunner, Stop
 from rollouts.targets import DEFAULT_ADMIN_URL, LocalAdmin, TargetError
 from training.variants import VARIANTS
 
+from .registry import versions
 from .stack import KubernetesStack, LocalStack
 from .templates import DEFAULT_TEMPLATE, candidate_name, render
 
@@ -78,10 +79,10 @@ def serving(ledger: AuditLog, variant: str) -> tuple[str, int | None]:
     """The Model that serves ``variant``'s traffic and its version: the last one a retraining's rollout promoted,
     else the variant's own (its top-level, shipped version: None)."""
     promoted = [r for r in _records(ledger) if r.get("event") == "end" and r.get("variant") == variant
-                and r.get("result") == PROMOTED and r.get("candidate")]
+                and r.get("result") == PROMOTED and r.get("candidate") and r.get("version")]
     if not promoted:
         return variant, None
-    return promoted[-1]["candidate"], int(promoted[-1]["candidate"].rsplit("-v", 1)[1])
+    return promoted[-1]["candidate"], int(promoted[-1]["version"])
 
 
 def _records(ledger: AuditLog) -> list[dict]:
@@ -108,10 +109,17 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
         return {**last, "already": True}
     registered = last if last is not None and last["event"] in ("registered", "applied") else None
     serving_model, serving_version = serving(ledger, args.variant)
+    if serving_version is not None and serving_version not in versions(args.models_dir / args.variant):
+        _say(f"{serving_model}, promoted earlier, is not in {args.models_dir / args.variant}: comparing with the "
+             f"shipped version instead")
+        serving_model, serving_version = args.variant, None
+    if registered is not None:  # resumed: against what it was compared with, whatever was promoted since
+        serving_model = registered.get("serving_model", args.variant)
     plan = RetrainPlan(args.variant, args.as_of, args.holdout_days, serving_version=serving_version)
     if registered is None and last is not None and (found := registered_for(args.models_dir, args.variant, alert)):
         _say(f"version {found['version']} was registered for alert {alert} before a stop: not trained again")
-        registered = {"event": "registered", "time": _now(), "alert": alert, **found}
+        registered = {"event": "registered", "time": _now(), "alert": alert, "serving_model": serving_model,
+                      **found}
         ledger.append(registered)
     if registered is None:
         ledger.append({"event": "start", "time": _now(), "alert": alert, "variant": args.variant,
@@ -121,7 +129,8 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
         started = time.perf_counter()
         record = retrain(plan, args.models_dir, trigger={"alert": alert}, progress=args.progress)
         metrics.seconds.labels(args.variant, "train").set(time.perf_counter() - started)
-        registered = {"event": "registered", "time": _now(), "alert": alert, **record}
+        registered = {"event": "registered", "time": _now(), "alert": alert, "serving_model": serving_model,
+                      **record}
         ledger.append(registered)
     if stop.requested:
         raise Interrupted("stopped after training; run it again for the same alert to go on from the registered "
@@ -152,6 +161,7 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
             arms = _count_outcomes(stack, args.outcomes_model, document["metadata"]["name"])
     metrics.seconds.labels(args.variant, "apply").set(time.perf_counter() - started)
     ledger.append({"event": "applied", "time": _now(), "alert": alert, "version": registered["version"],
+                   "serving_model": serving_model,
                    "folder": registered["folder"], "comparison": comparison,
                    "model": documents.model["metadata"]["name"], "experiment": documents.rollout.spec.experiment,
                    **({"outcomes_arms": arms} if arms is not None else {})})
@@ -167,7 +177,8 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
     final = RolloutRunner(rollout, target, audit, metrics=metrics, stop=stop).run()
     metrics.seconds.labels(args.variant, "rollout").set(time.perf_counter() - started)
     return _end(ledger, metrics, alert, args.variant, final["phase"], final["reasons"],
-                candidate=candidate_name(args.variant, registered["version"]), audit=str(audit.path))
+                candidate=candidate_name(args.variant, registered["version"]), version=registered["version"],
+                audit=str(audit.path))
 
 
 def _count_outcomes(stack: KubernetesStack, outcomes: str, candidate: str) -> list[str] | None:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from local_seldon.repository import VERSIONS_FOLDER
-from runtimes.artifact import METADATA_FILE
+
+METADATA_FILE = "metadata.json"  # runtimes.artifact.METADATA_FILE, not imported: that module loads torch
 
 
 def versions(folder: Path) -> dict[int, Path]:

@@ -83,7 +83,7 @@ def compare(new: LSTMArtifact, serving: LSTMArtifact, samples: Samples) -> dict:
 def registered_for(models_dir: Path, variant: str, alert: str) -> dict | None:
     """The record of a version already registered for ``alert`` (a run that crashed before its ledger said so), so
     that it is not trained twice; None when there is none."""
-    for version, path in sorted(versions(Path(models_dir) / variant).items()):
+    for version, path in sorted(versions(Path(models_dir) / variant).items(), reverse=True):  # the newest
         metadata = json.loads((path / "metadata.json").read_text())
         retraining = metadata.get("retraining") or {}
         if (retraining.get("trigger") or {}).get("alert") == alert:

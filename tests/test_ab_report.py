@@ -35,17 +35,21 @@ def test_the_stored_sample_is_a_run_of_the_defaults_with_every_plot():
     report = json.loads((SAMPLE / "report.json").read_text())
     defaults = inspect.signature(run_demo).parameters
     assert report["scenarios"] == defaults["scenarios"].default and report["workers"] == defaults["workers"].default
-    assert [e["kind"] for e in report["experiments"]] == ["aa", "ab", "ab", "ab", "faulty", "rollout", "rollout"]
+    assert [e["kind"] for e in report["experiments"]] == ["aa", "ab", "ab", "ab", "rollout", "faulty", "rollout",
+                                                          "rollout"]
     for experiment in report["experiments"]:
         assert experiment["counts"]["sent"] == 2 * report["scenarios"]
     html = (SAMPLE / "report.html").read_text()
     for png in ("traffic-share", "accuracy", "latency", "posterior-regret", "regimes", "drift", "business-impact",
-                "dashboard", "faulty-rollout", "enhanced-rollout"):
+                "dashboard", "faulty-rollout", "enhanced-rollout", "retrain-rollout", "retrain-rollout-timeline"):
         assert (SAMPLE / f"{png}.png").stat().st_size > 10_000 and f'src="{png}.png"' in html
     # the live numbers: each arm's outcomes agree across the log, the store and Prometheus; the faulty alerts fired
     assert all(e["live"]["store_equals_log"] and e["live"]["prometheus_equals_store"] for e in report["experiments"])
     fired = {(a["alertname"], a["labels"].get("model")) for a in report["prometheus"]["alerts"]}
     assert {("MarketAbErrorRate", "faulty"), ("MarketAbLatencyHigh", "faulty")} <= fired
+    # a drift alert became a new version, and its rollout decided
+    retraining = report["experiments"][4]["retraining"]
+    assert retraining["version"] == 2 and retraining["result"] in ("promoted", "kept_baseline", "rolled_back")
     # the autopilot rolled the faulty candidate back, its exposure counted
     rollout = report["experiments"][-2]["rollout"]
     assert rollout["phase"] == "rolled_back" and rollout["candidate_requests"] == \

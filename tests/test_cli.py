@@ -132,10 +132,13 @@ def test_demo_end_to_end(tmp_path):
     assert retraining["training_window"]["validation"]["last_label"] <= retraining["cut"] < \
         retraining["comparison"]["days"]["first"]
     assert retraining["result"] in ("promoted", "kept_baseline", "rolled_back", "aborted"), retraining
+    assert "real: the replayed days" in retraining["what"] or "injected" in retraining["what"]
     stages = [e["what"] for e in retraining["events"]]
     assert stages.index("training began") < stages.index("version registered") < \
         stages.index("Model and Experiment applied") < stages.index("rollout decided")
     assert set(experiments["retrain-rollout"]["arms"]) <= {"lightweight", "lightweight-v2"}
+    # begun with the segment: its rollout met the segment's traffic
+    assert experiments["retrain-rollout"]["rollout"]["candidate_requests"] > 0
     assert experiments["retrain-rollout"]["rollout"]["candidate"] == "lightweight-v2"
     assert not (repository / "lightweight" / "versions").exists()  # written into the demo's copy, not the repository
     assert {d["instrument"] for d in report["drift"]} == {"sp500", "nasdaq"}  # the detector judged the replay

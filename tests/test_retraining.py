@@ -100,9 +100,10 @@ def test_the_template_renders_a_model_an_experiment_and_a_rollout():
 def test_after_a_promotion_the_next_version_is_compared_with_and_rolled_out_against_the_promoted_one(tmp_path):
     ledger = AuditLog(tmp_path / LEDGER)
     assert serving(ledger, "enhanced") == ("enhanced", None)
-    ledger.append({"event": "end", "variant": "enhanced", "result": "promoted", "candidate": "enhanced-v2"})
-    ledger.append({"event": "end", "variant": "enhanced", "result": "rolled_back", "candidate": "enhanced-v3"})
-    ledger.append({"event": "end", "variant": "lightweight", "result": "promoted", "candidate": "lightweight-v5"})
+    for variant, result, version in (("enhanced", "promoted", 2), ("enhanced", "rolled_back", 3),
+                                     ("lightweight", "promoted", 5)):
+        ledger.append({"event": "end", "variant": variant, "result": result, "candidate": f"{variant}-v{version}",
+                       "version": version})
     assert serving(ledger, "enhanced") == ("enhanced-v2", 2)
     documents = render(DEFAULT_TEMPLATE.read_text(), "enhanced", 4, "http://p", "enhanced-v2")
     assert [c["name"] for c in documents.experiment["spec"]["candidates"]] == ["enhanced-v2", "enhanced-v4"]
@@ -132,6 +133,10 @@ def test_the_cli_loads_no_torch_until_a_retraining_runs():
     """`market-ab alerts receive` builds the same parser: on a cluster its pod has 256 MiB."""
     code = "import sys; from market_ab.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    from retraining import registry
+    from runtimes.artifact import METADATA_FILE
+
+    assert registry.METADATA_FILE == METADATA_FILE
 
 
 # never a row after the cut ---------------------------------------------------------------------------------------
