@@ -164,7 +164,7 @@ def test_demo_end_to_end(tmp_path):
     assert (folder / "report-screenshot.png").stat().st_size > 50_000
     assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 12
     plots[0].unlink()
-    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 9
+    assert look_at(folder / "report.html", tmp_path / "again.png")["images_loaded"] == 11  # one fewer
     assert "roll_back" in result.stdout and str(folder / "report.html") in result.stdout
     assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
     page = (REPO / "docs" / "demo.md").read_text()  # the docs describe the fault that was injected
