@@ -5,7 +5,8 @@
 (``Deployment.updated_experiment``: 400 with one line per problem, in MLServer's ``{"error": ...}`` shape) and
 applies it from the next request on (``Gateway.replace_experiment``); with ``If-Match: <generation>`` only if
 nobody changed it since that generation was read (else 409); for a name not deployed it creates the Experiment
-(``Deployment.new_experiment``; 201). ``PUT /admin/models/<name>`` with a Model's ``spec`` loads it
+(``Deployment.new_experiment``; 201); ``GET /admin/experiments/<name>?after=G&wait=S`` answers once it exists at a
+generation above G (a watch, at most S seconds). ``PUT /admin/models/<name>`` with a Model's ``spec`` loads it
 (``registration.ModelRegistrar``: 201, or 200 when it was already served so; ``GET /admin/models`` lists them):
 together, what a retraining applies to a cluster. It listens on loopback only, apart from the
 inference ports, so that nothing that can send a request can also move the traffic: on a cluster the same change is
@@ -14,6 +15,7 @@ a patch of the Experiment resource, which Kubernetes' RBAC guards.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import orjson
@@ -45,6 +47,7 @@ async def loopback_only(request: web.Request, handler):
 class AdminDoor:
     def __init__(self, gateway: Gateway, registrar: ModelRegistrar | None = None):
         self.gateway, self.registrar = gateway, registrar
+        self._changed = asyncio.Condition()  # notified after every applied change, for the watches
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024, middlewares=[loopback_only])
@@ -84,16 +87,35 @@ class AdminDoor:
         return web.json_response({"experiments": [self._view(n) for n in sorted(self.gateway.deployment.experiments)]})
 
     async def get_experiment(self, request: web.Request) -> web.Response:
+        """With ``?after=G&wait=S``, once the experiment exists at a generation above G, or after S seconds (a
+        watch: what a retraining applied, and its rollout's first change, without polling)."""
         name = request.match_info["name"]
+        if "after" in request.query:
+            try:
+                after, wait = int(request.query["after"]), min(float(request.query.get("wait", 0)), 300.0)
+            except ValueError:
+                return error_response(400, "expected integer 'after' (a generation) and seconds 'wait' (at most 300)")
+            await self._watch(lambda: self.gateway.generations.get(name, 0) > after, wait)
         if name not in self.gateway.deployment.experiments:
             return self._unknown(name)
         return web.json_response(self._view(name))
 
+    async def _watch(self, done, wait: float) -> None:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(done), wait)
+            except TimeoutError:
+                pass
+
+    async def _applied(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
     async def put_experiment(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await request.read()
+        body = await request.read()  # before the check: from the check to the change, nothing may interleave
         if name not in self.gateway.deployment.experiments:
-            return self._create(name, body)  # before the check: from the check to the change, nothing may interleave
+            return await self._create(name, body)
         expected = request.headers.get("If-Match")
         if expected is not None and expected.strip('"') != str(self.gateway.generations[name]):
             return error_response(409, f"experiment '{name}' changed meanwhile: generation "
@@ -106,9 +128,10 @@ class AdminDoor:
         except DeploymentError as error:
             return self._rejected(name, str(error))
         self.gateway.replace_experiment(experiment)
+        await self._applied()
         return web.json_response(self._view(name))
 
-    def _create(self, name: str, body: bytes) -> web.Response:
+    async def _create(self, name: str, body: bytes) -> web.Response:
         if not NAME.match(name):
             return error_response(400, f"experiment name {name!r}: expected a Kubernetes object name")
         try:
@@ -118,6 +141,7 @@ class AdminDoor:
         except DeploymentError as error:
             return error_response(400, f"experiment '{name}' not created: {error}")
         self.gateway.add_experiment(experiment)
+        await self._applied()
         return web.json_response(self._view(name), status=201)
 
     def _rejected(self, name: str, message: str) -> web.Response:

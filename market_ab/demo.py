@@ -56,7 +56,7 @@ from local_seldon.manifests import load_documents
 from local_seldon.prometheus import PrometheusAPI
 from local_seldon.repository import SETTINGS_FILE
 from local_seldon.serve_process import ServeProcess
-from retraining.commands import LEDGER
+from retraining.commands import LEDGER, ledger_records
 from retraining.templates import DEFAULT_TEMPLATE
 from rollouts.audit import AuditLog
 from rollouts.document import Rollout, seconds
@@ -320,8 +320,7 @@ def alert_requests(serve: ServeProcess, wait: float) -> list[dict]:
 
 
 def _ledger(path: Path, alert: str) -> list[dict]:
-    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    return [line for line in lines if line.get("alert") == alert]
+    return [line for line in ledger_records(AuditLog(path)) if line.get("alert") == alert]
 
 
 def wait_for_ledger(path: Path, alert: str, retraining: subprocess.Popen, timeout: float) -> list[dict]:

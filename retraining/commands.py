@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from rollouts.audit import AuditLog
 from rollouts.controller import KEPT_BASELINE, PROMOTED
-from rollouts.runner import RolloutMetrics, RolloutRunner, Stop
+from rollouts.runner import RolloutMetrics, RolloutRunner, Stop, serve_metrics, stop_on_signals
 from rollouts.targets import DEFAULT_ADMIN_URL, LocalAdmin, TargetError
 from training.variants import VARIANTS
 
@@ -71,21 +70,22 @@ def _say(text: str) -> None:
 
 def handled(ledger: AuditLog, alert: str) -> dict | None:
     """The ledger's last line for ``alert``, None when it never ran (a ``skipped`` line does not count)."""
-    lines = [r for r in _records(ledger) if r.get("alert") == alert and r.get("event") != "skipped"]
+    lines = [r for r in ledger_records(ledger) if r.get("alert") == alert and r.get("event") != "skipped"]
     return lines[-1] if lines else None
 
 
 def serving(ledger: AuditLog, variant: str) -> tuple[str, int | None]:
     """The Model that serves ``variant``'s traffic and its version: the last one a retraining's rollout promoted,
     else the variant's own (its top-level, shipped version: None)."""
-    promoted = [r for r in _records(ledger) if r.get("event") == "end" and r.get("variant") == variant
+    promoted = [r for r in ledger_records(ledger) if r.get("event") == "end" and r.get("variant") == variant
                 and r.get("result") == PROMOTED and r.get("candidate") and r.get("version")]
     if not promoted:
         return variant, None
     return promoted[-1]["candidate"], int(promoted[-1]["version"])
 
 
-def _records(ledger: AuditLog) -> list[dict]:
+def ledger_records(ledger: AuditLog) -> list[dict]:
+    """Every line of a retraining ledger, a line cut short by a crash left out."""
     if not ledger.path.exists():
         return []
     out = []
@@ -213,15 +213,10 @@ def cmd_retrain(args) -> int:
         _say(record["reason"])
         print(json.dumps(record), flush=True)
         return 0
-    stop = Stop()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, stop.set)
+    stop = stop_on_signals()
     metrics = RetrainMetrics()
     try:
-        if args.metrics_port:
-            from prometheus_client import start_http_server
-
-            start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
+        serve_metrics(args.metrics_port, args.metrics_host, metrics.registry)
         final = run_retraining(args, metrics, stop)
     except Exception as error:  # noqa: BLE001 - said in one line; the ledger says how far it got
         expected = isinstance(error, (TargetError, ValueError, OSError, Interrupted))

@@ -21,7 +21,7 @@ from .audit import AuditLog
 from .controller import ABORTED, KEPT_BASELINE, PROMOTED
 from .document import Rollout
 from .figures import FiguresError, PrometheusFigures
-from .runner import ResumeError, RolloutMetrics, RolloutRunner, Stop, describe
+from .runner import ResumeError, RolloutMetrics, RolloutRunner, describe, serve_metrics, stop_on_signals
 from .targets import DEFAULT_ADMIN_URL, LocalAdmin, TargetError
 
 ABORT_WAIT_SECONDS = 120  # a loop ends within its final weight change and two scrapes
@@ -62,15 +62,10 @@ def cmd_run(args) -> int:
         print(f"market-ab rollout: a loop (pid {audit.holder()}) already runs {rollout.name}; "
               f"`market-ab rollout abort {args.file}` stops it", file=sys.stderr)
         return 2
-    stop = Stop()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, stop.set)
+    stop = stop_on_signals()
     metrics = RolloutMetrics()
     try:
-        if args.metrics_port:
-            from prometheus_client import start_http_server
-
-            start_http_server(args.metrics_port, args.metrics_host, registry=metrics.registry)
+        serve_metrics(args.metrics_port, args.metrics_host, metrics.registry)
         runner = RolloutRunner(rollout, _target(args, rollout), audit, PrometheusFigures(rollout.spec),
                                metrics=metrics, stop=stop)
         final = runner.run(restart=args.restart)

@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import select
+import signal
 import sys
 import time
 import urllib.request
@@ -127,6 +128,23 @@ class Stop:
         if not self.requested:
             select.select([self._read], [], [], timeout)
         return self.requested
+
+
+def stop_on_signals() -> Stop:
+    """A Stop that SIGINT and SIGTERM set (a command's loop ends at its next look, its run recorded)."""
+    stop = Stop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, stop.set)
+    return stop
+
+
+def serve_metrics(port: int | None, host: str, registry) -> None:
+    """``--metrics-port``: the registry on ``port``/metrics, in a thread (nothing without a port)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, host, registry=registry)
+
 
 
 class ResumeError(RuntimeError):

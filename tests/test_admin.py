@@ -208,6 +208,28 @@ def test_a_new_experiment_is_created_checked_like_a_manifest(stack):
     assert routed == {"echo-b"}
 
 
+def test_a_watch_answers_once_the_experiment_changes(stack):
+    url = f"{stack.admin_url}/admin/experiments/split"
+    generation = call("GET", url)[1]["generation"]
+    code, answer = call("GET", f"{url}?after={generation}&wait=0.05")  # nothing changed: the view as it is
+    assert code == 200 and answer["generation"] == generation
+    seen, asked = [], threading.Event()
+
+    def watch() -> None:
+        asked.set()
+        seen.append(call("GET", f"{url}?after={generation}&wait=60")[1])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    asked.wait()
+    assert call("PUT", url, spec(60, 40))[0] == 200
+    watcher.join(70)
+    assert seen and seen[0]["generation"] == generation + 1
+    assert call("GET", f"{url}?after=soon")[0] == 400
+    code, answer = call("GET", f"{stack.admin_url}/admin/experiments/later?after=0&wait=0.05")
+    assert code == 404  # never created within the wait
+
+
 def test_no_request_reaches_a_candidate_at_zero_while_weights_change(stack):
     """Eight clients (half of them sending the other candidate's sticky x-seldon-route) while the weights flip
     between (100, 0) and (0, 100) sixty times. A request sent after a change was acknowledged and answered before

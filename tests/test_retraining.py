@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from loadtest.client import InferenceClient
 from local_seldon.repository import version_folder
 from local_seldon.serve_process import ServeProcess
 from market_ab.demo import crash_windows
-from retraining.commands import LEDGER, serving
+from retraining.commands import LEDGER, ledger_records, serving
 from retraining.registry import register, versions
 from retraining.templates import DEFAULT_TEMPLATE, render
 from retraining.training_run import LeakError, RetrainPlan, check_walk_forward, registered_for
@@ -192,19 +191,7 @@ FAST_ROLLOUT = {"steps: [10, 25, 50]": "steps: [50]", "interval: 1m": "interval:
 
 
 def ledger_lines(state: Path) -> list[dict]:
-    path = state / LEDGER
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_for_ledger(state: Path, event: str, timeout: float = 240.0) -> list[dict]:
-    """The ledger once it has an ``event`` line (the retraining runs in a process of its own), or as it is after
-    ``timeout`` seconds, for the assertion to report."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = ledger_lines(state)
-        if any(r["event"] == event for r in lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.2)
+    return ledger_records(AuditLog(state / LEDGER))
 
 
 def get(url: str) -> dict:
@@ -227,7 +214,11 @@ def test_a_drift_alert_becomes_a_new_version_served_beside_the_old_and_its_rollo
     with serve:
         client = InferenceClient(serve.grpc_address)
         assert client.infer("drift-detector", {"ohlcv": crash_windows()}).outputs["is_drift"][0] == 1
-        lines = wait_for_ledger(state, "applied")
+        # a watch on the admin port: answers once the rollout has made its first change (generation 2), which it
+        # makes after the retraining has written `applied`
+        json.loads(urllib.request.urlopen(f"{serve.admin_url}/admin/experiments/lightweight-retrain?after=1&wait=300",
+                                          timeout=310).read())
+        lines = ledger_lines(state)
         assert [r["event"] for r in lines] == ["start", "registered", "applied"], (lines, serve.output())
         start, registered, applied = lines
         assert start["alert"].startswith(get(f"{serve.admin_url}/alerts/retrain")["requests"][0]["key"])
