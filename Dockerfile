@@ -1,23 +1,38 @@
-# The image of the Seldon Server in manifests/base/server.yaml: the official MLServer image with this package
-# (the runtimes, routers and drift detector, and the rollout loop) installed. Seldon's agent downloads each Model's artifacts from its
-# storageUri; the image carries only code. Not built here: the development machine has no container engine.
+# Two images from one build. Seldon's agent downloads each Model's artifacts from its storageUri; the images carry
+# only code. Not built here: the development machine has no container engine.
 #
-#   docker build -t ghcr.io/seldon-market-ab/mlserver:0.1.0 .
-FROM seldonio/mlserver:1.7.1-slim
+#   docker build --target serving -t ghcr.io/seldon-market-ab/mlserver:0.1.0 .  # the Server (manifests/base/server.yaml)
+#   docker build --target tools -t ghcr.io/seldon-market-ab/tools:0.1.0 .       # the rollout and retraining Jobs and
+#                                                                                # the alert receiver (market-ab)
 
+# The wheel: every folder setup.cfg maps under seldon_market_ab.
+FROM python:3.11-slim AS wheel
+WORKDIR /src
+COPY setup.cfg pyproject.toml README.md ./
+COPY seldon_market_ab seldon_market_ab
+COPY runtimes runtimes
+COPY routers routers
+COPY detectors detectors
+COPY training training
+COPY local_seldon local_seldon
+COPY analysis analysis
+COPY rollouts rollouts
+COPY retraining retraining
+COPY loadtest loadtest
+COPY cli cli
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# The serving install: the official MLServer image with the runtimes, the routers on SQLite or Redis and the drift
+# detector; no training, plotting, market-data or load-testing library.
+FROM seldonio/mlserver:1.7.1-slim AS serving
 USER root
-COPY --chown=1000:1000 setup.cfg pyproject.toml README.md /opt/seldon-market-ab/
-COPY --chown=1000:1000 seldon_market_ab /opt/seldon-market-ab/seldon_market_ab
-COPY --chown=1000:1000 runtimes /opt/seldon-market-ab/runtimes
-COPY --chown=1000:1000 routers /opt/seldon-market-ab/routers
-COPY --chown=1000:1000 detectors /opt/seldon-market-ab/detectors
-COPY --chown=1000:1000 training /opt/seldon-market-ab/training
-COPY --chown=1000:1000 local_seldon /opt/seldon-market-ab/local_seldon
-COPY --chown=1000:1000 analysis /opt/seldon-market-ab/analysis
-COPY --chown=1000:1000 rollouts /opt/seldon-market-ab/rollouts
-COPY --chown=1000:1000 retraining /opt/seldon-market-ab/retraining
-COPY --chown=1000:1000 loadtest /opt/seldon-market-ab/loadtest
-COPY --chown=1000:1000 market_ab /opt/seldon-market-ab/market_ab
-# [kubernetes]: manifests/rollouts runs `market-ab rollout run --kubernetes` in this image
-RUN pip install --no-cache-dir '/opt/seldon-market-ab[redis,kubernetes]'
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    pip install --no-cache-dir "$(ls /wheels/seldon_market_ab-*.whl)[drift,redis]"
+USER 1000
+
+# The tools on top: the market-ab command with what its subcommands use, and the Kubernetes client.
+FROM serving AS tools
+USER root
+RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
+    pip install --no-cache-dir "$(ls /wheels/seldon_market_ab-*.whl)[tools,redis,kubernetes]"
 USER 1000

@@ -56,8 +56,8 @@ clean:
 
 # Router and drift evidence (a few minutes each); rewrites docs/ and the README sections.
 evidence: models
-	$(BIN)/python -m analysis.router_evidence
-	$(BIN)/python -m analysis.drift_evidence
+	$(BIN)/python -m seldon_market_ab.analysis.router_evidence
+	$(BIN)/python -m seldon_market_ab.analysis.drift_evidence
 	$(BIN)/market-ab readme
 
 # Re-render the README's generated sections (data, features, evaluation, settings tables, evidence).

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from routers.bandit.replay import ReplayLog, dr_terms, ips_terms, mean_reward_model
-from training.evaluation import TRADING_DAYS, Z95, wilson_interval
+from seldon_market_ab.routers.bandit.replay import ReplayLog, dr_terms, ips_terms, mean_reward_model
+from seldon_market_ab.training.evaluation import TRADING_DAYS, Z95, wilson_interval
 
 DECISIONS = ("promote", "keep_baseline", "continue", "roll_back")
 

@@ -1,6 +1,6 @@
 """The report of a demo run: the request logs of each experiment (``loadtest/locustfile.py``) joined with their
-feedback and, for a bandit, the propensities its router logged, analysed by ``analysis.ab_analysis`` and written as
-``report.json`` (for tools and pipelines), ``report.md``, ``report.html`` and PNG plots.
+feedback and, for a bandit, the propensities its router logged, analysed by ``seldon_market_ab.analysis.ab_analysis``
+and written as ``report.json`` (for tools and pipelines), ``report.md``, ``report.html`` and PNG plots.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 1. False alarms: windows of consecutive trading days at random positions in the reference period, both indices,
    judged by the shipped detector (and, for comparison, by alibi-detect's tests on i.i.d. p-values); and windows
    of each instrument judged against a calibration built without that instrument (held out).
-2. Power: shifts injected into calm stretches after the reference period (``analysis.drift_shifts``): volatility
+2. Power: shifts injected into calm stretches after the reference period (``seldon_market_ab.analysis.drift_shifts``):
+volatility
    x1.5 to x6, a drift in the trend, a close-only feed, a stale feed, volume in other units; the share flagged
    per cell, and how the statistics we chose between compare on the same windows.
 3. Autumn 2008 (October to December, inside the reference period) as one request of 60 to 65 rows per index.
@@ -14,7 +15,7 @@
    interval over instrument-months.
 6. Cost of a verdict, in process, and of calibrating a new window size.
 
-    python -m analysis.drift_evidence   # a few minutes: docs/drift-evidence.{json,md} and plots
+    python -m seldon_market_ab.analysis.drift_evidence   # a few minutes: docs/drift-evidence.{json,md} and plots
     market-ab readme                    # renders the drift docs from the JSON
 """
 
@@ -30,18 +31,26 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from detectors.calibration import TRIM, SeriesCalibration, ShiftTest, View, broken_rows, rank_p_values, summaries
-from detectors.checks import DriftChecks
-from detectors.reference import Reference
-from detectors.settings import IID_TESTS, DriftSettings
-from detectors.statistics import ensemble, ks_statistics
+from seldon_market_ab.detectors.calibration import (
+    TRIM,
+    SeriesCalibration,
+    ShiftTest,
+    View,
+    broken_rows,
+    rank_p_values,
+    summaries,
+)
+from seldon_market_ab.detectors.checks import DriftChecks
+from seldon_market_ab.detectors.reference import Reference
+from seldon_market_ab.detectors.settings import IID_TESTS, DriftSettings
+from seldon_market_ab.detectors.statistics import ensemble, ks_statistics
 from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features
-from training.data import INSTRUMENTS, load_instrument
-from training.dataset import MarketDataset, SplitDates
-from training.drift_reference import FOLDER
-from training.evaluation import wilson_interval
-from training.variants import VARIANTS
+from seldon_market_ab.training.data import INSTRUMENTS, load_instrument
+from seldon_market_ab.training.dataset import MarketDataset, SplitDates
+from seldon_market_ab.training.drift_reference import FOLDER
+from seldon_market_ab.training.evaluation import wilson_interval
+from seldon_market_ab.training.variants import VARIANTS
 
 from . import drift_shifts
 from .router_evidence import model_correctness
@@ -177,7 +186,7 @@ def held_out(reference: Reference, rows: int, windows: int, rng: np.random.Gener
     """Windows of the odd years judged by a detector calibrated on the even years' alone, and the other way round
     (every instrument's rows cut into calendar years, so no window spans two): the calibration out of sample,
     within the same period."""
-    from training.drift_reference import training_period_rows
+    from seldon_market_ab.training.drift_reference import training_period_rows
 
     series, instruments, days = training_period_rows()
     years = pd.DatetimeIndex(days).year.to_numpy()

@@ -3,10 +3,10 @@
 The fault: features one day stale (the window ends a day before the day predicted, as a feature pipeline that
 lags would serve). On the whole test period, the baseline LSTM is scored on fresh windows and on stale ones, for
 the same next-day moves; the accuracy difference, with its paired interval, is the gap such a fault makes. The
-simulation of ``analysis.ab_calibration`` then finds the smallest experiment (at the demo's 70/30 split) in which
-the analysis keeps the baseline against a candidate that much worse, in at least 80% of experiments.
+simulation of ``seldon_market_ab.analysis.ab_calibration`` then finds the smallest experiment (at the demo's 70/30
+split) in which the analysis keeps the baseline against a candidate that much worse, in at least 80% of experiments.
 
-    python -m analysis.stale_features          # about a minute; writes docs/stale-features.json
+    python -m seldon_market_ab.analysis.stale_features          # about a minute; writes docs/stale-features.json
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.artifact import LSTMArtifact
 from seldon_market_ab.evidence import write_evidence
-from training.dataset import MarketDataset, ohlcv_windows
-from training.evaluation import Z95
+from seldon_market_ab.runtimes.artifact import LSTMArtifact
+from seldon_market_ab.training.dataset import MarketDataset, ohlcv_windows
+from seldon_market_ab.training.evaluation import Z95
 
 from .ab_analysis import DecisionPolicy
 from .ab_calibration import Scenario, decision_rates
@@ -64,7 +64,8 @@ def render_markdown(results: dict) -> str:
     gap, catch = results["gap"], results["catch"]
     found = (f"at {catch['requests']:,} requests" if catch["requests"] else
              f"not within {max(int(k) for k in catch['rates']):,} requests")
-    return (f"Features one day stale (`python -m analysis.stale_features`): on the test period ({gap['n']:,} "
+    return (f"Features one day stale (`python -m seldon_market_ab.analysis.stale_features`"
+            f"): on the test period ({gap['n']:,} "
             f"instrument-days) the {gap['model']} LSTM is right {gap['fresh_accuracy']:.1%} of the time on fresh "
             f"windows and {gap['stale_accuracy']:.1%} on windows a day stale, a paired difference of "
             f"{100 * gap['gap']:+.1f} points [{100 * gap['gap_ci'][0]:+.1f}, {100 * gap['gap_ci'][1]:+.1f}] (its "

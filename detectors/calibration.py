@@ -3,8 +3,8 @@
 alibi-detect's tests assume a window's rows are independent draws. A window of consecutive trading days is not:
 60-day volatility or the 50-day moving-average ratio barely move within a quarter, so every such window covers a
 sliver of their range, and an i.i.d. test flags nearly every window taken from a market, inside the reference
-period too (``analysis.drift_evidence`` measures it). The series tests ask instead: is this window more unusual
-than the reference period's own windows of consecutive rows of the same length? Both reduce a window to one
+period too (``seldon_market_ab.analysis.drift_evidence`` measures it). The series tests ask instead: is this window more
+unusual than the reference period's own windows of consecutive rows of the same length? Both reduce a window to one
 statistic and give it the share of reference windows that scored at least as high as its p-value.
 
 - ``shift``: the window's summary (each feature's mean and log standard deviation over its rows, in the
@@ -16,8 +16,8 @@ statistic and give it the share of reference windows that scored at least as hig
   gets its rank p-value, and the smaller of the two is ranked against the reference windows' own smaller ones,
   so the test still flags ``p_value`` of the period's windows. Combining every feature's evidence is what gives
   the test its power: the largest per-feature distance, used before, was near its maximum in almost every window
-  of slow features and so said little (``analysis.drift_evidence`` compares them). Each feature also gets a
-  p-value of its own, from the ranks of its mean and its spread among the reference windows: that says which
+  of slow features and so said little (``seldon_market_ab.analysis.drift_evidence`` compares them). Each feature also
+  gets a p-value of its own, from the ranks of its mean and its spread among the reference windows: that says which
   features moved.
 - ``feed``: rows that no working feed produced in the reference period: a value the features cannot compute
   (no price change for 14 days, the same volume 20 days running), a day with no range (high equal to low: a

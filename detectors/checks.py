@@ -2,8 +2,8 @@
 
 They assume a window's rows are independent draws, which consecutive market days are not: they serve the detector's
 ``calibration: iid`` (rows drawn at random, or a comparison on purpose), and the evidence that shows why the shipped
-detector uses the series tests instead (``detectors.calibration``). Every test sees standardised rows (the
-reference's mean and standard deviation; an undefined value becomes the reference mean, as the LSTMs' scaler does):
+detector uses the series tests instead (``seldon_market_ab.detectors.calibration``). Every test sees standardised rows
+(the reference's mean and standard deviation; an undefined value becomes the reference mean, as the LSTMs' scaler does):
 the univariate tests do not care, and MMD's kernel needs a common scale. Cramér-von Mises gets its ties broken
 (``statistics.break_ties``).
 """

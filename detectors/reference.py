@@ -2,9 +2,9 @@
 
 ``reference.npy`` holds the reference feature rows, ``heldout.npy`` rows of the same period kept out of it (for the
 i.i.d. false-alarm evidence), ``series.npy`` every row of the period in order, instrument after instrument (the
-series tests' windows, ``detectors.calibration``), and ``reference.json`` the feature names, where the rows came
-from, each instrument's share of ``series.npy``, the standardisation and PSI bins derived from the reference rows,
-the online detector's thresholds, and a SHA-256 of each array. Loading checks all of it: a missing, tampered or
+series tests' windows, ``seldon_market_ab.detectors.calibration``), and ``reference.json`` the feature names, where the
+rows came from, each instrument's share of ``series.npy``, the standardisation and PSI bins derived from the reference
+rows, the online detector's thresholds, and a SHA-256 of each array. Loading checks all of it: a missing, tampered or
 inconsistent reference fails with a clear error.
 """
 

@@ -37,9 +37,9 @@ from locust import HttpUser, User, constant, events, task  # noqa: E402
 from locust.exception import StopUser  # noqa: E402
 from mlserver.types import InferenceResponse  # noqa: E402
 
-from loadtest.client import InferenceClient, decode_outputs, json_body  # noqa: E402
-from runtimes.artifact import LSTMArtifact  # noqa: E402
-from training.dataset import heldout_days  # noqa: E402
+from seldon_market_ab.loadtest.client import InferenceClient, decode_outputs, json_body  # noqa: E402
+from seldon_market_ab.runtimes.artifact import LSTMArtifact  # noqa: E402
+from seldon_market_ab.training.dataset import heldout_days  # noqa: E402
 
 TARGET = os.environ.get("MARKET_AB_TARGET", "mab.pipeline")
 ROUTER = os.environ.get("MARKET_AB_ROUTER", "thompson-router")

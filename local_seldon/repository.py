@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 SETTINGS_FILE = "model-settings.json"
-OUTCOMES_RUNTIME = "routers.outcomes.OutcomesRuntime"
+OUTCOMES_RUNTIME = "seldon_market_ab.routers.outcomes.OutcomesRuntime"
 VERSIONS_FOLDER = "versions"  # <model>/versions/<N>/: the versions a retraining registered
 STORAGE_PREFIX = "/models/"  # a storageUri's path below it is the folder under the local models folder
 

@@ -58,7 +58,7 @@ class ServeProcess:
         return self._process.pid if self._process else None
 
     def command(self) -> list[str]:
-        command = [sys.executable, "-m", "market_ab.cli", "--models-dir", str(self.models_dir), "serve",
+        command = [sys.executable, "-m", "seldon_market_ab.cli", "--models-dir", str(self.models_dir), "serve",
                    "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
         for manifest in self.manifests:
             command += ["--manifests", str(manifest)]

@@ -12,8 +12,8 @@ Exit codes: 0 promoted, kept_baseline, registered, skipped, or an alert handled 
 rolled_back, aborted or rejected; 2 it stopped before its end (an error, or SIGTERM before the rollout began).
 
 With ``--kubernetes`` the documents go to the cluster's API server (``KubernetesStack``) and the rollout moves the
-Experiment resource's weights (``rollouts.kubernetes_target``); the outcomes Model, which on a cluster counts only the
-arms its Model names, is given the new version as one (``manifests/retraining/``, docs/retraining.md).
+Experiment resource's weights (``seldon_market_ab.rollouts.kubernetes_target``); the outcomes Model, which on a cluster
+counts only the arms its Model names, is given the new version as one (``manifests/retraining/``, docs/retraining.md).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from rollouts.audit import AuditLog
-from rollouts.controller import KEPT_BASELINE, PROMOTED
-from rollouts.runner import RolloutMetrics, RolloutRunner, Stop, serve_metrics, stop_on_signals
-from rollouts.targets import DEFAULT_ADMIN_URL, LocalAdmin, TargetError
-from training.variants import VARIANTS
+from seldon_market_ab.rollouts.audit import AuditLog
+from seldon_market_ab.rollouts.controller import KEPT_BASELINE, PROMOTED
+from seldon_market_ab.rollouts.runner import RolloutMetrics, RolloutRunner, Stop, serve_metrics, stop_on_signals
+from seldon_market_ab.rollouts.targets import DEFAULT_ADMIN_URL, LocalAdmin, TargetError
+from seldon_market_ab.training.variants import VARIANTS
 
 from .registry import versions
 from .stack import KubernetesStack, LocalStack
@@ -169,7 +169,7 @@ def run_retraining(args, metrics: RetrainMetrics, stop: Stop) -> dict:
     audit = AuditLog(args.state_dir / f"{rollout.name}.audit.jsonl")
     started = time.perf_counter()
     if args.kubernetes:
-        from rollouts.kubernetes_target import KubernetesExperiment
+        from seldon_market_ab.rollouts.kubernetes_target import KubernetesExperiment
 
         target = KubernetesExperiment(rollout.spec.experiment, stack.namespace, stack.api)
     else:

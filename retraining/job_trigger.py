@@ -1,6 +1,6 @@
 """The retraining trigger on a cluster: the alert receiver (``market-ab alerts receive --retrain-job FILE``) turns each
 new retraining request into a Kubernetes Job (``manifests/retraining/job.yaml``); the local stack's counterpart is
-``local_seldon.alert_receiver.CommandTrigger``."""
+``seldon_market_ab.local_seldon.alert_receiver.CommandTrigger``."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class JobTrigger:
     def __init__(self, job_template: dict, namespace: str | None = None, api=None):
         """``api``: a ``kubernetes.client.BatchV1Api`` (default: one from in-cluster credentials, else the
         kubeconfig). ValueError when the template is not a Job with a container."""
-        from rollouts.kubernetes_target import _custom_objects_api, default_namespace
+        from seldon_market_ab.rollouts.kubernetes_target import _custom_objects_api, default_namespace
 
         self.template = job_template
         self.job_for("a request")  # a template it cannot use is refused at start, not at the first alert

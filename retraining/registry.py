@@ -2,8 +2,8 @@
 
 Seldon's agent takes a top-level ``model-settings.json`` whatever a Model's ``artifactVersion`` says, so a retrained
 version cannot sit beside it; one level down, a Model with ``storageUri: .../<model>/versions`` and
-``artifactVersion: N`` selects it (``local_seldon.repository.version_folder``). A version is written in a hidden
-folder and renamed into place, so a folder named by a number is always complete.
+``artifactVersion: N`` selects it (``seldon_market_ab.local_seldon.repository.version_folder``). A version is written in
+a hidden folder and renamed into place, so a folder named by a number is always complete.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from local_seldon.repository import VERSIONS_FOLDER
+from seldon_market_ab.local_seldon.repository import VERSIONS_FOLDER
 
 METADATA_FILE = "metadata.json"  # runtimes.artifact.METADATA_FILE, not imported: that module loads torch
 

@@ -10,8 +10,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from rollouts.kubernetes_target import GROUP, REQUEST_TIMEOUT, VERSION, _custom_objects_api, default_namespace
-from rollouts.targets import DEFAULT_ADMIN_URL, Conflict, TargetError
+from seldon_market_ab.rollouts.kubernetes_target import (
+    GROUP,
+    REQUEST_TIMEOUT,
+    VERSION,
+    _custom_objects_api,
+    default_namespace,
+)
+from seldon_market_ab.rollouts.targets import DEFAULT_ADMIN_URL, Conflict, TargetError
 
 APPLY_TIMEOUT = 300.0  # MLServer loads the model before the admin port answers
 READY_TIMEOUT, READY_POLL = 300.0, 5.0  # on a cluster, Seldon's agent downloads and loads it after the create

@@ -9,7 +9,7 @@ from string import Template
 
 import yaml
 
-from rollouts.document import Rollout
+from seldon_market_ab.rollouts.document import Rollout
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "manifests" / "retraining" / "templates.yaml"
 

@@ -3,8 +3,8 @@ with the serving version on the same days after the cut, and register it as the 
 
 Walk-forward: the cut is ``holdout_days`` trading days before ``as_of`` (the last day the retraining may know); no
 training or validation sample reads a row after the cut, its label's row included
-(``training.dataset.SplitDates.walk_forward``), and both versions are judged on every day after it up to ``as_of``.
-The version registered is the one judged: it is not refit on the held-out days.
+(``seldon_market_ab.training.dataset.SplitDates.walk_forward``), and both versions are judged on every day after it up
+to ``as_of``. The version registered is the one judged: it is not refit on the held-out days.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runtimes.artifact import LSTMArtifact
-from training.data import load_instrument
-from training.dataset import MarketDataset, Samples, SplitDates
-from training.evaluation import paired_accuracy_difference, wilson_interval
-from training.train import export, train_classifier
-from training.variants import VARIANTS
+from seldon_market_ab.runtimes.artifact import LSTMArtifact
+from seldon_market_ab.training.data import load_instrument
+from seldon_market_ab.training.dataset import MarketDataset, Samples, SplitDates
+from seldon_market_ab.training.evaluation import paired_accuracy_difference, wilson_interval
+from seldon_market_ab.training.train import export, train_classifier
+from seldon_market_ab.training.variants import VARIANTS
 
 from .registry import register, versions
 

@@ -6,7 +6,7 @@ The traffic is the demo's: the requests its fault-test experiment sent (``docs/d
 over a rollout of ``ROLLOUT_SECONDS``, and ten times that. Every rollout runs the documented example's steps
 (``EXAMPLE_STEPS``) every ``INTERVAL_SECONDS``, with the document's defaults otherwise.
 
-    python -m rollouts.calibration      # about a minute; writes docs/rollout-calibration.{json,md}
+    python -m seldon_market_ab.rollouts.calibration      # about a minute; writes docs/rollout-calibration.{json,md}
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from seldon_market_ab.evidence import write_evidence
-from training.evaluation import wilson_interval
+from seldon_market_ab.training.evaluation import wilson_interval
 
 from .controller import PROMOTED, ROLLED_BACK
 from .document import RolloutSpec
@@ -89,7 +89,8 @@ NAMES = {"aa_superior": "A/A, promote superior", "aa_noninferior": "A/A, promote
 
 
 def render_markdown(results: dict) -> str:
-    lines = [f"From `python -m rollouts.calibration`: {results['runs']} seeded rollouts per row, steps "
+    lines = [f"From `python -m seldon_market_ab.rollouts.calibration`"
+             f": {results['runs']} seeded rollouts per row, steps "
              f"{results['steps']} every {results['interval_seconds']:g} s for at most {results['demo_seconds']:g} s "
              "(`maxDuration`), the document's defaults otherwise; the demo's traffic is its fault-test "
              f"experiment's {results['demo_requests']} requests spread over those {results['demo_seconds']:g} s. "

@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from local_seldon.prometheus import PrometheusAPI
+from seldon_market_ab.local_seldon.prometheus import PrometheusAPI
 
 from .document import RolloutSpec
 from .gates import ArmFigures

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from scipy import stats
 
-from analysis.ab_analysis import msprt_p, newcombe_interval
+from seldon_market_ab.analysis.ab_analysis import msprt_p, newcombe_interval
 
 from .document import RolloutSpec
 

@@ -4,4 +4,4 @@ from .runtime import BanditRouter
 
 
 class ThompsonRouter(BanditRouter):
-    """All of its behaviour is the shared bandit router's (``routers.runtime``) with a single context."""
+    """All of its behaviour is the shared bandit router's (``runtime.py``) with a single context."""

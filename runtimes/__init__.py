@@ -1,1 +1,1 @@
-"""The MLServer runtime serving the TorchScript LSTMs (``runtimes.lstm.LSTMRuntime``)."""
+"""The MLServer runtime serving the TorchScript LSTMs (``seldon_market_ab.runtimes.lstm.LSTMRuntime``)."""

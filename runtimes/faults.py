@@ -1,9 +1,9 @@
 """An LSTM with a documented, injected fault: added latency and a share of failed requests.
 
 For drills and for the demo's faulty candidate, which the A/B guardrails must catch: served like any LSTM, with
-``"implementation": "runtimes.faults.FaultyLSTMRuntime"`` and the fault in ``parameters.extra``. A failed request is
-answered 500 (INTERNAL over gRPC) with a message saying the fault was injected; the failures are drawn from a seeded
-generator, so a run can be repeated.
+``"implementation": "seldon_market_ab.runtimes.faults.FaultyLSTMRuntime"`` and the fault in ``parameters.extra``. A
+failed request is answered 500 (INTERNAL over gRPC) with a message saying the fault was injected; the failures are drawn
+from a seeded generator, so a run can be repeated.
 """
 
 from __future__ import annotations

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from loadtest.client import InferenceClient
-from local_seldon.mlserver_process import MLServerProcess
-from runtimes.artifact import LSTMArtifact
-from training.dataset import MarketDataset, ohlcv_windows
-from training.variants import VARIANTS
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.runtimes.artifact import LSTMArtifact
+from seldon_market_ab.training.dataset import MarketDataset, ohlcv_windows
+from seldon_market_ab.training.variants import VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
+MARKET_AB = (sys.executable, "-m", "seldon_market_ab.cli")  # the market-ab command, in this interpreter
 LSTM_NAMES = tuple(VARIANTS)
 # Figures of the shipped artifacts, read from them rather than typed in.
 BASELINE = LSTMArtifact.load(MODELS / "baseline")
@@ -115,7 +117,7 @@ class RedisServer:
     disk before Redis answers), that a test can kill, stop and restart on the same port and data."""
 
     def __init__(self, workdir: Path):
-        from local_seldon.mlserver_process import free_port
+        from seldon_market_ab.local_seldon.mlserver_process import free_port
 
         self.binary = shutil.which("redis-server")
         if self.binary is None:

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from analysis import ab_analysis, ab_calibration
-from analysis.ab_analysis import ArmLog, DecisionPolicy, recommend
-from analysis.ab_calibration import Scenario, simulate
-from training.evaluation import sharpe
+from seldon_market_ab.analysis import ab_analysis, ab_calibration
+from seldon_market_ab.analysis.ab_analysis import ArmLog, DecisionPolicy, recommend
+from seldon_market_ab.analysis.ab_calibration import Scenario, simulate
+from seldon_market_ab.training.evaluation import sharpe
 
 from .conftest import REPO
 

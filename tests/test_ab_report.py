@@ -3,8 +3,8 @@
 import inspect
 import json
 
-from analysis.ab_report import ExperimentRun, analyse
-from market_ab.demo import run_demo
+from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse
+from seldon_market_ab.cli.demo import run_demo
 
 from .conftest import REPO
 

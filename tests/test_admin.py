@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from mlserver.grpc import dataplane_pb2_grpc
 
-from loadtest.client import build_grpc_request
-from local_seldon.deployment import Deployment, DeploymentError
-from local_seldon.experiment import Experiment
-from local_seldon.serve_process import ServeProcess
+from seldon_market_ab.loadtest.client import build_grpc_request
+from seldon_market_ab.local_seldon.deployment import Deployment, DeploymentError
+from seldon_market_ab.local_seldon.experiment import Experiment
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
 
 from .test_serve import _echo_repository, metric
 

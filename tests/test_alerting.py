@@ -16,15 +16,15 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from loadtest.client import InferenceClient
-from local_seldon.alert_receiver import AlertReceiver
-from local_seldon.alertmanager import alertmanager_config
-from local_seldon.manifests import load_all
-from local_seldon.prometheus import scrape_config
-from local_seldon.serve_process import ServeProcess
-from market_ab.demo import crash_windows
+from seldon_market_ab.cli.demo import crash_windows
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.alert_receiver import AlertReceiver
+from seldon_market_ab.local_seldon.alertmanager import alertmanager_config
+from seldon_market_ab.local_seldon.manifests import load_all
+from seldon_market_ab.local_seldon.prometheus import scrape_config
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
 
-from .conftest import MODELS, REPO
+from .conftest import MARKET_AB, MODELS, REPO
 
 
 def alert(name="MarketAbInputDrift", status="firing", starts="2026-12-07T06:00:00Z", **labels):
@@ -183,7 +183,7 @@ def test_market_ab_serve_names_an_alertmanager_it_cannot_run_before_starting_any
     import os
     import socket
 
-    from local_seldon.mlserver_process import free_port
+    from seldon_market_ab.local_seldon.mlserver_process import free_port
 
     env = dict(os.environ)
     with socket.socket() as taken:
@@ -195,7 +195,7 @@ def test_market_ab_serve_names_an_alertmanager_it_cannot_run_before_starting_any
             folder.mkdir()
             (folder / "prometheus").symlink_to(shutil.which("prometheus"))
             env["PATH"] = f"{folder}:{os.path.dirname(sys.executable)}"
-        done = subprocess.run([sys.executable, "-m", "market_ab.cli", "--models-dir", str(MODELS), "serve",
+        done = subprocess.run([*MARKET_AB, "--models-dir", str(MODELS), "serve",
                                "--alertmanager-port", str(port), "--prometheus-port", str(free_port()),
                                "--state-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -241,8 +241,8 @@ def rendered(overlay: str) -> list[dict]:
 
 @pytest.mark.parametrize(("overlay", "namespace"), [("dev", "seldon-market-ab-dev"), ("prod", "seldon-market-ab")])
 def test_the_clusters_alertmanager_config_validates_and_routes_as_the_local_stack_does(overlay, namespace):
-    from local_seldon.alertmanager import RETRAIN_ALERTS
-    from local_seldon.manifests import validate
+    from seldon_market_ab.local_seldon.alertmanager import RETRAIN_ALERTS
+    from seldon_market_ab.local_seldon.manifests import validate
 
     crd = yaml.safe_load(OPERATOR_CRD.read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
@@ -272,10 +272,10 @@ def test_the_alertmanager_config_fixture_names_its_source():
 
 
 def test_the_receiver_runs_on_its_own_as_on_a_cluster(tmp_path):
-    from local_seldon.mlserver_process import free_port
+    from seldon_market_ab.local_seldon.mlserver_process import free_port
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "market_ab.cli", "alerts", "receive", "--port", str(port),
+    process = subprocess.Popen([*MARKET_AB, "alerts", "receive", "--port", str(port),
                                 "--dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"

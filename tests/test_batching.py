@@ -12,9 +12,9 @@ import grpc
 import numpy as np
 import pytest
 
-from loadtest.client import InferenceClient
-from local_seldon.mlserver_process import MLServerProcess
-from training.dataset import ohlcv_windows
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import MIN_WINDOW, copy_repository
 from .test_metrics import scrape, value

@@ -3,7 +3,7 @@ test asserts a timing). The docs' table is rendered from docs/benchmarks.json (t
 
 import json
 
-from loadtest import benchmark
+from seldon_market_ab.loadtest import benchmark
 
 from .conftest import MODELS, REPO
 

@@ -4,22 +4,21 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from analysis.ab_report import ExperimentRun, analyse, look_at
-from market_ab.cli import build_parser
-from market_ab.demo import FAULT
-from routers.settings import RegimeRouterSettings
+from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse, look_at
+from seldon_market_ab.cli.commands import build_parser
+from seldon_market_ab.cli.demo import FAULT
 from seldon_market_ab.regimes import REGIMES
+from seldon_market_ab.routers.settings import RegimeRouterSettings
 
-from .conftest import MODELS, REPO
+from .conftest import MARKET_AB, MODELS, REPO
 
 
 def market_ab(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "market_ab.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([*MARKET_AB, *args], capture_output=True, text=True, cwd=cwd,
                           timeout=300)
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from local_seldon.serve_process import ServeProcess
-from market_ab.cli import build_parser
+from seldon_market_ab.cli.commands import build_parser
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
 
 from .conftest import MODELS, REPO, copy_repository
 
@@ -36,7 +36,7 @@ PLACEHOLDER = re.compile(r"<([^<>]+)>")  # `--feedback <request id>=1`: a value 
 MENTIONS = re.compile(r"market-ab|market_ab\.cli")
 # The installed console script (what `.venv/bin/market-ab` is when the tests run from .venv), else the module.
 _SCRIPT = Path(sys.executable).with_name("market-ab")
-PROGRAM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "market_ab.cli"]
+PROGRAM = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "seldon_market_ab.cli"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _program_length(tokens: list[str]) -> int:
     """How many tokens name `market-ab` at the start of a command line (0: it runs something else)."""
     if tokens and Path(tokens[0]).name == "market-ab":
         return 1
-    if tokens and Path(tokens[0]).name.startswith("python") and tokens[1:3] == ["-m", "market_ab.cli"]:
+    if tokens and Path(tokens[0]).name.startswith("python") and tokens[1:3] == ["-m", "seldon_market_ab.cli"]:
         return 3
     return 0
 

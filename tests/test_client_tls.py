@@ -14,8 +14,8 @@ import pytest
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 
-from loadtest.client import InferenceClient
-from local_seldon.mlserver_process import free_port
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.mlserver_process import free_port
 
 
 @pytest.fixture(scope="module")

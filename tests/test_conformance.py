@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import yaml
 
-from local_seldon.mlserver_process import MLServerProcess
-from local_seldon.serve_process import ServeProcess
-from training.dataset import ohlcv_windows
-from training.variants import VARIANTS
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
+from seldon_market_ab.training.dataset import ohlcv_windows
+from seldon_market_ab.training.variants import VARIANTS
 
 from .conftest import MODELS, REPO
 

@@ -8,9 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from local_seldon.deployment import Deployment, DeploymentError
-from local_seldon.manifests import load_documents
-from local_seldon.repository import prepare_repository
+from seldon_market_ab.local_seldon.deployment import Deployment, DeploymentError
+from seldon_market_ab.local_seldon.manifests import load_documents
+from seldon_market_ab.local_seldon.repository import prepare_repository
 
 from .conftest import MODELS, REPO
 

@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from analysis import drift_shifts
-from detectors.calibration import (
+from seldon_market_ab.analysis import drift_shifts
+from seldon_market_ab.detectors.calibration import (
     RANGE,
     VOLUME_Z,
     FeedTest,
@@ -15,10 +15,10 @@ from detectors.calibration import (
     broken_rows,
     summaries,
 )
-from detectors.settings import IID_TESTS, DriftSettings
+from seldon_market_ab.detectors.settings import IID_TESTS, DriftSettings
 from seldon_market_ab.features import FEATURE_NAMES
 from seldon_market_ab.settings import SettingsError
-from training.data import load_instrument
+from seldon_market_ab.training.data import load_instrument
 
 FEATURES = len(FEATURE_NAMES)
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from analysis import drift_evidence, drift_report
+from seldon_market_ab.analysis import drift_evidence, drift_report
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,9 @@ import alibi_detect
 import numpy as np
 import pytest
 
-from detectors.checks import DriftChecks
-from detectors.online import StoredThresholdsCVMDriftOnline, online_detector, online_thresholds
-from detectors.reference import (
+from seldon_market_ab.detectors.checks import DriftChecks
+from seldon_market_ab.detectors.online import StoredThresholdsCVMDriftOnline, online_detector, online_thresholds
+from seldon_market_ab.detectors.reference import (
     HELDOUT_FILE,
     METADATA_FILE,
     REFERENCE_FILE,
@@ -19,7 +19,7 @@ from detectors.reference import (
     ReferenceError,
     write_reference,
 )
-from detectors.statistics import PSI_MAJOR, bin_shares, break_ties, psi, psi_edges
+from seldon_market_ab.detectors.statistics import PSI_MAJOR, bin_shares, break_ties, psi, psi_edges
 from seldon_market_ab.features import FEATURE_NAMES
 
 from .conftest import MODELS
@@ -91,7 +91,7 @@ def test_the_shipped_reference_holds_the_serving_features(shipped):
     assert np.isfinite(shipped.series).all()
     # the series is every row of the period in order: the reference rows at their drawn positions, the held-out
     # rows between them
-    from training.drift_reference import reference_positions
+    from seldon_market_ab.training.drift_reference import reference_positions
 
     chosen = reference_positions(len(shipped.series), len(shipped.rows), source["seed"])
     np.testing.assert_array_equal(shipped.series[chosen], shipped.rows)
@@ -162,7 +162,7 @@ def test_the_runtime_refuses_a_reference_of_other_features(tmp_path):
     """A reference built on other features than the serving code computes cannot be served (training/serving skew)."""
     from mlserver.settings import ModelParameters, ModelSettings
 
-    from detectors.drift import DriftRuntime
+    from seldon_market_ab.detectors.drift import DriftRuntime
 
     folder = tmp_path / "drift-detector"
     shutil.copytree(SHIPPED, folder)

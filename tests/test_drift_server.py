@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import drift_shifts
-from detectors.reference import Reference
-from detectors.settings import DriftSettings
-from loadtest.client import InferenceClient, RestError
-from local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.analysis import drift_shifts
+from seldon_market_ab.detectors.reference import Reference
+from seldon_market_ab.detectors.settings import DriftSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP
-from training.data import load_instrument
-from training.dataset import ohlcv_windows
+from seldon_market_ab.loadtest.client import InferenceClient, RestError
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.training.data import load_instrument
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import MODELS, rest_body, running
 from .test_metrics import scrape, value

@@ -3,7 +3,7 @@ read only from a full run). The docs render docs/drift-serving.json (tests/test_
 
 import json
 
-from loadtest import drift_serving
+from seldon_market_ab.loadtest import drift_serving
 
 from .conftest import MODELS, REPO
 

@@ -15,9 +15,9 @@ import grpc
 import numpy as np
 import pytest
 
-from loadtest.client import InferenceClient, RestError
-from local_seldon.mlserver_process import MLServerProcess
-from training.dataset import ohlcv_windows
+from seldon_market_ab.loadtest.client import InferenceClient, RestError
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import MIN_WINDOW, RedisServer, add_router, copy_repository, set_extra
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from local_seldon.experiment import Experiment
-from local_seldon.manifests import load_documents
+from seldon_market_ab.local_seldon.experiment import Experiment
+from seldon_market_ab.local_seldon.manifests import load_documents
 
 from .conftest import REPO
 

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from scipy import stats
 
-from local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 
 from .conftest import MODELS
 
@@ -22,7 +22,7 @@ def served(tmp_path_factory):
     shutil.copytree(MODELS / "baseline", repository / "baseline")
     shutil.copytree(MODELS / "baseline", repository / "faulty")
     settings = json.loads((repository / "faulty" / "model-settings.json").read_text())
-    settings.update(name="faulty", implementation="runtimes.faults.FaultyLSTMRuntime")
+    settings.update(name="faulty", implementation="seldon_market_ab.runtimes.faults.FaultyLSTMRuntime")
     settings["parameters"]["extra"].update(added_latency_ms=ADDED_MS, failure_rate=FAILURE_RATE, fault_seed=3)
     (repository / "faulty" / "model-settings.json").write_text(json.dumps(settings))
     with MLServerProcess(repository) as server:
@@ -30,7 +30,7 @@ def served(tmp_path_factory):
 
 
 def test_a_share_of_requests_fails_and_the_rest_are_late_but_right(served, heldout):
-    from loadtest.client import InferenceClient
+    from seldon_market_ab.loadtest.client import InferenceClient
 
     client = InferenceClient(served.grpc_address)
     windows = heldout["sp500"][0]
@@ -55,7 +55,7 @@ def test_a_share_of_requests_fails_and_the_rest_are_late_but_right(served, heldo
 def test_a_misspelt_fault_setting_stops_the_load(tmp_path):
     shutil.copytree(MODELS / "baseline", tmp_path / "faulty")
     settings = json.loads((tmp_path / "faulty" / "model-settings.json").read_text())
-    settings.update(name="faulty", implementation="runtimes.faults.FaultyLSTMRuntime")
+    settings.update(name="faulty", implementation="seldon_market_ab.runtimes.faults.FaultyLSTMRuntime")
     settings["parameters"]["extra"]["failure_rates"] = 0.5
     (tmp_path / "faulty" / "model-settings.json").write_text(json.dumps(settings))
     with pytest.raises(RuntimeError, match="failure_rates"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features, min_window
-from training.data import INSTRUMENTS, load_instrument
+from seldon_market_ab.training.data import INSTRUMENTS, load_instrument
 
 from .conftest import SEQUENCE_LENGTH
 
@@ -70,7 +70,7 @@ def test_rejects_wrong_column_count():
 
 
 def test_vix_ships_with_arch():
-    from training.data import load_vix
+    from seldon_market_ab.training.data import load_vix
 
     vix = load_vix()
     assert vix.index.is_monotonic_increasing and len(vix) > 1000

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from runtimes.batching import ForwardBatcher
+from seldon_market_ab.runtimes.batching import ForwardBatcher
 
 
 def run(coroutine):

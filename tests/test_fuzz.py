@@ -1,13 +1,13 @@
 """Generated requests, good and bad, over REST (JSON and the binary data extension) and gRPC against a real MLServer:
-every answer is a success or a client error (bounded here; `python -m loadtest.fuzz` runs 10,000 per protocol and
-writes docs/fuzz.json)."""
+every answer is a success or a client error (bounded here; `python -m seldon_market_ab.loadtest.fuzz` runs 10,000 per
+protocol and writes docs/fuzz.json)."""
 
 import json
 
 import pytest
 
-from loadtest import fuzz
-from local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.loadtest import fuzz
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 
 from .conftest import MODELS, REPO
 

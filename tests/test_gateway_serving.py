@@ -3,7 +3,7 @@ from a full run). The docs render docs/gateway-serving.json (tests/test_readme.p
 
 import json
 
-from loadtest import gateway_serving
+from seldon_market_ab.loadtest import gateway_serving
 
 from .conftest import MODELS, REPO
 

@@ -5,7 +5,7 @@ import pytest
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.types import RequestInput
 
-from local_seldon.tensors import Tensor, TensorError, infer_response, request_tensors, response_tensors
+from seldon_market_ab.local_seldon.tensors import Tensor, TensorError, infer_response, request_tensors, response_tensors
 
 
 def test_typed_and_raw_grpc_contents_give_the_same_tensor():

@@ -12,10 +12,10 @@ import pytest
 from mlserver.grpc import dataplane_pb2 as pb
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest.client import InferenceClient, RestError, build_grpc_request
-from local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.loadtest.client import InferenceClient, RestError, build_grpc_request
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.protocol import REQUEST_ID_RULE
-from training.dataset import ohlcv_windows
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import MIN_WINDOW, REPO, add_router, copy_repository
 

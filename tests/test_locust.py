@@ -13,8 +13,8 @@ from collections import Counter
 
 import pytest
 
-from analysis.ab_report import ExperimentRun, analyse
-from local_seldon.serve_process import ServeProcess
+from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
 
 from .conftest import MODELS, REPO
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from mlserver.settings import ModelParameters, ModelSettings
 
-from local_seldon.mlserver_process import MLServerProcess
-from runtimes.artifact import LSTMArtifact
-from runtimes.lstm import LSTMRuntime
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.runtimes.artifact import LSTMArtifact
+from seldon_market_ab.runtimes.lstm import LSTMRuntime
 
 from .conftest import MODELS
 

@@ -6,6 +6,7 @@ dashboard queries pass promtool. No cluster runs here: `kubectl kustomize` rende
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from local_seldon.manifests import check, load_crds, load_documents
-from market_ab.cli import main
+from seldon_market_ab.cli.commands import main
+from seldon_market_ab.local_seldon.manifests import check, load_crds, load_documents
 
 from .conftest import REPO
 
@@ -179,18 +180,45 @@ def test_every_dashboard_query_parses(tmp_path):
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_the_image_installs_every_package_of_the_distribution():
-    """The Dockerfile cannot be built here (no container engine); at least it copies every package setup.cfg
-    ships, so the image's install is the same as `pip install .`."""
+def test_the_images_install_what_each_part_needs():
+    """The Dockerfile cannot be built here (no container engine). At least: its wheel stage copies every folder
+    setup.cfg maps, the Server's image installs no tools, and each manifest runs the image that has its command."""
     import configparser
 
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
-    packages = {name for name in config["options.packages.find"]["include"].split() if "." not in name}
-    copied = {line.split()[-2].rstrip("/") for line in (REPO / "Dockerfile").read_text().splitlines()
-              if line.startswith("COPY") and "/opt/seldon-market-ab/" in line.split()[-1] and
-              line.split()[-1].rstrip("/") != "/opt/seldon-market-ab"}
-    assert packages == copied
+    folders = {line.split("=")[1].strip() for line in config["options"]["package_dir"].strip().splitlines()}
+    dockerfile = (REPO / "Dockerfile").read_text()
+    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", dockerfile, flags=re.MULTILINE | re.DOTALL))
+    copied = {line.split()[1] for line in stages["wheel"].splitlines() if line.startswith("COPY")}
+    assert folders <= copied
+    extras = {stage: set(re.findall(r"\[([a-z,]+)\]\"", body)[0].split(",")) for stage, body in stages.items()
+              if stage != "wheel"}
+    assert extras == {"serving": {"drift", "redis"}, "tools": {"tools", "redis", "kubernetes"}}
+    images = {"serving": "ghcr.io/seldon-market-ab/mlserver:0.1.0", "tools": "ghcr.io/seldon-market-ab/tools:0.1.0"}
+    for _, document in load_documents([MANIFESTS / "base", MANIFESTS / "rollouts", MANIFESTS / "retraining"]):
+        for container in _containers(document):
+            if container["image"].startswith("ghcr.io/seldon-market-ab/"):
+                runs_the_command = container.get("command", [None])[0] == "market-ab"
+                assert container["image"] == images["tools" if runs_the_command else "serving"], container
+
+
+def _containers(document: dict) -> list[dict]:
+    """Every container spec in a document, wherever it sits (a Deployment, a Job, a Server's podSpec, a Job
+    template held in a ConfigMap)."""
+    found = []
+    if isinstance(document, dict):
+        if "image" in document and "name" in document:
+            found.append(document)
+        for key, value in document.items():
+            if key == "data" and isinstance(value, dict):  # a ConfigMap: its YAML files' documents
+                value = [doc for name, text in value.items() if name.endswith(".yaml")
+                         for doc in yaml.safe_load_all(text)]
+            found += _containers(value)
+    elif isinstance(document, list):
+        for item in document:
+            found += _containers(item)
+    return found
 
 
 def test_each_pipeline_takes_exactly_the_tensors_its_router_emits():

@@ -24,19 +24,19 @@ import pytest
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 
-from detectors.drift import DriftRuntime
-from detectors.reference import Reference
-from detectors.settings import DriftSettings
-from local_seldon.mlserver_process import MLServerProcess
-from routers.outcomes import OutcomesRuntime
-from routers.runtime import BanditRouter
-from runtimes.artifact import LSTMArtifact
-from runtimes.lstm import LSTMRuntime
+from seldon_market_ab.detectors.drift import DriftRuntime
+from seldon_market_ab.detectors.reference import Reference
+from seldon_market_ab.detectors.settings import DriftSettings
 from seldon_market_ab.features import WARMUP, compute_features
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.metadata import Signature, settings_fields
-from training import drift_reference, train
-from training.data import load_instrument
-from training.dataset import ohlcv_windows
+from seldon_market_ab.routers.outcomes import OutcomesRuntime
+from seldon_market_ab.routers.runtime import BanditRouter
+from seldon_market_ab.runtimes.artifact import LSTMArtifact
+from seldon_market_ab.runtimes.lstm import LSTMRuntime
+from seldon_market_ab.training import drift_reference, train
+from seldon_market_ab.training.data import load_instrument
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import LSTM_NAMES, MODELS, add_router, copy_repository
 

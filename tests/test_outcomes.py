@@ -10,9 +10,9 @@ import grpc
 import numpy as np
 import pytest
 
-from loadtest.client import InferenceClient, RestError
-from local_seldon.mlserver_process import MLServerProcess
-from routers.stores import open_store
+from seldon_market_ab.loadtest.client import InferenceClient, RestError
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.routers.stores import open_store
 
 from .conftest import copy_repository, set_extra
 from .test_metrics import scrape, value

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from local_seldon.manifests import load_documents
-from local_seldon.pipeline import Plan, Reference, RowBatcher, select
+from seldon_market_ab.local_seldon.manifests import load_documents
+from seldon_market_ab.local_seldon.pipeline import Plan, Reference, RowBatcher, select
 
 from .conftest import REPO
 

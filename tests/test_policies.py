@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from routers.bandit import (
+from seldon_market_ab.routers.bandit import (
     ArmStats,
     Bandit,
     BetaBernoulli,

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import yaml
 
-from analysis import live_metrics
-from loadtest.client import InferenceClient
-from local_seldon.prometheus import PrometheusAPI, duration_seconds, rule_groups, scrape_config
-from local_seldon.serve_process import ServeProcess
-from market_ab.demo import DEMO_EXPERIMENTS, demo_repository
-from training.dataset import heldout_days
+from seldon_market_ab.analysis import live_metrics
+from seldon_market_ab.cli.demo import DEMO_EXPERIMENTS, demo_repository
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.prometheus import PrometheusAPI, duration_seconds, rule_groups, scrape_config
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
+from seldon_market_ab.training.dataset import heldout_days
 
-from .conftest import MIN_WINDOW, MODELS, REPO
+from .conftest import MARKET_AB, MIN_WINDOW, MODELS, REPO
 
 MANIFESTS = REPO / "manifests"
 RULES = yaml.safe_load((MANIFESTS / "base/monitoring/prometheusrule.yaml").read_text())
@@ -55,9 +55,8 @@ def test_the_rules_are_taken_from_the_prometheusrule_and_for_is_only_capped():
 
 def test_a_missing_prometheus_is_named_with_how_to_install_it(tmp_path):
     import subprocess
-    import sys
 
-    done = subprocess.run([sys.executable, "-m", "market_ab.cli", "--models-dir", str(MODELS), "serve",
+    done = subprocess.run([*MARKET_AB, "--models-dir", str(MODELS), "serve",
                            "--http-port", "1", "--grpc-port", "2"], capture_output=True, text=True, timeout=120,
                           env={"PATH": str(tmp_path), "PYTHONPATH": str(REPO)}, cwd=REPO)
     assert done.returncode == 2
@@ -187,7 +186,7 @@ def test_a_port_already_taken_is_refused_not_mistaken_for_ours(tmp_path):
     """The distribution's package may run a Prometheus as a service on 9090: its readiness is not ours."""
     import socket
 
-    from local_seldon.prometheus import PrometheusProcess
+    from seldon_market_ab.local_seldon.prometheus import PrometheusProcess
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -4,14 +4,13 @@
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from market_ab.readme import documents, placement_problems, present, section_text, sections
+from seldon_market_ab.cli.readme import documents, placement_problems, present, section_text, sections
 
-from .conftest import REPO
+from .conftest import MARKET_AB, REPO
 
 README = (REPO / "README.md").read_text()
 TEXTS = {path: path.read_text() for path in documents(REPO / "README.md", REPO / "docs")}
@@ -37,7 +36,7 @@ def test_readme_check_names_a_stale_section_and_readme_repairs_it(tmp_path):
     original = page.read_text()
     data = section_text(original, "data")
     page.write_text(original.replace(data, data.replace("| `goog` |", "| `googl` |")))
-    command = [sys.executable, "-m", "market_ab.cli", "--models-dir", str(REPO / "models"), "readme",
+    command = [*MARKET_AB, "--models-dir", str(REPO / "models"), "readme",
                "--readme", str(readme), "--docs-dir", str(docs)]
     check = subprocess.run([*command, "--check"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert check.returncode == 1 and "section 'data'" in check.stderr and "'evaluation'" not in check.stderr

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from analysis import router_evidence
-from routers.bandit import FixedSplit, ThompsonSampling
-from routers.bandit.replay import dr_terms, ips_terms, mean_reward_model, replay
+from seldon_market_ab.analysis import router_evidence
+from seldon_market_ab.routers.bandit import FixedSplit, ThompsonSampling
+from seldon_market_ab.routers.bandit.replay import dr_terms, ips_terms, mean_reward_model, replay
 
 from .conftest import REPO
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import retrain_study
-from analysis.retrain_study import (
+from seldon_market_ab.analysis import retrain_study
+from seldon_market_ab.analysis.retrain_study import (
     NEVER_CUT,
     alert_episodes,
     drift_retrainings,
@@ -37,7 +37,7 @@ def stored():
 
 def test_document_is_the_rendering_of_the_stored_json(stored):
     assert (DOCS / "retrain-study.md").read_text() == render(stored) + "\n", \
-        "docs/retrain-study.md is stale: run `python -m analysis.retrain_study`"
+        "docs/retrain-study.md is stale: run `python -m seldon_market_ab.analysis.retrain_study`"
     assert (DOCS / "retrain-study.png").stat().st_size > 10_000
 
 

@@ -17,19 +17,19 @@ import pandas as pd
 import pytest
 import torch
 
-from loadtest.client import InferenceClient
-from local_seldon.repository import version_folder
-from local_seldon.serve_process import ServeProcess
-from market_ab.demo import crash_windows
-from retraining.commands import LEDGER, ledger_records, serving
-from retraining.registry import register, versions
-from retraining.templates import DEFAULT_TEMPLATE, render
-from retraining.training_run import LeakError, RetrainPlan, check_walk_forward, registered_for
-from rollouts.audit import AuditLog
-from training import dataset as dataset_module
-from training.dataset import MarketDataset, SplitDates, ohlcv_windows
-from training.train import train_classifier
-from training.variants import VARIANTS
+from seldon_market_ab.cli.demo import crash_windows
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.repository import version_folder
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
+from seldon_market_ab.retraining.commands import LEDGER, ledger_records, serving
+from seldon_market_ab.retraining.registry import register, versions
+from seldon_market_ab.retraining.templates import DEFAULT_TEMPLATE, render
+from seldon_market_ab.retraining.training_run import LeakError, RetrainPlan, check_walk_forward, registered_for
+from seldon_market_ab.rollouts.audit import AuditLog
+from seldon_market_ab.training import dataset as dataset_module
+from seldon_market_ab.training.dataset import MarketDataset, SplitDates, ohlcv_windows
+from seldon_market_ab.training.train import train_classifier
+from seldon_market_ab.training.variants import VARIANTS
 
 from .conftest import MIN_WINDOW, MODELS, REPO
 
@@ -130,10 +130,11 @@ def test_a_version_registered_before_a_crash_is_found_by_its_alert(tmp_path):
 
 def test_the_cli_loads_no_torch_until_a_retraining_runs():
     """`market-ab alerts receive` builds the same parser: on a cluster its pod has 256 MiB."""
-    code = "import sys; from market_ab.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = ("import sys; from seldon_market_ab.cli.commands import build_parser; build_parser(); "
+            "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
-    from retraining import registry
-    from runtimes.artifact import METADATA_FILE
+    from seldon_market_ab.retraining import registry
+    from seldon_market_ab.runtimes.artifact import METADATA_FILE
 
     assert registry.METADATA_FILE == METADATA_FILE
 

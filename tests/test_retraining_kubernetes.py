@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -20,15 +19,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from market_ab.cli import build_parser
-from retraining.commands import LEDGER, OUTCOMES_ARMS, RetrainMetrics, run_retraining
-from retraining.job_trigger import JobTrigger
-from retraining.stack import KubernetesStack
-from retraining.templates import DEFAULT_TEMPLATE, render
-from rollouts.kubernetes_target import KubernetesExperiment
-from rollouts.runner import Stop
-from rollouts.targets import TargetError, candidate_weights
+from seldon_market_ab.cli.commands import build_parser
+from seldon_market_ab.retraining.commands import LEDGER, OUTCOMES_ARMS, RetrainMetrics, run_retraining
+from seldon_market_ab.retraining.job_trigger import JobTrigger
+from seldon_market_ab.retraining.stack import KubernetesStack
+from seldon_market_ab.retraining.templates import DEFAULT_TEMPLATE, render
+from seldon_market_ab.rollouts.kubernetes_target import KubernetesExperiment
+from seldon_market_ab.rollouts.runner import Stop
+from seldon_market_ab.rollouts.targets import TargetError, candidate_weights
 
+from .conftest import MARKET_AB
 from .fake_kubernetes import READY, FakeKubernetes, experiment, model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def test_refusals_name_the_rbac_needed(tmp_path, token, expected):
 
 
 def test_the_outcomes_model_is_told_to_count_the_new_version(tmp_path):
-    from routers.outcomes import LSTM_MODELS
+    from seldon_market_ab.routers.outcomes import LSTM_MODELS
 
     assert OUTCOMES_ARMS == LSTM_MODELS  # the runtime's default arms, which a Model without `arms` counts
     outcomes = model("outcomes", NAMESPACE, parameters=[{"name": "ttl_seconds", "value": "604800"},
@@ -189,7 +189,7 @@ def registered_ledger(state: Path, alert: str) -> None:
 def retrain_on_the_fake(kube, tmp_path, monkeypatch, alert="drift@1") -> tuple[dict, list]:
     """`market-ab retrain enhanced --kubernetes` with the kubeconfig of the fake; the rollout's loop is replaced by
     one step through the target it is given (its decisions are tests/test_rollout_*'s)."""
-    import retraining.commands as commands
+    import seldon_market_ab.retraining.commands as commands
 
     targets = []
 
@@ -293,14 +293,14 @@ def test_a_template_that_is_no_job_is_refused_at_start():
 def test_the_receiver_creates_the_jobs_as_on_a_cluster(tmp_path):
     """`market-ab alerts receive --retrain-job FILE`, as the Deployment runs it, with a kubeconfig: two alerts at once
     create one Job; the other request starts nothing."""
-    from local_seldon.mlserver_process import free_port
+    from seldon_market_ab.local_seldon.mlserver_process import free_port
 
     from .test_alerting import alert, payload
 
     with FakeKubernetes() as kube:
         env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig(tmp_path / "kubeconfig", NAMESPACE))}
         port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "market_ab.cli", "alerts", "receive", "--port", str(port),
+        process = subprocess.Popen([*MARKET_AB, "alerts", "receive", "--port", str(port),
                                     "--dir", str(tmp_path / "alerts"), "--retrain-job", str(MANIFESTS / "job.yaml")],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
         watchdog = threading.Timer(90, process.kill)  # a hung receiver fails the test instead of holding it
@@ -327,7 +327,9 @@ def test_the_receiver_creates_the_jobs_as_on_a_cluster(tmp_path):
 # the manifests -----------------------------------------------------------------------------------------------------
 
 def rendered(folder: Path) -> dict[tuple[str, str], dict]:
-    from local_seldon.manifests import load_all  # as Kubernetes reads YAML (`matchType: =` is a string)
+    from seldon_market_ab.local_seldon.manifests import (
+        load_all,  # as Kubernetes reads YAML (`matchType: =` is a string)
+    )
 
     text = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, check=True).stdout
     return {(d["kind"], d["metadata"]["name"]): d for d in load_all(text) if d}

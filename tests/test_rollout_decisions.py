@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rollouts import controller as c
-from rollouts import gates as g
-from rollouts.document import MirrorPhase, Rollout, RolloutError, RolloutSpec
-from rollouts.simulation import ArmModel, simulate
 from seldon_market_ab.metrics import LATENCY_BUCKETS
+from seldon_market_ab.rollouts import controller as c
+from seldon_market_ab.rollouts import gates as g
+from seldon_market_ab.rollouts.document import MirrorPhase, Rollout, RolloutError, RolloutSpec
+from seldon_market_ab.rollouts.simulation import ArmModel, simulate
 
 SPEC = RolloutSpec(experiment="ab", baseline="baseline", candidate="enhanced", steps=(10, 25, 50), interval=5,
                    minOutcomes=50)
@@ -170,7 +170,7 @@ def test_simulated_rollouts_end_as_their_candidates_deserve():
 def test_the_error_gate_counts_what_the_error_rate_alert_counts():
     import yaml
 
-    from rollouts.figures import SERVER_FAILURE
+    from seldon_market_ab.rollouts.figures import SERVER_FAILURE
 
     rules = yaml.safe_load((Path(__file__).resolve().parents[1] / "manifests/base/monitoring/prometheusrule.yaml")
                            .read_text())
@@ -180,7 +180,7 @@ def test_the_error_gate_counts_what_the_error_rate_alert_counts():
 
 
 def test_counters_since_the_start_follow_each_series_through_a_restart():
-    from rollouts.figures import Counters
+    from seldon_market_ab.rollouts.figures import Counters
 
     def key(quantity, **labels):
         return ("candidate", quantity, json.dumps(labels, sort_keys=True))
@@ -200,7 +200,7 @@ def test_counters_since_the_start_follow_each_series_through_a_restart():
 
 
 def test_the_calibration_runs_its_scenarios_on_the_demos_traffic():
-    from rollouts import calibration
+    from seldon_market_ab.rollouts import calibration
 
     report = Path(__file__).resolve().parents[1] / "docs/demo-report/report.json"
     results = calibration.run(report, runs=4, seed=0)
@@ -217,7 +217,7 @@ class ScriptedFigures:
         self.looks = 0
 
     def counters(self):
-        from rollouts.figures import Counters
+        from seldon_market_ab.rollouts.figures import Counters
 
         scale, self.looks = self.looks, self.looks + 1
         series = {}
@@ -251,8 +251,8 @@ class LateScrape(ScriptedFigures):
 def test_a_rollout_counts_from_a_scrape_taken_after_it_began(tmp_path):
     """Requests the candidate answered just before the rollout (another experiment's) and Prometheus had not yet
     scraped must not count as the rollout's: the start counters wait for the next scrape."""
-    from rollouts.audit import AuditLog
-    from rollouts.runner import RolloutRunner, Stop
+    from seldon_market_ab.rollouts.audit import AuditLog
+    from seldon_market_ab.rollouts.runner import RolloutRunner, Stop
 
     rollout = Rollout(apiVersion="market-ab.io/v1alpha1", kind="Rollout", metadata={"name": "r"},
                       spec=SPEC.model_copy(update={"interval": 0.01, "min_outcomes": 20}))
@@ -279,8 +279,8 @@ class Target:
 
 
 def test_a_loop_killed_between_its_decision_and_the_weight_change_resumes_at_the_decided_step(tmp_path):
-    from rollouts.audit import AuditLog
-    from rollouts.runner import RolloutRunner, Stop
+    from seldon_market_ab.rollouts.audit import AuditLog
+    from seldon_market_ab.rollouts.runner import RolloutRunner, Stop
 
     rollout = Rollout(apiVersion="market-ab.io/v1alpha1", kind="Rollout", metadata={"name": "r"},
                       spec=SPEC.model_copy(update={"interval": 0.01, "min_outcomes": 20}))
@@ -300,8 +300,8 @@ def test_a_loop_killed_between_its_decision_and_the_weight_change_resumes_at_the
 
 
 def test_a_changed_document_does_not_resume_an_unfinished_run(tmp_path):
-    from rollouts.audit import AuditLog
-    from rollouts.runner import ResumeError, RolloutRunner
+    from seldon_market_ab.rollouts.audit import AuditLog
+    from seldon_market_ab.rollouts.runner import ResumeError, RolloutRunner
 
     rollout = Rollout(apiVersion="market-ab.io/v1alpha1", kind="Rollout", metadata={"name": "r"},
                       spec=SPEC.model_copy(update={"interval": 0.01}))
@@ -314,7 +314,7 @@ def test_a_changed_document_does_not_resume_an_unfinished_run(tmp_path):
 
 
 def test_a_torn_last_line_is_skipped_and_the_next_one_kept(tmp_path):
-    from rollouts.audit import AuditLog
+    from seldon_market_ab.rollouts.audit import AuditLog
 
     audit = AuditLog(tmp_path / "a.jsonl")
     audit.append({"event": "start", "rollout": "r"})
@@ -338,8 +338,8 @@ def test_the_mirror_phase_judges_copies_before_the_first_step():
 
 
 def test_a_mirror_phase_mirrors_the_candidate_then_gives_the_mirror_back(tmp_path):
-    from rollouts.audit import AuditLog
-    from rollouts.runner import RolloutRunner, Stop
+    from seldon_market_ab.rollouts.audit import AuditLog
+    from seldon_market_ab.rollouts.runner import RolloutRunner, Stop
 
     class Mirrored(Target):
         def spec(self):
@@ -355,8 +355,8 @@ def test_a_mirror_phase_mirrors_the_candidate_then_gives_the_mirror_back(tmp_pat
 
 
 def test_an_ended_rollout_is_not_run_again_and_another_ones_run_is_not_taken_over(tmp_path):
-    from rollouts.audit import AuditLog
-    from rollouts.runner import ResumeError, RolloutRunner, Stop
+    from seldon_market_ab.rollouts.audit import AuditLog
+    from seldon_market_ab.rollouts.runner import ResumeError, RolloutRunner, Stop
 
     rollout = Rollout(apiVersion="market-ab.io/v1alpha1", kind="Rollout", metadata={"name": "r"},
                       spec=SPEC.model_copy(update={"interval": 0.01}))
@@ -375,9 +375,9 @@ def test_an_ended_rollout_is_not_run_again_and_another_ones_run_is_not_taken_ove
 
 
 def test_a_step_whose_weights_did_not_move_is_moved_at_the_next_look(tmp_path):
-    from rollouts.audit import AuditLog
-    from rollouts.runner import RolloutRunner, Stop
-    from rollouts.targets import TargetError
+    from seldon_market_ab.rollouts.audit import AuditLog
+    from seldon_market_ab.rollouts.runner import RolloutRunner, Stop
+    from seldon_market_ab.rollouts.targets import TargetError
 
     class Flaky(Target):
         """Refuses the first move to 25%, then reports the weights it really has."""
@@ -413,7 +413,7 @@ def test_a_step_whose_weights_did_not_move_is_moved_at_the_next_look(tmp_path):
 
 
 def test_the_split_check_with_a_single_possible_arm_is_not_a_test():
-    from analysis.ab_analysis import sample_ratio_mismatch_over_time
+    from seldon_market_ab.analysis.ab_analysis import sample_ratio_mismatch_over_time
 
     result = sample_ratio_mismatch_over_time(["a"] * 50, [{"a": 1.0, "b": 0.0}] * 50)
     assert result["p_value"] == 1.0 and not result["mismatch"]
@@ -425,8 +425,8 @@ def test_webhooks_hear_each_move_once(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from rollouts.audit import AuditLog
-    from rollouts.runner import RolloutRunner, Stop
+    from seldon_market_ab.rollouts.audit import AuditLog
+    from seldon_market_ab.rollouts.runner import RolloutRunner, Stop
 
     heard: list[tuple[str, dict]] = []
 

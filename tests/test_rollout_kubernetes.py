@@ -9,18 +9,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
-from rollouts.audit import AuditLog
-from rollouts.document import Rollout
-from rollouts.kubernetes_target import KubernetesExperiment
-from rollouts.targets import TargetError, candidate_weights
+from seldon_market_ab.rollouts.audit import AuditLog
+from seldon_market_ab.rollouts.document import Rollout
+from seldon_market_ab.rollouts.kubernetes_target import KubernetesExperiment
+from seldon_market_ab.rollouts.targets import TargetError, candidate_weights
 
+from .conftest import MARKET_AB
 from .fake_kubernetes import FakeKubernetes, experiment
 from .test_rollout_decisions import SPEC, ScriptedFigures
 
@@ -91,7 +91,7 @@ def test_refusals_are_named(kube, tmp_path, token, name, expected):
 
 def test_abort_ends_a_killed_runs_rollout_through_the_kubernetes_api(kube, tmp_path):
     """`market-ab rollout abort FILE --kubernetes`, as a user would type it, with a kubeconfig (KUBECONFIG)."""
-    from rollouts.runner import RolloutRunner
+    from seldon_market_ab.rollouts.runner import RolloutRunner
 
     from .test_rollout_decisions import Target
 
@@ -104,7 +104,7 @@ def test_abort_ends_a_killed_runs_rollout_through_the_kubernetes_api(kube, tmp_p
         RolloutRunner(Rollout.model_validate(document), Target(dies_at=25), AuditLog(path.with_suffix(
             ".audit.jsonl")), ScriptedFigures()).run()
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig(tmp_path / "kubeconfig", NAMESPACE))}
-    done = subprocess.run([sys.executable, "-m", "market_ab.cli", "rollout", "abort", str(path), "--kubernetes"],
+    done = subprocess.run([*MARKET_AB, "rollout", "abort", str(path), "--kubernetes"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["phase"] == "aborted"

@@ -7,7 +7,7 @@ import datetime
 
 import numpy as np
 
-from analysis import rollout_report
+from seldon_market_ab.analysis import rollout_report
 
 
 def iso(t: float) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,15 +22,15 @@ import numpy as np
 import pytest
 import yaml
 
-from analysis.ab_analysis import sample_ratio_mismatch
-from loadtest.client import InferenceClient
-from local_seldon.serve_process import ServeProcess
-from market_ab.demo import demo_repository
-from rollouts.audit import AuditLog
-from rollouts.targets import LocalAdmin, candidate_weights
-from training.dataset import ohlcv_windows
+from seldon_market_ab.analysis.ab_analysis import sample_ratio_mismatch
+from seldon_market_ab.cli.demo import demo_repository
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
+from seldon_market_ab.rollouts.audit import AuditLog
+from seldon_market_ab.rollouts.targets import LocalAdmin, candidate_weights
+from seldon_market_ab.training.dataset import ohlcv_windows
 
-from .conftest import MIN_WINDOW, MODELS
+from .conftest import MARKET_AB, MIN_WINDOW, MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = [
@@ -116,7 +115,7 @@ def rollout_file(folder: Path, serve: ServeProcess, name: str, experiment: str, 
 
 
 def command(path: Path, serve: ServeProcess) -> list[str]:
-    return [sys.executable, "-m", "market_ab.cli", "rollout", "run", str(path), "--admin", serve.admin_url]
+    return [*MARKET_AB, "rollout", "run", str(path), "--admin", serve.admin_url]
 
 
 def run_rollout(path: Path, serve: ServeProcess) -> tuple[int, dict, str]:
@@ -221,7 +220,7 @@ def test_run_moves_an_experiment_resource_through_the_kubernetes_api(stack, tmp_
     path = rollout_file(tmp_path, stack, "on-a-cluster", "copy-canary", "baseline-copy", [10, 30, 60])
     with FakeKubernetes(objects) as kube:
         env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig(tmp_path / "kubeconfig", namespace))}
-        loop = subprocess.Popen([sys.executable, "-m", "market_ab.cli", "rollout", "run", str(path), "--kubernetes"],
+        loop = subprocess.Popen([*MARKET_AB, "rollout", "run", str(path), "--kubernetes"],
                                 stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
         for line in loop.stderr:  # until its first look
             if "-> hold" in line:

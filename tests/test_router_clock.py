@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from mlserver.settings import ModelParameters, ModelSettings
 
-from loadtest.client import build_request, decode_outputs
-from routers.runtime import DERIVE_WHILE_DECIDING_SECONDS, EXPIRY_SWEEP_SECONDS, WHOLE_ROUTER
-from routers.thompson import ThompsonRouter
-from training.dataset import ohlcv_windows
+from seldon_market_ab.loadtest.client import build_request, decode_outputs
+from seldon_market_ab.routers.runtime import DERIVE_WHILE_DECIDING_SECONDS, EXPIRY_SWEEP_SECONDS, WHOLE_ROUTER
+from seldon_market_ab.routers.thompson import ThompsonRouter
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import MIN_WINDOW, MODELS
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest.client import InferenceClient
-from local_seldon.mlserver_process import MLServerProcess
-from routers.bandit import ArmStats, state_from_dict
-from routers.settings import RouterSettings
-from routers.stores import open_store
-from training.dataset import ohlcv_windows
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.routers.bandit import ArmStats, state_from_dict
+from seldon_market_ab.routers.settings import RouterSettings
+from seldon_market_ab.routers.stores import open_store
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import MIN_WINDOW, add_router
 

@@ -6,13 +6,13 @@ import grpc
 import numpy as np
 import pytest
 
-from loadtest.client import InferenceClient, RestError
-from local_seldon.mlserver_process import MLServerProcess
-from routers.bandit import ArmStats, state_from_dict
-from routers.settings import RouterSettings
-from routers.stores.sqlite_store import SQLiteStore
+from seldon_market_ab.loadtest.client import InferenceClient, RestError
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.regimes import REGIMES, regime_series
-from training.dataset import ohlcv_windows
+from seldon_market_ab.routers.bandit import ArmStats, state_from_dict
+from seldon_market_ab.routers.settings import RouterSettings
+from seldon_market_ab.routers.stores.sqlite_store import SQLiteStore
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import MIN_WINDOW, add_router
 

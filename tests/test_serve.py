@@ -25,13 +25,13 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 from scipy import stats
 
-from loadtest.client import InferenceClient, RestError, build_grpc_request, decode_outputs, json_body
-from local_seldon.mlserver_process import free_port, process_tree
-from local_seldon.serve import LAUNCHED_LINE
-from local_seldon.serve_process import ServeProcess
+from seldon_market_ab.loadtest.client import InferenceClient, RestError, build_grpc_request, decode_outputs, json_body
+from seldon_market_ab.local_seldon.mlserver_process import free_port, process_tree
+from seldon_market_ab.local_seldon.serve import LAUNCHED_LINE
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
 from seldon_market_ab.mlserver_compat import response_from_grpc
 
-from .conftest import MODELS, REPO, running, triton_body
+from .conftest import MARKET_AB, MODELS, REPO, running, triton_body
 
 ECHOS = ("echo-a", "echo-b", "echo-c", "echo-d", "echo-e", "echo-f")
 TEST_MANIFESTS = """
@@ -124,7 +124,8 @@ def serve(tmp_path_factory):
         (repository / entry.name).symlink_to(entry)
     for name in ECHOS + ("gated",):
         (repository / name).mkdir()
-        implementation = "tests.slow_runtime.GatedRuntime" if name == "gated" else "loadtest.echo.EchoRuntime"
+        implementation = ("tests.slow_runtime.GatedRuntime" if name == "gated"
+                          else "seldon_market_ab.loadtest.echo.EchoRuntime")
         (repository / name / "model-settings.json").write_text(json.dumps(
             {"name": name, "implementation": implementation, "parameters": {"version": "1"}}))
     gate = folder / "gate"
@@ -650,7 +651,7 @@ def test_the_client_retries_unavailable_and_nothing_else(serve, window, protocol
 
 def test_market_ab_infer_sends_windows_feedback_and_outcomes(serve):
     def infer(*args):
-        return subprocess.run([sys.executable, "-m", "market_ab.cli", "--models-dir", str(MODELS), "infer", *args],
+        return subprocess.run([*MARKET_AB, "--models-dir", str(MODELS), "infer", *args],
                               capture_output=True, text=True, timeout=120)
 
     done = infer("mab.pipeline", "--grpc", serve.grpc_address, "--windows", "2", "--json")
@@ -684,7 +685,7 @@ def _echo_repository(folder: Path) -> Path:
     for name in ("echo-a", "echo-b"):
         (folder / name).mkdir(parents=True)
         (folder / name / "model-settings.json").write_text(json.dumps(
-            {"name": name, "implementation": "loadtest.echo.EchoRuntime"}))
+            {"name": name, "implementation": "seldon_market_ab.loadtest.echo.EchoRuntime"}))
     return folder
 
 

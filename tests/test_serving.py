@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from loadtest.client import build_grpc_request
+from seldon_market_ab.loadtest.client import build_grpc_request
 from seldon_market_ab.mlserver_compat import response_from_grpc
-from training.dataset import ohlcv_windows
+from seldon_market_ab.training.dataset import ohlcv_windows
 
 from .conftest import LSTM_NAMES
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from loadtest import serving_profile
-from loadtest.serving_profile import OTHER, part_of
+from seldon_market_ab.loadtest import serving_profile
+from seldon_market_ab.loadtest.serving_profile import OTHER, part_of
 
 from .conftest import MODELS, REPO
 

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from local_seldon.mlserver_process import MLServerProcess
-from routers.outcomes import OutcomesSettings
-from routers.settings import STATE_DIR_ENV, RegimeRouterSettings, RouterSettings, default_state_dir
-from runtimes.lstm import LSTMSettings
+from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.regimes import RegimeThresholds
+from seldon_market_ab.routers.outcomes import OutcomesSettings
+from seldon_market_ab.routers.settings import STATE_DIR_ENV, RegimeRouterSettings, RouterSettings, default_state_dir
+from seldon_market_ab.runtimes.lstm import LSTMSettings
 from seldon_market_ab.settings import SettingsError
 
 from .conftest import MODELS, add_router, copy_repository

@@ -2,7 +2,7 @@
 
 import json
 
-from analysis import stale_features
+from seldon_market_ab.analysis import stale_features
 
 from .conftest import MODELS, REPO
 

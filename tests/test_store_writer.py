@@ -9,9 +9,16 @@ from concurrent.futures import wait
 
 import pytest
 
-from routers.bandit import ThompsonSampling, state_from_dict, state_to_dict
-from routers.stores import ApplyFeedback, Decision, FeedbackOutcome, RecordDecision, StoreWriter, open_store
-from routers.stores.base import Operation
+from seldon_market_ab.routers.bandit import ThompsonSampling, state_from_dict, state_to_dict
+from seldon_market_ab.routers.stores import (
+    ApplyFeedback,
+    Decision,
+    FeedbackOutcome,
+    RecordDecision,
+    StoreWriter,
+    open_store,
+)
+from seldon_market_ab.routers.stores.base import Operation
 
 POLICY = ThompsonSampling(("a", "b"))
 
@@ -232,7 +239,7 @@ class GatedStore:
 def test_a_write_whose_waiter_gave_up_is_still_reported_applied(store):
     """What counts committed writes (the outcomes model's counters) must see a write whose request timed out: it was
     recorded, and the client's retry will be a duplicate."""
-    from routers.stores import Outcome, OutcomeStatus, RecordOutcome, StoreUnavailable
+    from seldon_market_ab.routers.stores import Outcome, OutcomeStatus, RecordOutcome, StoreUnavailable
 
     gated, applied, done = GatedStore(store), [], threading.Event()
 

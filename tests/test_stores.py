@@ -8,8 +8,16 @@ from dataclasses import replace
 
 import pytest
 
-from routers.bandit import ThompsonSampling, state_from_dict, state_to_dict
-from routers.stores import ArmHealth, Decision, FeedbackOutcome, Outcome, OutcomeStatus, RecordOutcome, open_store
+from seldon_market_ab.routers.bandit import ThompsonSampling, state_from_dict, state_to_dict
+from seldon_market_ab.routers.stores import (
+    ArmHealth,
+    Decision,
+    FeedbackOutcome,
+    Outcome,
+    OutcomeStatus,
+    RecordOutcome,
+    open_store,
+)
 
 POLICY = ThompsonSampling(("a", "b"))
 TTL = 3600.0

@@ -10,12 +10,12 @@ from sklearn.metrics import roc_auc_score
 
 from seldon_market_ab.features import FEATURE_NAMES, compute_features, min_window
 from seldon_market_ab.regimes import RegimeThresholds
-from training.data import load_instrument
-from training.dataset import SPLITS
-from training.evaluation import auc, evaluate_group, wilson_interval
-from training.report import load_metadata
-from training.train import train_classifier, train_models
-from training.variants import VARIANTS
+from seldon_market_ab.training.data import load_instrument
+from seldon_market_ab.training.dataset import SPLITS
+from seldon_market_ab.training.evaluation import auc, evaluate_group, wilson_interval
+from seldon_market_ab.training.report import load_metadata
+from seldon_market_ab.training.train import train_classifier, train_models
+from seldon_market_ab.training.variants import VARIANTS
 
 from .conftest import LSTM_NAMES, MODELS
 

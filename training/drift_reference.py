@@ -9,9 +9,10 @@ by chance (one such draw differed from its own held-out rows at p = 0.0001, and 
 windows instead of about 1%).
 
 Every row of the period, in order, is stored too: the series tests judge a window against the period's own
-windows of the same size, fitted when the detector first meets that size (``detectors.calibration``). The
-online detector's thresholds are simulated here, once, and stored with the reference (``detectors.online``);
-they depend only on the reference's shape, since Cramér-von Mises is rank-based.
+windows of the same size, fitted when the detector first meets that size (``seldon_market_ab.detectors.calibration``).
+The online detector's thresholds are simulated here, once, and stored with the reference
+(``seldon_market_ab.detectors.online``); they depend only on the reference's shape, since Cramér-von Mises is
+rank-based.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from detectors.drift import DriftRuntime
-from detectors.online import online_thresholds
-from detectors.reference import Reference, write_reference
-from detectors.settings import DriftSettings
+from seldon_market_ab.detectors.drift import DriftRuntime
+from seldon_market_ab.detectors.online import online_thresholds
+from seldon_market_ab.detectors.reference import Reference, write_reference
+from seldon_market_ab.detectors.settings import DriftSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, compute_features
 from seldon_market_ab.metadata import settings_fields
 
@@ -74,7 +75,7 @@ def model_settings(reference: Reference) -> dict:
     signature = DriftRuntime.signature(DriftSettings.from_extra(extra, FOLDER), reference)
     return {
         "name": FOLDER,
-        "implementation": "detectors.drift.DriftRuntime",
+        "implementation": "seldon_market_ab.detectors.drift.DriftRuntime",
         "parameters": {"uri": "./", "version": "1", "extra": extra},
         **settings_fields(signature, "1"),
     }

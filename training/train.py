@@ -13,11 +13,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from runtimes.artifact import METADATA_FILE, MODEL_FILE, LSTMArtifact
-from runtimes.lstm import LSTMRuntime
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
 from seldon_market_ab.metadata import settings_fields
 from seldon_market_ab.regimes import REGIMES, RegimeThresholds
+from seldon_market_ab.runtimes.artifact import METADATA_FILE, MODEL_FILE, LSTMArtifact
+from seldon_market_ab.runtimes.lstm import LSTMRuntime
 from seldon_market_ab.scaling import StandardScaler
 
 from .dataset import SPLITS, MarketDataset, Samples
@@ -25,7 +25,7 @@ from .evaluation import evaluate
 from .network import LSTMClassifier, ProbabilityModel
 from .variants import VARIANTS, Variant
 
-RUNTIME = "runtimes.lstm.LSTMRuntime"
+RUNTIME = "seldon_market_ab.runtimes.lstm.LSTMRuntime"
 
 
 def _sample_weights(samples: Samples, variant: Variant) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Pure bandit math: posteriors, policies with ``pull``/``update``, offline replay and off-policy estimates.
 
 Nothing here imports MLServer, a store or a metric: the same objects run inside the routers,
-in ``analysis.router_evidence`` and in the tests.
+in ``seldon_market_ab.analysis.router_evidence`` and in the tests.
 """
 
 from .policies import (

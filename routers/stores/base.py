@@ -2,7 +2,7 @@
 
 A store keeps, per router (its namespace): the policy state of every context (the
 whole router, or one regime), the pending and answered decisions, arm health and
-counters; per outcomes model (``routers.outcomes``), the outcome of each answered
+counters; per outcomes model (``seldon_market_ab.routers.outcomes``), the outcome of each answered
 request and per-arm counters. Feedback is applied in one atomic step: look the
 decision up, update the policy state of its context, mark the decision answered.
 Writes are operations that a writer thread applies many at a time

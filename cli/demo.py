@@ -9,7 +9,8 @@ Experiments, in order:
 - ``mab`` and ``contextual`` (A/B by a router): the pipelines; the routers' logged propensities give off-policy
   estimates.
 - ``fault-test`` (faulty): baseline against ``faulty``, the baseline artifact served by
-  ``runtimes.faults.FaultyLSTMRuntime`` with ``FAULT`` injected, 50/50: the guardrails must roll it back.
+  ``seldon_market_ab.runtimes.faults.FaultyLSTMRuntime`` with ``FAULT`` injected, 50/50: the guardrails must roll it
+  back.
 - ``retrain-rollout`` (retraining): the drift alert turned into a new version. Alertmanager routes
   ``MarketAbInputDrift`` to the alert receiver, which records a retraining request; the replayed days themselves make
   the detector fire during the router pipelines (their side step sends it every window); if none has by this segment,
@@ -47,26 +48,26 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from analysis import live_metrics, retrain_report, rollout_report
-from analysis.ab_analysis import BusinessModel, DecisionPolicy
-from analysis.ab_report import ExperimentRun, analyse, log_entries, look_at, read_log, write_report
-from loadtest.client import InferenceClient
-from local_seldon.deployment import Deployment
-from local_seldon.manifests import load_documents
-from local_seldon.prometheus import PrometheusAPI
-from local_seldon.repository import SETTINGS_FILE
-from local_seldon.serve_process import ServeProcess
-from retraining.commands import LEDGER, ledger_records
-from retraining.templates import DEFAULT_TEMPLATE
-from rollouts.audit import AuditLog
-from rollouts.document import Rollout, seconds
-from rollouts.runner import Display, RolloutRunner, Stop
-from rollouts.targets import LocalAdmin
-from routers.stores import open_store
-from runtimes.artifact import LSTMArtifact
+from seldon_market_ab.analysis import live_metrics, retrain_report, rollout_report
+from seldon_market_ab.analysis.ab_analysis import BusinessModel, DecisionPolicy
+from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse, log_entries, look_at, read_log, write_report
 from seldon_market_ab.features import WARMUP
-from training.data import load_instrument
-from training.dataset import heldout_days, ohlcv_windows
+from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.local_seldon.deployment import Deployment
+from seldon_market_ab.local_seldon.manifests import load_documents
+from seldon_market_ab.local_seldon.prometheus import PrometheusAPI
+from seldon_market_ab.local_seldon.repository import SETTINGS_FILE
+from seldon_market_ab.local_seldon.serve_process import ServeProcess
+from seldon_market_ab.retraining.commands import LEDGER, ledger_records
+from seldon_market_ab.retraining.templates import DEFAULT_TEMPLATE
+from seldon_market_ab.rollouts.audit import AuditLog
+from seldon_market_ab.rollouts.document import Rollout, seconds
+from seldon_market_ab.rollouts.runner import Display, RolloutRunner, Stop
+from seldon_market_ab.rollouts.targets import LocalAdmin
+from seldon_market_ab.routers.stores import open_store
+from seldon_market_ab.runtimes.artifact import LSTMArtifact
+from seldon_market_ab.training.data import load_instrument
+from seldon_market_ab.training.dataset import heldout_days, ohlcv_windows
 
 FAULT = {"added_latency_ms": 30.0, "failure_rate": 0.1}  # the faulty candidate's injected fault
 DEMO_EXPERIMENTS = [
@@ -109,7 +110,7 @@ def demo_repository(models_dir: Path, folder: Path, seed: int, only: set[str] | 
             (folder / entry.name).symlink_to(entry)
     settings = json.loads((models_dir / "baseline" / SETTINGS_FILE).read_text())
     for name, changes in (("baseline-copy", {}),
-                          ("faulty", {"implementation": "runtimes.faults.FaultyLSTMRuntime"})):
+                          ("faulty", {"implementation": "seldon_market_ab.runtimes.faults.FaultyLSTMRuntime"})):
         (folder / name).mkdir()
         for entry in (models_dir / "baseline").iterdir():
             if entry.name != SETTINGS_FILE:
@@ -172,9 +173,9 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
 
 def run_demo(models_dir: Path, scenarios: int = 250, workers: int = 4, manifests: list[Path] | None = None,
              reports_dir: Path = Path("reports"), seed: int = 0, run: str | None = None, keep_logs: bool = True) -> int:
-    from training.report import load_metadata, text_table
-    from training.train import train_models
-    from training.variants import VARIANTS
+    from seldon_market_ab.training.report import load_metadata, text_table
+    from seldon_market_ab.training.train import train_models
+    from seldon_market_ab.training.variants import VARIANTS
 
     missing = [n for n in VARIANTS if not (Path(models_dir) / n / "model.pt").exists()]
     if missing:

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from training.variants import VARIANTS
+from seldon_market_ab.training.variants import VARIANTS
 
 MODELS_DIR = Path("models")
 
@@ -19,8 +19,8 @@ def _missing(models_dir: Path, names) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    from training.report import text_table
-    from training.train import train_models
+    from seldon_market_ab.training.report import text_table
+    from seldon_market_ab.training.train import train_models
 
     names = args.models or list(VARIANTS)
     if args.if_missing:
@@ -34,8 +34,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_reference(args) -> int:
-    from detectors.reference import Reference, ReferenceError
-    from training.drift_reference import FOLDER, build_reference
+    from seldon_market_ab.detectors.reference import Reference, ReferenceError
+    from seldon_market_ab.training.drift_reference import FOLDER, build_reference
 
     folder = args.models_dir / FOLDER
     if args.if_missing:
@@ -56,7 +56,7 @@ def cmd_reference(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from training.report import load_metadata, markdown_table, plot_evaluation, text_table
+    from seldon_market_ab.training.report import load_metadata, markdown_table, plot_evaluation, text_table
 
     metadata = load_metadata(args.models_dir)
     if not metadata:
@@ -100,7 +100,7 @@ def cmd_readme(args) -> int:
 
 
 def cmd_manifests_check(args) -> int:
-    from local_seldon.manifests import check, find_crds, load_crds, load_documents
+    from seldon_market_ab.local_seldon.manifests import check, find_crds, load_crds, load_documents
 
     try:
         crds = load_crds(args.crds or find_crds())
@@ -122,14 +122,14 @@ def cmd_alerts_receive(args) -> int:
     from aiohttp import web
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from local_seldon.alert_receiver import AlertReceiver
+    from seldon_market_ab.local_seldon.alert_receiver import AlertReceiver
 
     trigger, triggered = None, ""
     if args.retrain_job:
         import yaml
 
-        from retraining.job_trigger import JobTrigger
-        from rollouts.targets import TargetError
+        from seldon_market_ab.retraining.job_trigger import JobTrigger
+        from seldon_market_ab.rollouts.targets import TargetError
 
         try:
             trigger = JobTrigger(yaml.safe_load(args.retrain_job.read_text()), args.namespace)
@@ -153,7 +153,7 @@ def cmd_alerts_receive(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from local_seldon.serve import ServeOptions, serve
+    from seldon_market_ab.local_seldon.serve import ServeOptions, serve
 
     options = ServeOptions(args.models_dir, args.manifests or [Path("manifests/overlays/dev")], args.http_port,
                            args.grpc_port, args.host, args.seed, args.state_dir,
@@ -175,9 +175,9 @@ def cmd_infer(args) -> int:
     import grpc
     import numpy as np
 
-    from loadtest.client import InferenceClient, RestError
-    from runtimes.artifact import LSTMArtifact
-    from training.dataset import heldout_days
+    from seldon_market_ab.loadtest.client import InferenceClient, RestError
+    from seldon_market_ab.runtimes.artifact import LSTMArtifact
+    from seldon_market_ab.training.dataset import heldout_days
 
     root = args.ca_cert.read_bytes() if args.ca_cert else None
     client = InferenceClient(None if args.rest else args.grpc, args.rest, tls=args.tls, root_certificates=root,
@@ -216,7 +216,7 @@ def cmd_infer(args) -> int:
 
 def _call_failed(target: str, error) -> int:
     """The status and message of a failed call (gRPC or REST), on stderr; the exit code."""
-    from loadtest.client import RestError
+    from seldon_market_ab.loadtest.client import RestError
 
     shown = f"HTTP {error.status}: {error.message}" if isinstance(error, RestError) else \
         f"{error.code().name}: {error.details()}"
@@ -227,7 +227,7 @@ def _call_failed(target: str, error) -> int:
 def _send_outcomes(client, args, protocol: str) -> int:
     import grpc
 
-    from loadtest.client import RestError
+    from seldon_market_ab.loadtest.client import RestError
 
     ids, models, correct, returns = zip(*args.outcome, strict=True)
     given = [r for r in returns if r is not None]
@@ -246,7 +246,7 @@ def _send_outcomes(client, args, protocol: str) -> int:
 
 
 def _duration(text: str) -> str:
-    from local_seldon.prometheus import duration_seconds
+    from seldon_market_ab.local_seldon.prometheus import duration_seconds
 
     try:
         duration_seconds(text)
@@ -340,10 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "$SELDON_CRDS, or ../shared/reference/seldon-crds)")
     manifests_check.set_defaults(func=cmd_manifests_check)
 
-    from rollouts.commands import add_commands as add_rollout_commands
+    from seldon_market_ab.rollouts.commands import add_commands as add_rollout_commands
 
     add_rollout_commands(add_command, shared)
-    from retraining.commands import add_command as add_retrain_command
+    from seldon_market_ab.retraining.commands import add_command as add_retrain_command
 
     add_retrain_command(add_command)
 

@@ -11,22 +11,22 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from analysis import ab_calibration, ab_report, drift_report, stale_features
-from analysis.router_evidence import load_results, render_markdown
-from detectors.settings import DriftSettings
-from loadtest import benchmark, drift_serving, fuzz, gateway_serving, serving_profile
-from rollouts import calibration as rollout_calibration
-from rollouts.document import fields_table as rollout_fields
-from routers.outcomes import OutcomesSettings
-from routers.settings import RegimeRouterSettings, RouterSettings
-from runtimes.faults import FaultyLSTMSettings
-from runtimes.lstm import LSTMSettings
+from seldon_market_ab.analysis import ab_calibration, ab_report, drift_report, stale_features
+from seldon_market_ab.analysis.router_evidence import load_results, render_markdown
+from seldon_market_ab.detectors.settings import DriftSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
+from seldon_market_ab.loadtest import benchmark, drift_serving, fuzz, gateway_serving, serving_profile
+from seldon_market_ab.rollouts import calibration as rollout_calibration
+from seldon_market_ab.rollouts.document import fields_table as rollout_fields
+from seldon_market_ab.routers.outcomes import OutcomesSettings
+from seldon_market_ab.routers.settings import RegimeRouterSettings, RouterSettings
+from seldon_market_ab.runtimes.faults import FaultyLSTMSettings
+from seldon_market_ab.runtimes.lstm import LSTMSettings
 from seldon_market_ab.settings import markdown_table
-from training.data import describe
-from training.report import load_metadata
-from training.report import markdown_table as evaluation_table
-from training.variants import VARIANTS
+from seldon_market_ab.training.data import describe
+from seldon_market_ab.training.report import load_metadata
+from seldon_market_ab.training.report import markdown_table as evaluation_table
+from seldon_market_ab.training.variants import VARIANTS
 
 
 def data_table() -> str:

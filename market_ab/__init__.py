@@ -1,1 +1,0 @@
-"""The ``market-ab`` command: train, evaluate, demo."""
