@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup clients demo test models retrain evaluate evidence readme lint manifests serve clean
+.PHONY: setup clients demo test test-unit test-integration test-e2e models retrain evaluate evidence readme lint manifests serve clean
 
 setup: $(VENV)/.installed
 
@@ -13,7 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The third-party Open Inference Protocol clients (NVIDIA's tritonclient, KServe's SDK) of tests/test_conformance.py,
+# The third-party Open Inference Protocol clients (NVIDIA's tritonclient, KServe's SDK) of tests/integration/test_conformance.py,
 # in a venv of their own: kserve's dependencies must not enter the serving venv.
 CLIENTS := .venv-clients
 clients: $(CLIENTS)/.installed
@@ -39,6 +39,17 @@ demo: models
 
 test: setup models clients
 	$(BIN)/python -m pytest
+
+# One kind at a time (tests/conftest.py): unit tests and doctests (under a minute), then the real servers, then the
+# demo, Locust, packaging and the docs' scripts.
+test-unit: setup
+	$(BIN)/python -m pytest -m unit
+
+test-integration: setup models clients
+	$(BIN)/python -m pytest tests/integration
+
+test-e2e: setup models clients
+	$(BIN)/python -m pytest tests/e2e
 
 lint: setup
 	$(BIN)/ruff check .

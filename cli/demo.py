@@ -272,8 +272,8 @@ def run_retraining(serve: ServeProcess, logs: Path, workdir: Path, repository: P
                    seconds: float, feedback_delay: float, models_dir: Path, windows: list) -> dict:
     """The retraining segment: the alert's retraining request (the replay's own, else 2008 sent to the detector),
     ``market-ab retrain`` for it, begun now so that its rollout meets this segment's traffic (``market-ab serve
-    --on-retrain`` would begin it as the request arrives: tests/test_retraining.py), traffic for ``RETRAIN_VARIANT``
-    while the rollout runs, its end, and the report's entry."""
+    --on-retrain`` would begin it as the request arrives: tests/integration/test_retraining.py), traffic for
+    ``RETRAIN_VARIANT`` while the rollout runs, its end, and the report's entry."""
     name, state = "retrain-rollout", workdir / "retrain"
     requests = alert_requests(serve, wait=0)
     what, sent_at = "real: the replayed days, which the pipelines' side step sends to the drift detector", None

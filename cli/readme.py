@@ -1,8 +1,8 @@
 """The generated sections of the README and the docs pages, rendered from what the code and the stored results say.
 
 Each section sits between ``<!-- name:start -->`` and ``<!-- name:end -->``, in exactly one document (the README or
-a page of ``docs/``). ``market-ab readme`` rewrites them; ``market-ab readme --check`` (and ``tests/test_readme.py``)
-fails when one is stale, missing or in two places.
+a page of ``docs/``). ``market-ab readme`` rewrites them; ``market-ab readme --check`` (and
+``tests/e2e/test_readme.py``) fails when one is stale, missing or in two places.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def regime_router_settings_table() -> str:
 
 
 def metadata_table(models_dir: Path) -> str:
-    """Every model's metadata as its model-settings.json declares it (tests/test_model_metadata.py holds the files
-    to what the runtimes serve); models that declare the same tensors share a row."""
+    """Every model's metadata as its model-settings.json declares it (tests/integration/test_model_metadata.py holds
+    the files to what the runtimes serve); models that declare the same tensors share a row."""
     rows: dict[tuple[str, str], list[str]] = {}
     for path in sorted(Path(models_dir).glob("*/model-settings.json")):
         settings = json.loads(path.read_text())

@@ -6,7 +6,7 @@ only on the reference size, the window sizes, the expected run time and the numb
 computed with the reference and stored in ``reference.json``; loading reuses them.
 
 ``_configure_thresholds``, ``_update_state``, ``thresholds``, ``xs`` and ``drift_preds`` are alibi-detect
-internals (checked against the pinned 0.13.0 in ``tests/test_drift_reference.py``); this module is the only
+internals (checked against the pinned 0.13.0 in ``tests/unit/test_drift_reference.py``); this module is the only
 place that touches them.
 """
 

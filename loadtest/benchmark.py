@@ -594,7 +594,8 @@ def render_markdown(results: dict) -> str:
                   f"{1e3 * d['linger_seconds']:g} ms, after their reply). Feedback for a lost decision answers "
                   f"`{', '.join(d['feedback_for_lost']) or '-'}`, for a kept one "
                   f"`{', '.join(d['feedback_for_kept'])}`. "
-                  "Acknowledged feedback is committed before its reply and is never lost (tests/test_router_state.py)."]
+                  "Acknowledged feedback is committed before its reply and is never lost "
+                  "(tests/integration/test_router_state.py)."]
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """Every use of a private or undocumented MLServer or prometheus-client detail, in one place.
 
 Each function here leans on something the installed versions do but do not promise.
-``tests/test_mlserver_compat.py`` pins the versions below and checks each detail, so an
+``tests/unit/test_mlserver_compat.py`` pins the versions below and checks each detail, so an
 upgrade fails there, loudly and by name, instead of somewhere in serving.
 """
 
@@ -70,7 +70,7 @@ def response_from_grpc(response) -> InferenceResponse:
 # Patches -------------------------------------------------------------------------------------------------------
 # MLServer answers some malformed requests with INTERNAL / 500 and labels its request metrics with any model name
 # a URL carries. Each patch below replaces one private function with a version that answers a client error, is
-# idempotent, and is checked by tests/test_mlserver_compat.py against the installed MLServer.
+# idempotent, and is checked by tests/unit/test_mlserver_compat.py against the installed MLServer.
 
 UNAVAILABLE = 503  # retryable: the model is loading, or its state store is out
 

@@ -1,4 +1,11 @@
-"""Shared fixtures: a copy of the model repository served by a real MLServer process."""
+"""Shared fixtures (a copy of the model repository served by a real MLServer process), and the tests' kinds.
+
+Each test's kind is its folder, and its marker: ``tests/unit`` (pure logic and single modules in process, no
+server; under a minute), ``tests/integration`` (a real MLServer, Redis, Prometheus, Alertmanager, ``market-ab
+serve``, a fake Kubernetes API server, or a model trained), ``tests/e2e`` (the demo, Locust, the packaging, the
+scripts that write ``docs/`` run end to end, and the docs checked against the code). The doctests of the pure
+modules are unit tests.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +30,18 @@ LSTM_NAMES = tuple(VARIANTS)
 # Figures of the shipped artifacts, read from them rather than typed in.
 BASELINE = LSTMArtifact.load(MODELS / "baseline")
 MIN_WINDOW, SEQUENCE_LENGTH, N_FEATURES = BASELINE.min_window, BASELINE.sequence_length, BASELINE.n_features
+
+
+KINDS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items):
+    tests = Path(__file__).parent
+    for item in items:
+        path = Path(item.path)
+        kind = path.relative_to(tests).parts[0] if path.is_relative_to(tests) else "unit"  # a doctest
+        assert kind in KINDS, f"{path}: a test belongs in one of tests/{{{','.join(KINDS)}}}/"
+        item.add_marker(kind)
 
 
 def copy_repository(destination: Path, names=LSTM_NAMES) -> Path:
