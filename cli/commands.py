@@ -175,7 +175,7 @@ def cmd_infer(args) -> int:
     import grpc
     import numpy as np
 
-    from seldon_market_ab.loadtest.client import InferenceClient, RestError
+    from seldon_market_ab.client import InferenceClient, RestError
     from seldon_market_ab.runtimes.artifact import LSTMArtifact
     from seldon_market_ab.training.dataset import heldout_days
 
@@ -216,7 +216,7 @@ def cmd_infer(args) -> int:
 
 def _call_failed(target: str, error) -> int:
     """The status and message of a failed call (gRPC or REST), on stderr; the exit code."""
-    from seldon_market_ab.loadtest.client import RestError
+    from seldon_market_ab.client import RestError
 
     shown = f"HTTP {error.status}: {error.message}" if isinstance(error, RestError) else \
         f"{error.code().name}: {error.details()}"
@@ -227,7 +227,7 @@ def _call_failed(target: str, error) -> int:
 def _send_outcomes(client, args, protocol: str) -> int:
     import grpc
 
-    from seldon_market_ab.loadtest.client import RestError
+    from seldon_market_ab.client import RestError
 
     ids, models, correct, returns = zip(*args.outcome, strict=True)
     given = [r for r in returns if r is not None]

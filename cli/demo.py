@@ -51,8 +51,8 @@ from tqdm import tqdm
 from seldon_market_ab.analysis import live_metrics, retrain_report, rollout_report
 from seldon_market_ab.analysis.ab_analysis import BusinessModel, DecisionPolicy
 from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse, log_entries, look_at, read_log, write_report
+from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.features import WARMUP
-from seldon_market_ab.loadtest.client import InferenceClient
 from seldon_market_ab.local_seldon.deployment import Deployment
 from seldon_market_ab.local_seldon.manifests import load_documents
 from seldon_market_ab.local_seldon.prometheus import PrometheusAPI

@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tqdm.auto import tqdm
 
 from seldon_market_ab.binary_data import HEADER
+from seldon_market_ab.client import InferenceClient, build_grpc_request, build_request
 from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.features import compute_features
 from seldon_market_ab.local_seldon.manifests import load_documents
@@ -49,7 +50,6 @@ from seldon_market_ab.routers.thompson import ThompsonRouter
 from seldon_market_ab.runtimes.artifact import LSTMArtifact
 from seldon_market_ab.training.dataset import ohlcv_windows
 
-from .client import InferenceClient, build_grpc_request, build_request
 from .grpc_load import LoadResult, closed_loop
 from .rest_load import rest_closed_loop
 

@@ -39,6 +39,7 @@ import grpc
 import numpy as np
 from tqdm.auto import tqdm
 
+from seldon_market_ab.client import InferenceClient, build_grpc_request
 from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.features import compute_features
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
@@ -46,7 +47,6 @@ from seldon_market_ab.runtimes.artifact import LSTMArtifact
 from seldon_market_ab.training.data import load_instrument
 from seldon_market_ab.training.dataset import ohlcv_windows
 
-from .client import InferenceClient, build_grpc_request
 from .grpc_load import closed_loop, open_loop
 
 CLIENTS = 8  # closed-loop clients: they saturate this machine

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from seldon_market_ab.client import build_grpc_request
 from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.local_seldon.manifests import load_documents
 from seldon_market_ab.local_seldon.mlserver_process import cpu_seconds, process_tree
@@ -31,7 +32,6 @@ from seldon_market_ab.local_seldon.serve_process import ServeProcess
 from seldon_market_ab.runtimes.artifact import LSTMArtifact
 from seldon_market_ab.training.dataset import ohlcv_windows
 
-from .client import build_grpc_request
 from .grpc_load import closed_loop
 
 MODEL = "baseline"

@@ -37,7 +37,7 @@ from locust import HttpUser, User, constant, events, task  # noqa: E402
 from locust.exception import StopUser  # noqa: E402
 from mlserver.types import InferenceResponse  # noqa: E402
 
-from seldon_market_ab.loadtest.client import InferenceClient, decode_outputs, json_body  # noqa: E402
+from seldon_market_ab.client import InferenceClient, decode_outputs, json_body  # noqa: E402
 from seldon_market_ab.runtimes.artifact import LSTMArtifact  # noqa: E402
 from seldon_market_ab.training.dataset import heldout_days  # noqa: E402
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from seldon_market_ab.client import build_grpc_request
 from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.runtimes.artifact import LSTMArtifact
 
 from .benchmark import BATCH, CLIENTS, ROUTER, Workload, prepare_repository
-from .client import build_grpc_request
 from .grpc_load import closed_loop
 
 # (part, pattern): a sample belongs to the first part whose pattern matches its stack (py-spy's thread name, then

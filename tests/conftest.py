@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.runtimes.artifact import LSTMArtifact
 from seldon_market_ab.training.dataset import MarketDataset, ohlcv_windows

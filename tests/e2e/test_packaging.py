@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import redis
 
-from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 
 from ..conftest import MIN_WINDOW, REPO, add_router

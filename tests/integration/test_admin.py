@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mlserver.grpc import dataplane_pb2_grpc
 
-from seldon_market_ab.loadtest.client import build_grpc_request
+from seldon_market_ab.client import build_grpc_request
 from seldon_market_ab.local_seldon.deployment import Deployment, DeploymentError
 from seldon_market_ab.local_seldon.experiment import Experiment
 from seldon_market_ab.local_seldon.serve_process import ServeProcess

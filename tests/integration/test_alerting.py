@@ -17,7 +17,7 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from seldon_market_ab.cli.demo import crash_windows
-from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.local_seldon.alert_receiver import AlertReceiver
 from seldon_market_ab.local_seldon.alertmanager import alertmanager_config
 from seldon_market_ab.local_seldon.manifests import load_all

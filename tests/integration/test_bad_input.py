@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from seldon_market_ab.loadtest.client import RestError, build_grpc_request
+from seldon_market_ab.client import RestError, build_grpc_request
 
 from ..conftest import MIN_WINDOW, N_FEATURES, SEQUENCE_LENGTH, rest_body
 

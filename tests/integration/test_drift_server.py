@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 
 from seldon_market_ab.analysis import drift_shifts
+from seldon_market_ab.client import InferenceClient, RestError
 from seldon_market_ab.detectors.reference import Reference
 from seldon_market_ab.detectors.settings import DriftSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP
-from seldon_market_ab.loadtest.client import InferenceClient, RestError
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.training.data import load_instrument
 from seldon_market_ab.training.dataset import ohlcv_windows

@@ -30,7 +30,7 @@ def served(tmp_path_factory):
 
 
 def test_a_share_of_requests_fails_and_the_rest_are_late_but_right(served, heldout):
-    from seldon_market_ab.loadtest.client import InferenceClient
+    from seldon_market_ab.client import InferenceClient
 
     client = InferenceClient(served.grpc_address)
     windows = heldout["sp500"][0]

@@ -12,7 +12,7 @@ import pytest
 from mlserver.grpc import dataplane_pb2 as pb
 from prometheus_client.parser import text_string_to_metric_families
 
-from seldon_market_ab.loadtest.client import InferenceClient, RestError, build_grpc_request
+from seldon_market_ab.client import InferenceClient, RestError, build_grpc_request
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.protocol import REQUEST_ID_RULE
 from seldon_market_ab.training.dataset import ohlcv_windows

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from seldon_market_ab.loadtest.client import InferenceClient, RestError
+from seldon_market_ab.client import InferenceClient, RestError
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.routers.stores import open_store
 

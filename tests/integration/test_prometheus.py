@@ -18,7 +18,7 @@ import yaml
 
 from seldon_market_ab.analysis import live_metrics
 from seldon_market_ab.cli.demo import DEMO_EXPERIMENTS, demo_repository
-from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.local_seldon.prometheus import PrometheusAPI, duration_seconds, rule_groups, scrape_config
 from seldon_market_ab.local_seldon.serve_process import ServeProcess
 from seldon_market_ab.training.dataset import heldout_days

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from seldon_market_ab.cli.demo import crash_windows
-from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.local_seldon.repository import version_folder
 from seldon_market_ab.local_seldon.serve_process import ServeProcess
 from seldon_market_ab.retraining.commands import LEDGER, ledger_records, serving

@@ -24,7 +24,7 @@ import yaml
 
 from seldon_market_ab.analysis.ab_analysis import sample_ratio_mismatch
 from seldon_market_ab.cli.demo import demo_repository
-from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.local_seldon.serve_process import ServeProcess
 from seldon_market_ab.rollouts.audit import AuditLog
 from seldon_market_ab.rollouts.targets import LocalAdmin, candidate_weights

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from seldon_market_ab.loadtest.client import InferenceClient
+from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.routers.bandit import ArmStats, state_from_dict
 from seldon_market_ab.routers.settings import RouterSettings

@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from seldon_market_ab.loadtest.client import InferenceClient, RestError
+from seldon_market_ab.client import InferenceClient, RestError
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 from seldon_market_ab.regimes import REGIMES, regime_series
 from seldon_market_ab.routers.bandit import ArmStats, state_from_dict

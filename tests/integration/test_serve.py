@@ -25,7 +25,7 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 from scipy import stats
 
-from seldon_market_ab.loadtest.client import InferenceClient, RestError, build_grpc_request, decode_outputs, json_body
+from seldon_market_ab.client import InferenceClient, RestError, build_grpc_request, decode_outputs, json_body
 from seldon_market_ab.local_seldon.mlserver_process import free_port, process_tree
 from seldon_market_ab.local_seldon.serve import LAUNCHED_LINE
 from seldon_market_ab.local_seldon.serve_process import ServeProcess

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seldon_market_ab.loadtest.client import build_grpc_request
+from seldon_market_ab.client import build_grpc_request
 from seldon_market_ab.mlserver_compat import response_from_grpc
 from seldon_market_ab.training.dataset import ohlcv_windows
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mlserver.settings import ModelParameters, ModelSettings
 
-from seldon_market_ab.loadtest.client import build_request, decode_outputs
+from seldon_market_ab.client import build_request, decode_outputs
 from seldon_market_ab.routers.runtime import DERIVE_WHILE_DECIDING_SECONDS, EXPIRY_SWEEP_SECONDS, WHOLE_ROUTER
 from seldon_market_ab.routers.thompson import ThompsonRouter
 from seldon_market_ab.training.dataset import ohlcv_windows

@@ -25,8 +25,8 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
 
-from seldon_market_ab.mlserver_compat import datatype_of, response_from_grpc
-from seldon_market_ab.tensor_bytes import pack_bytes
+from .mlserver_compat import datatype_of, response_from_grpc
+from .tensor_bytes import pack_bytes
 
 ROUTE_HEADER = "x-seldon-route"
 
