@@ -188,7 +188,7 @@ def registered_ledger(state: Path, alert: str) -> None:
 
 def retrain_on_the_fake(kube, tmp_path, monkeypatch, alert="drift@1") -> tuple[dict, list]:
     """`market-ab retrain enhanced --kubernetes` with the kubeconfig of the fake; the rollout's loop is replaced by
-    one step through the target it is given (its decisions are tests/test_rollout_*'s)."""
+    one step through the target it is given (its decisions are tests/unit/test_rollout_decisions.py's)."""
     import seldon_market_ab.retraining.commands as commands
 
     targets = []
