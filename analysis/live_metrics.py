@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 FIELDS = ("outcomes", "correct", "return_sum")
@@ -109,44 +108,6 @@ def during(moment: float, windows: list[dict]) -> str:
             return window["name"]
     earlier = [w["name"] for w in windows if w["end"] < moment]
     return f"after {earlier[-1]}" if earlier else "before the first"
-
-
-def _clock(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%H:%M:%S")
-
-
-def alerts_markdown(seen: dict) -> list[str]:
-    """The report's "What Prometheus saw" section."""
-    lines = ["## What Prometheus saw", "",
-             f"The stack's Prometheus scraped the gateway and MLServer every {seen['scrape_interval']} with the "
-             f"manifests' alert rules (`for:` capped at {seen['alert_for']} so that they can fire within the run; "
-             "the expressions are the cluster's). Alerts that fired (times UTC):", ""]
-    if not seen["alerts"]:
-        lines.append("None.")
-    else:
-        lines += ["| alert | source | first firing | last firing | during |", "|---|---|---|---|---|"]
-        for alert in seen["alerts"]:
-            labels = ", ".join(f"{k}={v}" for k, v in alert["labels"].items() if k != "severity")
-            lines.append(f"| {alert['alertname']} | {labels} | {_clock(alert['first'])} | {_clock(alert['last'])} "
-                         f"| {during(alert['first'], seen['windows'])} |")
-    lines += ["", "The plot *the dashboard's panels* draws every panel of the Grafana dashboard in "
-                  "`manifests/base/monitoring` from this run's Prometheus data."]
-    return lines
-
-
-def live_markdown(live: dict) -> list[str]:
-    """An experiment's arms as the outcomes model counted them, checked against the log and Prometheus."""
-    lines = ["", "Live outcomes (the `outcomes` model, by the model that answered): "
-                 f"store {'=' if live['store_equals_log'] else '≠'} Locust log, "
-                 f"Prometheus {'=' if live['prometheus_equals_store'] else '≠'} store.", "",
-             "| arm | outcomes (store / Prometheus / log) | live accuracy | mean return (bp) |", "|---|---|---|---|"]
-    for model, arm in live["arms"].items():
-        counts = "/".join("-" if arm[source] is None else f"{arm[source]['outcomes']:,.0f}"
-                          for source in ("store", "prometheus", "log"))
-        accuracy = "-" if arm["accuracy"] is None else f"{arm['accuracy']:.1%}"
-        mean = "-" if arm["mean_return"] is None else f"{1e4 * arm['mean_return']:.1f}"
-        lines.append(f"| {model} | {counts} | {accuracy} | {mean} |")
-    return lines
 
 
 # the dashboard -----------------------------------------------------------------------------------------------------

@@ -46,31 +46,6 @@ def _candidate(audit: list[dict]) -> str:
     return audit[0]["spec"]["candidate"]
 
 
-def markdown(retraining: dict) -> list[str]:
-    lines = ["", "### The drift alert, the retraining and its rollout", "",
-             f"What was sent: {retraining['what']}. The alert: `{retraining['alert'].get('alertname')}` on "
-             f"`{retraining['alert'].get('model')}`."]
-    comparison = retraining.get("comparison")
-    if comparison:
-        difference = comparison["difference"]
-        window = retraining["training_window"]
-        lines += ["", f"Version {retraining['version']} trained on samples to {window['validation']['last']} (last "
-                  f"label read {window['validation']['last_label']}; cut {retraining['cut']}) in "
-                  f"{retraining['training_seconds']:g} s. Out of sample, {comparison['days']['first']} to "
-                  f"{comparison['days']['last']} ({difference['n']} predictions on {difference['days']} days): "
-                  f"accuracy {comparison['new']['accuracy']:.1%} [{comparison['new']['accuracy_ci'][0]:.1%}, "
-                  f"{comparison['new']['accuracy_ci'][1]:.1%}] against the serving version's "
-                  f"{comparison['serving']['accuracy']:.1%}; difference {difference['difference']:+.1%} "
-                  f"[{difference['ci'][0]:+.1%}, {difference['ci'][1]:+.1%}]."]
-    lines += ["", f"Result: **{retraining['result']}**" + (f": {retraining['reasons'][0]}" if retraining['reasons']
-                                                          else ""), "", "| seconds from the alert | event |",
-              "|---|---|"]
-    rows = [(e["t"], e["what"]) for e in retraining["events"]]
-    rows += [(w["t"], f"new version's weight set to {w['weight']}%") for w in retraining["weights"]]
-    lines += [f"| {t:.1f} | {what} |" for t, what in sorted(rows, key=lambda row: row[0])]
-    return lines
-
-
 def draw(retraining: dict, path: Path) -> Path:
     """The timeline: each event as a mark, the new version's weight as a step line."""
     import matplotlib

@@ -78,31 +78,6 @@ def summarise(audit: list[dict], requests: list[dict], initial: dict[str, float]
             "looks": looks, "srm": split_check(requests, schedule)}
 
 
-def markdown(rollout: dict) -> list[str]:
-    lines = ["", f"**Rollout by `market-ab rollout`: {rollout['phase']}** after {rollout['candidate_requests']} "
-                 f"requests to {rollout['candidate']} in {rollout['seconds']:.0f} s (steps {rollout['steps']} every "
-                 f"{rollout['interval']:g} s)."]
-    lines += [f"- {reason}" for reason in rollout["reasons"]]
-    srm = rollout["srm"]
-    if "p_value" in srm and "observed_share" in srm:
-        lines += ["", f"Split against the weights in force when each request was sent: observed "
-                      f"{_shares(srm['observed_share'])}, expected {_shares(srm['expected_share'])}, chi-square "
-                      f"p = {srm['p_value']:.3g} ({'a mismatch' if srm['mismatch'] else 'consistent'})."]
-    moves = [look for look in rollout["looks"] if look["action"] != "hold"] or rollout["looks"][-1:]
-    if moves:
-        lines += ["", "| at (s) | decision | step | candidate weight | error rate baseline / candidate | "
-                      "candidate p99 at least / limit (ms) | accuracy baseline / candidate | always-valid p |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for look in moves:
-            error, latency, accuracy = (look["gates"].get(name, {}) for name in ("error_rate", "latency", "accuracy"))
-            lines.append(f"| {look['t']:.0f} | {look['action']} | {look['step']} | {look['weight']}% | "
-                         f"{_pct(error.get('baseline_rate'))} / {_pct(error.get('candidate_rate'))} | "
-                         f"{_ms(latency.get('candidate_p99_lower_bound_ms'))} / {_ms(latency.get('limit_ms'))} | "
-                         f"{_pct(accuracy.get('baseline_accuracy'))} / {_pct(accuracy.get('candidate_accuracy'))} | "
-                         f"{_p(accuracy.get('always_valid_p'))} |")
-    return lines
-
-
 def draw(name: str, rollout: dict, path: Path) -> Path:
     """The candidate's weight over time, and beneath it the figures its gates judged at each look."""
     import matplotlib
@@ -146,18 +121,3 @@ def draw(name: str, rollout: dict, path: Path) -> Path:
     plt.close(figure)
     return path
 
-
-def _pct(value) -> str:
-    return "-" if not isinstance(value, int | float) or math.isnan(value) else f"{value:.1%}"
-
-
-def _ms(value) -> str:
-    return "-" if not isinstance(value, int | float) else f"{value:.1f}"
-
-
-def _p(value) -> str:
-    return "-" if not isinstance(value, int | float) else f"{value:.3g}"
-
-
-def _shares(shares: dict[str, float]) -> str:
-    return " / ".join(f"{name} {share:.1%}" for name, share in shares.items())

@@ -1,14 +1,34 @@
-"""The report of a run (analysis/ab_report.py): logs joined and analysed, and the stored sample in docs/."""
+"""The report of a run (analysis/ab_report.py and its parts): logs joined and analysed, the Markdown and the page
+rendered from one template, the plots, and the stored sample in docs/."""
 
+import copy
 import inspect
 import json
+from html.parser import HTMLParser
 
-from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse
+import pytest
+
+from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse, render_html, render_markdown
+from seldon_market_ab.analysis.ab_report_plots import (
+    accuracy,
+    business_impact,
+    drift,
+    latency,
+    plots_of,
+    posterior_regret,
+    regimes,
+    traffic_share,
+)
 from seldon_market_ab.cli.demo import run_demo
 
 from ..conftest import REPO
 
 SAMPLE = REPO / "docs" / "demo-report"
+DASHBOARD = "the dashboard's panels"  # the plot cli/demo.py draws and adds to the report's own
+
+
+def _sample() -> dict:
+    return json.loads((SAMPLE / "report.json").read_text())
 
 
 def test_a_log_is_joined_and_counted(tmp_path):
@@ -54,3 +74,77 @@ def test_the_stored_sample_is_a_run_of_the_defaults_with_every_plot():
     rollout = report["experiments"][-2]["rollout"]
     assert rollout["phase"] == "rolled_back" and rollout["candidate_requests"] == \
         report["experiments"][-2]["arms"]["faulty"]["n"]
+
+
+def test_the_stored_markdown_and_page_are_renderings_of_the_stored_report_json():
+    """When the templates change, the sample is re-rendered from its report.json (render_markdown, render_html)."""
+    report = _sample()
+    plots = {**{plot.caption: SAMPLE / plot.file for plot in plots_of(report)}, DASHBOARD: SAMPLE / "dashboard.png"}
+    assert render_markdown(report) == (SAMPLE / "report.md").read_text()
+    assert render_html(report, plots) == (SAMPLE / "report.html").read_text()
+
+
+class _PageBlocks(HTMLParser):
+    """The page's blocks as the Markdown has them: the text of each heading, paragraph and list item, and the cells of
+    each table row (headers included)."""
+
+    TEXTS, CELLS = ("h1", "h2", "h3", "p", "li"), ("th", "td")
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.blocks, self.row, self.text = [], None, None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.TEXTS + self.CELLS:
+            self.text = ""
+        elif tag == "tr":
+            self.row = []
+
+    def handle_endtag(self, tag):
+        if tag in self.TEXTS:
+            self.blocks.append([self.text])
+        elif tag in self.CELLS:
+            self.row.append(self.text)
+        elif tag == "tr":
+            self.blocks.append(self.row)
+
+    def handle_data(self, data):
+        if self.text is not None:
+            self.text += data
+
+
+def _markdown_blocks(markdown: str) -> list[list[str]]:
+    """Each line's text without its marks (heading, item, code, bold, emphasis), a table row as its cells."""
+    blocks = []
+    for line in markdown.splitlines():
+        if line and not line.startswith("|---"):
+            cells = line.strip("|").split("|") if line.startswith("|") else [line.lstrip("#- ")]
+            blocks.append([cell.strip().replace("**", "").replace("`", "").replace("*", "") for cell in cells])
+    return blocks
+
+
+def test_the_markdown_and_the_page_show_the_same_blocks_of_one_report():
+    report = _sample()
+    page = _PageBlocks(render_html(report, {})).blocks
+    assert page[-1] == ["Plots"]  # the page's own section; then the figures, none here
+    markdown = _markdown_blocks(render_markdown(report))
+    assert page[:-1] == markdown
+    tables = [block for block in markdown if len(block) > 1]
+    assert len(tables) > 100 and ["arm", "n", "accuracy [95% CI]", "mean return (bp)", "Sharpe [95% CI]",
+                                  "max drawdown", "p50 / p95 / p99 ms", "error rate"] in tables
+
+
+def test_the_page_escapes_the_report_and_the_markdown_leaves_it_as_it_is():
+    report = copy.deepcopy(_sample())
+    report["experiments"][0]["name"] = "<img src=x onerror=alert(1)>"
+    assert "<img src=x" not in render_html(report, {}) and "&lt;img src=x onerror=alert(1)&gt;" in \
+        render_html(report, {})
+    assert "## <img src=x onerror=alert(1)> (aa): **continue**" in render_markdown(report)
+
+
+@pytest.mark.parametrize("figure_of", [traffic_share, accuracy, latency, posterior_regret, regimes, drift,
+                                       business_impact], ids=lambda f: f.__name__)
+def test_every_plot_draws_the_report_data_on_each_of_its_panels(figure_of):
+    figure = figure_of(_sample())
+    assert figure.axes and all(axis.has_data() for axis in figure.axes)

@@ -8,6 +8,7 @@ import datetime
 import numpy as np
 
 from seldon_market_ab.analysis import rollout_report
+from seldon_market_ab.analysis.ab_report_render import MARKDOWN
 
 
 def iso(t: float) -> str:
@@ -63,9 +64,9 @@ def test_the_split_check_uses_the_weights_in_force_when_each_request_was_sent():
     assert rollout_report.summarise(AUDIT, late, {"baseline": 100, "faulty": 0})["srm"]["p_value"] == 0.0
 
 
-def test_the_report_lines_and_the_plot(tmp_path):
+def test_the_report_section_and_the_plot(tmp_path):
     summary = rollout_report.summarise(AUDIT, requests(0.2), {"baseline": 100, "faulty": 0})
-    text = "\n".join(rollout_report.markdown(summary))
+    text = MARKDOWN.get_template("rollout.j2").render(experiment={"rollout": summary}, marks="marks.md.j2")
     assert "**Rollout by `market-ab rollout`: rolled_back** after 21 requests to faulty" in text
     assert "| 10 | roll_back | 1 | 0% | 0.0% / 20.0% | 9.0 / 30.0 | 50.0% / - | 1 |" in text
     path = rollout_report.draw("faulty-rollout", summary, tmp_path / "faulty-rollout.png")
