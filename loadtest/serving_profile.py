@@ -41,7 +41,7 @@ PARTS = [
     ("features", r"compute_features|features_from_ohlcv"),
     ("store reads on the event loop (SQLite)", r"MainThread;.*(sqlite_store|redis_store)\.py"),
     ("store writer: commit (fsync)", r"SQLiteStore\._transaction"),
-    ("store writer: propensities", r"BanditRouter\._derive"),
+    ("store writer: propensities", r"RouterState\.derive"),
     ("store writer: rows and state", r"store-writer|StoreWriter\._run|sqlite_store\.py"),
     ("bandit policy and posteriors", r"routers/bandit/"),
     ("metrics (prometheus_client)", r"prometheus_client/"),

@@ -34,9 +34,9 @@ from seldon_market_ab.protocol import (
 )
 from seldon_market_ab.settings import CommaList, Field, extra_of
 
-from .runtime import EXPIRY_SWEEP_SECONDS, STORE_DEADLINE_SECONDS, StoreUnavailableError
 from .settings import StoreSettings
-from .stores import Expire, Outcome, OutcomeStatus, RecordOutcome, StoreUnavailable, StoreWriter, open_store
+from .state import EXPIRY_SWEEP_SECONDS, STORE_DEADLINE_SECONDS, store_unavailable
+from .stores import Expire, Outcome, OutcomeStatus, RecordOutcome, StoreUnavailableError, StoreWriter, open_store
 
 logger = logging.getLogger(__name__)
 install_patches()  # in MLServer's main process too, which imports this module to load the model
@@ -119,10 +119,10 @@ class OutcomesRuntime(MLModel):
         known = [RecordOutcome(row) for row in rows if row is not None]
         try:
             results = await self.writer.commit_within(STORE_DEADLINE_SECONDS, *known) if known else []
-        except StoreUnavailable as error:
+        except StoreUnavailableError as error:
             logger.warning("%s: state store unavailable (%s)", self.name, error)
-            raise StoreUnavailableError("the outcomes may not have been recorded: send them again (a repeated "
-                                        "request_id with the same values counts once)", "the outcomes'") from None
+            raise store_unavailable("the outcomes may not have been recorded: send them again (a repeated "
+                                    "request_id with the same values counts once)", "the outcomes'") from None
         statuses = iter(results)
         answer = []
         for row in rows:

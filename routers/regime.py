@@ -17,15 +17,16 @@ from seldon_market_ab.metadata import TensorSpec
 from seldon_market_ab.protocol import InvalidInput, decode_numbers, encode_strings
 from seldon_market_ab.regimes import REGIMES, classify, regime_indicators
 
+from .decisions import Decisions
 from .runtime import DECISION, OPTIONAL, BanditRouter
 from .settings import RegimeRouterSettings
 
 
-class RegimeRouter(BanditRouter):
-    settings_class = RegimeRouterSettings
-    optional_inputs = ("vix",)
-    optional_decision_inputs = (TensorSpec("vix", "FP32", (1,), {**DECISION, **OPTIONAL}),)
-    own_decision_outputs = (TensorSpec("regime", "BYTES", (1,), DECISION),)
+class RegimeDecisions(Decisions):
+    """One decision per request, in the regime of the request's first window."""
+
+    optional_inputs = (TensorSpec("vix", "FP32", (1,), {**DECISION, **OPTIONAL}),)
+    own_outputs = (TensorSpec("regime", "BYTES", (1,), DECISION),)
 
     @property
     def min_rows(self) -> int:
@@ -58,3 +59,8 @@ class RegimeRouter(BanditRouter):
 
     def decision_outputs(self, decision) -> list:
         return [encode_strings("regime", [decision.context])]
+
+
+class RegimeRouter(BanditRouter):
+    settings_class = RegimeRouterSettings
+    decisions_class = RegimeDecisions

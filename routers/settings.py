@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
 from seldon_market_ab.regimes import REGIMES, RegimeThresholds
 from seldon_market_ab.settings import CommaList, ExtraSettings, Field
 
-from .bandit import BetaBernoulli, NormalGamma, ThompsonSampling
+from .bandit import BetaBernoulli, NormalGamma, Policy, ThompsonSampling
 from .stores import STORE_SCHEMES
 
 STATE_DIR_ENV = "MARKET_AB_STATE_DIR"
@@ -57,6 +57,12 @@ class StoreSettings(ExtraSettings):
 class RouterSettings(StoreSettings):
     """``thompson-router``: Thompson sampling over ``arms``."""
 
+    # The settings that make the policy: `policy()` reads only these, and `policy_key()` names them all, so that what
+    # a router derived from a state (stored for every worker) is never read by a router whose policy differs.
+    policy_fields: ClassVar[tuple[str, ...]] = ("arms", "reward", "prior_alpha", "prior_beta", "prior_mean",
+                                                "prior_std", "prior_strength", "discount", "min_share",
+                                                "warmup_rewards")
+
     arms: CommaList = Field(("baseline", "enhanced", "lightweight"), min_length=1,
                             description="the models to route to")
     default_arm: str = Field("", description="fallback when every other arm is unhealthy (empty: the first arm)")
@@ -94,10 +100,15 @@ class RouterSettings(StoreSettings):
     def fallback_arm(self) -> str:
         return self.default_arm or self.arms[0]
 
-    def policy(self) -> ThompsonSampling:
-        family = (BetaBernoulli(self.prior_alpha, self.prior_beta) if self.reward == "bernoulli"
-                  else NormalGamma(self.prior_mean, self.prior_strength, self.prior_std))
-        return ThompsonSampling(self.arms, family, self.discount, self.min_share, self.warmup_rewards)
+    def policy_key(self) -> str:
+        """The policy settings as JSON: equal keys, equal policies."""
+        return self.model_dump_json(include=set(self.policy_fields))
+
+    def policy(self) -> Policy:
+        p = {name: getattr(self, name) for name in self.policy_fields}  # a setting not in them: KeyError
+        family = (BetaBernoulli(p["prior_alpha"], p["prior_beta"]) if p["reward"] == "bernoulli"
+                  else NormalGamma(p["prior_mean"], p["prior_strength"], p["prior_std"]))
+        return ThompsonSampling(p["arms"], family, p["discount"], p["min_share"], p["warmup_rewards"])
 
 
 _THRESHOLDS = RegimeThresholds()

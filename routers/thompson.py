@@ -4,4 +4,5 @@ from .runtime import BanditRouter
 
 
 class ThompsonRouter(BanditRouter):
-    """All of its behaviour is the shared bandit router's (``runtime.py``) with a single context."""
+    """All of its behaviour is the shared bandit router's (``runtime.py``, ``decisions.Decisions``), with a single
+    context."""

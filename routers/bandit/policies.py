@@ -44,7 +44,13 @@ def draw(probabilities: dict[str, float], rng: np.random.Generator) -> tuple[str
 
 
 class Policy:
-    """What every policy offers: ``initial_state``, ``probabilities``, ``pull`` and ``update``."""
+    """The base of every policy, and all that the routers use of one: a new policy subclasses it, implements
+    ``probabilities``, ``update`` and ``summary``, and runs in a router without touching the runtime.
+
+    ``arms`` are the configured arms; a state is a ``dict[arm, ArmStats]`` (``State``), which the stores keep
+    as JSON (``state_to_dict``). A state may also hold arms removed from ``arms`` since: their late rewards are
+    still applied.
+    """
 
     arms: tuple[str, ...]
 
@@ -52,12 +58,24 @@ class Policy:
         return {arm: ArmStats() for arm in self.arms}
 
     def probabilities(self, state: State, eligible=None) -> dict[str, float]:
+        """The probability of choosing each of ``eligible`` (default: all ``arms``) next: the propensity a decision
+        logs. They sum to one."""
         raise NotImplementedError
 
     def pull(self, state: State, rng: np.random.Generator, eligible=None) -> tuple[str, float]:
+        """One arm drawn at its probability, and that probability."""
         return draw(self.probabilities(state, eligible), rng)
 
+    def check_reward(self, reward: float) -> None:
+        """Raise ``ValueError`` for a (finite) reward this policy cannot learn from; the routers check every reward
+        of a feedback request before they apply any. Default: any finite reward."""
+
     def update(self, state: State, arm: str, reward: float) -> State:
+        """A new state with one more ``reward`` for ``arm``; ``state`` is left as it was."""
+        raise NotImplementedError
+
+    def summary(self, state: State) -> dict[str, tuple[float, float, float]]:
+        """Each arm's expected reward, with a 95% interval: ``(mean, lower, upper)`` (the routers' gauges)."""
         raise NotImplementedError
 
 
@@ -125,11 +143,14 @@ class ThompsonSampling(Policy):
         if arm not in state:  # an arm removed from the configuration may still receive late feedback
             raise ValueError(f"unknown arm {arm!r}; arms are {list(state)}")
         reward = float(reward)
-        self.family.check_reward(reward)
+        self.check_reward(reward)
         γ = self.discount
         out = {a: s.discounted(γ) for a, s in state.items()} if γ < 1 else dict(state)
         out[arm] = out[arm].rewarded(reward)
         return out
+
+    def check_reward(self, reward: float) -> None:
+        self.family.check_reward(reward)
 
     def summary(self, state: State) -> dict[str, tuple[float, float, float]]:
         """Posterior mean and 95% interval of each arm's expected reward."""

@@ -19,23 +19,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailableError(Exception):
     """The store could not be read or written (down, hung, locked): retryable. Stores raise this in place of their
     backend's errors, so that routers need not know the backend."""
 
 
 def translate_errors(*backend_errors: type[Exception]):
-    """Method decorator: the backend's ``backend_errors`` become ``StoreUnavailable`` (the original chained)."""
+    """Method decorator: the backend's ``backend_errors`` become ``StoreUnavailableError`` (the original chained)."""
     def decorator(method):
         @functools.wraps(method)
         def wrapper(*args, **kwargs):
             try:
                 return method(*args, **kwargs)
             except backend_errors as error:
-                raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
+                raise StoreUnavailableError(f"{type(error).__name__}: {error}") from error
         return wrapper
     return decorator
 
@@ -262,23 +261,3 @@ def feedback_outcome(decision: Decision | None, previous_reward: float | None, r
         return FeedbackOutcome.EXPIRED
     return FeedbackOutcome.APPLIED
 
-
-STORE_SCHEMES = ("sqlite:///", "redis://", "rediss://", "unix://")
-
-
-def open_store(url: str, namespace: str, base_dir: str | Path = ".") -> StateStore:
-    """``sqlite:///relative.db`` (relative to ``base_dir``, the router's state directory),
-    ``sqlite:////absolute/path.db`` or ``redis://host:port/db``."""
-    if url.startswith("sqlite:///"):
-        from .sqlite_store import SQLiteStore
-
-        path = Path(url[len("sqlite:///"):])
-        return SQLiteStore(path if path.is_absolute() else Path(base_dir) / path, namespace)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            from .redis_store import RedisStore
-        except ImportError as error:  # the optional dependency is missing
-            raise ImportError(f"store {url.split('://')[0]}:// needs the redis client: "
-                              "pip install 'seldon-market-ab[redis]'") from error
-        return RedisStore(url, namespace)
-    raise ValueError(f"unknown store {url!r}; expected sqlite:///path.db or redis://host:port/db")

@@ -26,7 +26,7 @@ from .base import (
     RecordOutcome,
     Snapshot,
     StateStore,
-    StoreUnavailable,
+    StoreUnavailableError,
     UpdateHealth,
     feedback_outcome,
     outcome_status,
@@ -104,7 +104,7 @@ class RedisStore(StateStore):
             try:
                 results.append(self._apply(operation, changed))
             except redis.RedisError as error:  # Redis is down or hung: the rest would wait just as long
-                unavailable = StoreUnavailable(f"{type(error).__name__}: {error}")
+                unavailable = StoreUnavailableError(f"{type(error).__name__}: {error}")
                 results += [unavailable] * (len(operations) - index)
                 break
             except Exception as error:

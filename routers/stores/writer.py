@@ -24,16 +24,16 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import NamedTuple
 
 from seldon_market_ab.company import ExpectedCompany
 
-from .base import Derive, Operation, StateStore, StoreUnavailable
+from .base import Derive, Operation, StateStore, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 DEFAULT_LINGER_SECONDS = 0.01  # how long a batch nobody waits for gathers more writes
 DEFAULT_URGENT_WAIT_SECONDS = 0.002  # the longest a write somebody waits for waits for company
-_STOP = object()
-_FLUSH = object()  # an entry that only waits for everything queued before it
+_STOP = object()  # queued by ``close``: the thread commits what came before it and ends
 
 
 class _Waiter:
@@ -56,6 +56,17 @@ class _Waiter:
             self.future.set_result(self.results)
 
 
+class _Entry(NamedTuple):
+    """One queued write, and where its result goes: a ``Future`` (``submit``, ``flush``) or a place in the results
+    of a ``commit`` call (``waiter``, ``index``)."""
+
+    operation: Operation | None  # None: a flush, which only waits for everything queued before it
+    urgent: bool  # somebody waits for it: its batch does not linger
+    future: Future | None = None
+    waiter: _Waiter | None = None
+    index: int = 0
+
+
 def _deliver(waiters: list[_Waiter]) -> None:
     for waiter in waiters:
         waiter.deliver()
@@ -63,11 +74,11 @@ def _deliver(waiters: list[_Waiter]) -> None:
 
 def _give_up(future: asyncio.Future, deadline: float) -> None:
     if not future.done():  # the writes are applied all the same when their batch commits
-        future.set_exception(StoreUnavailable(f"no commit within {deadline} s"))
+        future.set_exception(StoreUnavailableError(f"no commit within {deadline} s"))
 
 
 def _urgent_writes(batch: list) -> int:
-    return sum(1 for entry in batch if entry is not _STOP and entry[2] and entry[0] is not _FLUSH)
+    return sum(1 for entry in batch if entry is not _STOP and entry.urgent and entry.operation is not None)
 
 
 class StoreWriter:
@@ -93,7 +104,7 @@ class StoreWriter:
         """Queue one write; the future holds its result once the batch holding it has committed. ``urgent``:
         somebody waits for it, so its batch does not linger."""
         future: Future = Future()
-        self._queue.put((operation, future, urgent))
+        self._queue.put(_Entry(operation, urgent, future))
         if urgent:
             self._urgent.set()
         return future
@@ -103,7 +114,7 @@ class StoreWriter:
         order, once they are committed (or the first write's error)."""
         waiter = _Waiter(asyncio.get_running_loop(), len(operations))
         for index, operation in enumerate(operations):
-            self._queue.put((operation, (waiter, index), True))
+            self._queue.put(_Entry(operation, True, waiter=waiter, index=index))
         self._urgent.set()
         return waiter.future
 
@@ -112,7 +123,7 @@ class StoreWriter:
         return await self.commit(*operations)
 
     async def commit_within(self, deadline: float, *operations: Operation) -> list:
-        """``apply``, or ``StoreUnavailable`` when the store fails or the commit takes longer than ``deadline``
+        """``apply``, or ``StoreUnavailableError`` when the store fails or the commit takes longer than ``deadline``
         seconds (the writes may still be applied later: what an unanswered client retries is idempotent). One timer
         on the commit's own future, lighter than ``asyncio.wait_for``, which this hot path paid per request."""
         future = self.commit(*operations)
@@ -125,7 +136,7 @@ class StoreWriter:
     def flush(self, timeout: float = 30.0) -> None:
         """Block until everything queued so far is committed."""
         future: Future = Future()
-        self._queue.put((_FLUSH, future, True))
+        self._queue.put(_Entry(None, True, future))
         self._urgent.set()
         future.result(timeout)
 
@@ -138,7 +149,7 @@ class StoreWriter:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
-            if batch[0] is not _STOP and not batch[0][2]:
+            if batch[0] is not _STOP and not batch[0].urgent:
                 # Sleep rather than wake for every queued decision: each wake-up would take the GIL from the
                 # event loop. An urgent write ends the wait.
                 self._urgent.wait(self.linger)
@@ -159,7 +170,7 @@ class StoreWriter:
                 try:
                     self._commit(batch)
                     if self.observe is not None:
-                        self.observe(sum(1 for entry in batch if entry[0] is not _FLUSH), urgent)
+                        self.observe(sum(1 for entry in batch if entry.operation is not None), urgent)
                 except Exception:  # the thread must outlive any one batch
                     logger.exception("store writer: a batch of %d writes failed", len(batch))
             if stop:
@@ -190,20 +201,19 @@ class StoreWriter:
             urgent += _urgent_writes([entry])
         return True
 
-    def _commit(self, batch: list) -> None:
-        flushes = [future for operation, future, _ in batch if operation is _FLUSH]
-        batch = [(operation, future) for operation, future, _ in batch if operation is not _FLUSH]
+    def _commit(self, batch: list[_Entry]) -> None:
+        writes = [entry for entry in batch if entry.operation is not None]
         try:
-            results = self.store.apply_batch([operation for operation, _ in batch], self.derive) if batch else []
+            results = self.store.apply_batch([entry.operation for entry in writes], self.derive) if writes else []
         except Exception as error:  # the whole batch failed (the store is unreachable, the disk is full)
-            logger.exception("store write of %d operations failed", len(batch))
-            results = [error] * len(batch)
+            logger.exception("store write of %d operations failed", len(writes))
+            results = [error] * len(writes)
         self.commits += 1
         if self.applied is not None:
-            for (operation, _), result in zip(batch, results, strict=True):
+            for entry, result in zip(writes, results, strict=True):
                 if not isinstance(result, BaseException):
                     try:
-                        self.applied(operation, result)
+                        self.applied(entry.operation, result)
                     except Exception:
                         logger.exception("applied hook failed")
         if self.after_commit is not None:  # before the waiters resume, so that it does not run beside them
@@ -211,22 +221,22 @@ class StoreWriter:
                 self.after_commit()
             except Exception:
                 logger.exception("after-commit hook failed")
+        flushes = [(entry, None) for entry in batch if entry.operation is None]
         resolved: dict[asyncio.AbstractEventLoop, list[_Waiter]] = defaultdict(list)
-        for future, result in [(future, None) for future in flushes] + \
-                [(future, result) for (_, future), result in zip(batch, results, strict=True)]:
-            if isinstance(future, tuple):  # a write awaited on an event loop
-                waiter, index = future
-                waiter.results[index] = result
+        for entry, result in flushes + list(zip(writes, results, strict=True)):
+            waiter = entry.waiter
+            if waiter is not None:  # a write awaited on an event loop
+                waiter.results[entry.index] = result
                 waiter.remaining -= 1
                 if waiter.remaining == 0:
                     resolved[waiter.loop].append(waiter)
                 continue
-            if future.cancelled():  # its waiter gave up (a deadline): the write is applied all the same
+            if entry.future.cancelled():  # its waiter gave up (a deadline): the write is applied all the same
                 continue
             if isinstance(result, BaseException):
-                future.set_exception(result)
+                entry.future.set_exception(result)
             else:
-                future.set_result(result)
+                entry.future.set_result(result)
         for loop, waiters in resolved.items():
             try:
                 loop.call_soon_threadsafe(_deliver, waiters)

@@ -239,7 +239,7 @@ class GatedStore:
 def test_a_write_whose_waiter_gave_up_is_still_reported_applied(store):
     """What counts committed writes (the outcomes model's counters) must see a write whose request timed out: it was
     recorded, and the client's retry will be a duplicate."""
-    from seldon_market_ab.routers.stores import Outcome, OutcomeStatus, RecordOutcome, StoreUnavailable
+    from seldon_market_ab.routers.stores import Outcome, OutcomeStatus, RecordOutcome, StoreUnavailableError
 
     gated, applied, done = GatedStore(store), [], threading.Event()
 
@@ -251,7 +251,7 @@ def test_a_write_whose_waiter_gave_up_is_still_reported_applied(store):
     operation = RecordOutcome(Outcome("late", "a", True, 0.01, 1000.0))
 
     async def give_up():
-        with pytest.raises(StoreUnavailable, match="no commit within"):
+        with pytest.raises(StoreUnavailableError, match="no commit within"):
             await writer.commit_within(0.05, operation)
 
     asyncio.run(give_up())
