@@ -1,1 +1,2 @@
-"""Offline evidence and reports computed from real data: the router evidence (and, later, the A/B report)."""
+"""Analyses and reports: the A/B analysis and its calibration, the demo's report (experiments, rollouts, retraining,
+live metrics), and the measured evidence for the routers, the drift detector and retraining, from real data."""

@@ -4,9 +4,8 @@
    judged by the shipped detector (and, for comparison, by alibi-detect's tests on i.i.d. p-values); and windows
    of each instrument judged against a calibration built without that instrument (held out).
 2. Power: shifts injected into calm stretches after the reference period (``seldon_market_ab.analysis.drift_shifts``):
-volatility
-   x1.5 to x6, a drift in the trend, a close-only feed, a stale feed, volume in other units; the share flagged
-   per cell, and how the statistics we chose between compare on the same windows.
+   volatility x1.5 to x6, a drift in the trend, a close-only feed, a stale feed, volume in other units; the share
+   flagged per cell, and how the statistics we chose between compare on the same windows.
 3. Autumn 2008 (October to December, inside the reference period) as one request of 60 to 65 rows per index.
 4. Detection: trailing windows ending on each trading day around five stress episodes, per instrument: the share
    flagged before and after the onset, and the delay in trading days.

@@ -1,4 +1,5 @@
-"""The ``market-ab`` command: train, evaluate, serve the manifests locally, roll out, retrain, demo.
+"""The ``market-ab`` command: train, evaluate, build the drift reference, check and serve the manifests locally,
+send requests, roll out, retrain, receive alerts, run the demo, render the docs' generated sections.
 
 The command is a tool: a serving install (``pip install seldon-market-ab``) has the package but not the libraries
 its subcommands use, and is told which extra brings them.

@@ -1,5 +1,6 @@
-"""``market-ab``: train the LSTMs, build the drift reference, print the evaluation, run the demo, and render the
-README's generated sections."""
+"""``market-ab``: train the LSTMs, build the drift reference, print the evaluation, check and serve the Seldon
+manifests on this machine, send requests through them, roll out, retrain, receive alerts, run the demo, and render
+the generated sections of the README and docs."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_reference(args) -> int:
-    from seldon_market_ab.detectors.reference import Reference, ReferenceError
+    from seldon_market_ab.detectors.reference import InvalidReference, Reference
     from seldon_market_ab.training.drift_reference import FOLDER, build_reference
 
     folder = args.models_dir / FOLDER
@@ -43,7 +44,7 @@ def cmd_reference(args) -> int:
             Reference.load(folder)
             print(f"drift reference present in {folder}; nothing to build")
             return 0
-        except ReferenceError as error:  # missing, or of an older format
+        except InvalidReference as error:  # missing, or of an older format
             print(error)
     print(f"building the drift reference in {folder} (simulating the online thresholds takes a few seconds)")
     reference = build_reference(args.models_dir)

@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +51,13 @@ from tqdm import tqdm
 
 from seldon_market_ab.analysis import live_metrics, retrain_report, rollout_report
 from seldon_market_ab.analysis.ab_analysis import BusinessModel, DecisionPolicy
-from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse, log_entries, look_at, read_log, write_report
+from seldon_market_ab.analysis.report import ExperimentRun, analyse, log_entries, look_at, read_log, write_report
 from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.features import WARMUP
 from seldon_market_ab.local_seldon.deployment import Deployment
 from seldon_market_ab.local_seldon.manifests import load_documents
 from seldon_market_ab.local_seldon.prometheus import PrometheusAPI
-from seldon_market_ab.local_seldon.repository import SETTINGS_FILE
+from seldon_market_ab.local_seldon.repository import SETTINGS_FILE, model_folders
 from seldon_market_ab.local_seldon.serve_process import ServeProcess
 from seldon_market_ab.retraining.commands import LEDGER, ledger_records
 from seldon_market_ab.retraining.templates import DEFAULT_TEMPLATE
@@ -64,7 +65,8 @@ from seldon_market_ab.rollouts.audit import AuditLog
 from seldon_market_ab.rollouts.document import Rollout, seconds
 from seldon_market_ab.rollouts.runner import Display, RolloutRunner, Stop
 from seldon_market_ab.rollouts.targets import LocalAdmin
-from seldon_market_ab.routers.stores import open_store
+from seldon_market_ab.routers.settings import StoreSettings
+from seldon_market_ab.routers.stores import StateStore, open_store
 from seldon_market_ab.runtimes.artifact import LSTMArtifact
 from seldon_market_ab.training.data import load_instrument
 from seldon_market_ab.training.dataset import heldout_days, ohlcv_windows
@@ -144,7 +146,7 @@ def run_experiments(models_dir: Path, manifests: list[Path], reports_dir: Path, 
     serve.extra_args += ["--alerts-dir", str(workdir / "alerts")]
     with serve:
         prometheus = PrometheusAPI(serve.prometheus_url)
-        outcomes = open_store("sqlite:///outcomes.db", "outcomes", state_dir)  # the outcomes model's default store
+        outcomes = model_store(repository, deployment, "outcomes", state_dir)
         run_started = time.time()
         try:
             experiments = run_all(serve, outcomes, prometheus, logs, deployment, state_dir, windows, days, workers,
@@ -236,7 +238,10 @@ def run_all(serve: ServeProcess, outcomes, prometheus: PrometheusAPI, logs: Path
         weights = dict(deployment.experiments[name].candidates) if name in deployment.experiments and not rollout \
             else None
         experiment = ExperimentRun(name, kind, target, "baseline", weights, log, router)
-        propensities = logged_propensities(state_dir, router, log) if router else None
+        propensities = None
+        if router:
+            with closing(model_store(serve.models_dir, deployment, router, state_dir)) as store:
+                propensities = logged_propensities(store, log)
         experiments.append(analyse(experiment, propensities, DecisionPolicy(), BusinessModel()))
         if rolled:
             experiments[-1]["rollout"] = rollout_report.summarise(
@@ -455,12 +460,20 @@ def drive(serve: ServeProcess, target: str, router: str | None, log: Path, days:
         raise RuntimeError(f"locust for {target} exited with {done.returncode}:\n{done.stderr[-3000:]}")
 
 
-def logged_propensities(state_dir: Path, router: str, log: Path) -> dict[str, float]:
-    """What the router logged for each decision: the probability with which it chose the arm it chose."""
+def model_store(repository: Path, deployment: Deployment, model: str, state_dir: Path) -> StateStore:
+    """The store a model of the demo's stack (a router, the outcomes model) keeps its state in, as the model finds it:
+    ``StoreSettings`` of its ``parameters.extra`` with its Model's ``spec.parameters`` over them (as ``market-ab
+    serve`` merges them); by default SQLite under the stack's ``--state-dir``."""
+    settings = json.loads((model_folders(repository)[model] / SETTINGS_FILE).read_text())
+    extra = {**((settings.get("parameters") or {}).get("extra") or {}), **deployment.model_parameters.get(model, {})}
+    config = StoreSettings.from_extra({key: extra[key] for key in StoreSettings.model_fields if key in extra}, model)
+    # the stack gives its models --state-dir as $MARKET_AB_STATE_DIR, which this process does not have
+    return open_store(config.store_url(model), model, config.state_dir or state_dir)
+
+
+def logged_propensities(store: StateStore, log: Path) -> dict[str, float]:
+    """What the router (``store``: its own) logged for each decision: the probability with which it chose the arm it
+    chose."""
     requests, _ = read_log(log)
-    store = open_store(f"sqlite:///{router}.db", router, state_dir)
-    try:
-        decisions = {r["request_id"]: store.decision(r["request_id"]) for r in requests}
-    finally:
-        store.close()
+    decisions = {r["request_id"]: store.decision(r["request_id"]) for r in requests}
     return {rid: decision.propensity for rid, decision in decisions.items() if decision is not None}

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from seldon_market_ab.analysis import ab_calibration, ab_report, drift_report, stale_features
+from seldon_market_ab.analysis import ab_calibration, drift_report, report, stale_features
 from seldon_market_ab.analysis.router_evidence import load_results, render_markdown
 from seldon_market_ab.detectors.settings import DriftSettings
 from seldon_market_ab.features import FEATURE_NAMES, WARMUP, min_window
@@ -88,7 +88,7 @@ def sections(models_dir: Path = Path("models"), docs_dir: Path = Path("docs")) -
         "drift-evidence": lambda: drift_report.render_markdown(_json(docs_dir / "drift-evidence.json")),
         "drift-serving": lambda: drift_serving.render_markdown(_json(docs_dir / "drift-serving.json")),
         # docs/demo.md shows the sample where it lives in the repository, whichever docs_dir was read
-        "demo-report": lambda: ab_report.readme_sample(_json(docs_dir / "demo-report" / "report.json"),
+        "demo-report": lambda: report.readme_sample(_json(docs_dir / "demo-report" / "report.json"),
                                                        "docs/demo-report", "demo-report"),
         "stale-features": lambda: stale_features.render_markdown(_json(docs_dir / "stale-features.json")),
         "ab-calibration": lambda: ab_calibration.render_markdown(_json(docs_dir / "ab-calibration.json")),

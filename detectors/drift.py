@@ -1,4 +1,4 @@
-"""``drift-detector``: drift tests on the models' inputs, beside the models (DESIGN.md section 3).
+"""``drift-detector``: drift tests on the models' inputs, beside the models (docs/drift.md).
 
 A request carries ``ohlcv`` windows like the LSTMs' (each window contributes one feature row: its last, computed by
 the same feature code) or ``features`` rows ``[n, n_features]``, and optionally ``dates`` (ISO dates of the rows). A
@@ -45,7 +45,7 @@ from seldon_market_ab.settings import extra_of
 from .alerts import WebhookAlerts
 from .calibration import MIN_WINDOWS
 from .checks import Result
-from .reference import Reference, ReferenceError
+from .reference import InvalidReference, Reference
 from .settings import DriftSettings
 from .statistics import ensemble
 from .tester import TestRunner
@@ -109,8 +109,8 @@ class DriftRuntime(MLModel):
         uri = await get_model_uri(self._settings)
         self.reference = Reference.load(uri)
         if self.reference.features != FEATURE_NAMES:
-            raise ReferenceError(f"{self.name}: the reference was built on other features than "
-                                 "seldon_market_ab.features computes; rebuild it with `market-ab reference`")
+            raise InvalidReference(f"{self.name}: the reference was built on other features than "
+                                   "seldon_market_ab.features computes; rebuild it with `market-ab reference`")
         if self.config.calibration == "series":
             self._check_series_sizes()
         self.tester = TestRunner(uri, self.reference, self.config)
@@ -131,13 +131,13 @@ class DriftRuntime(MLModel):
     def _check_series_sizes(self) -> None:
         windows = sum(max(len(rows) - self.config.max_window_size + 1, 0) for rows in self.reference.segments())
         if windows < MIN_WINDOWS:
-            raise ReferenceError(f"{self.name}: the reference period holds {windows} windows of "
-                                 f"{self.config.max_window_size} rows (max_window_size), too few to calibrate them "
-                                 f"(at least {MIN_WINDOWS}); lower max_window_size or build a longer reference")
+            raise InvalidReference(f"{self.name}: the reference period holds {windows} windows of "
+                                   f"{self.config.max_window_size} rows (max_window_size), too few to calibrate them "
+                                   f"(at least {MIN_WINDOWS}); lower max_window_size or build a longer reference")
         if self.config.p_value * (windows + 1) < 1:
-            raise ReferenceError(f"{self.name}: p_value {self.config.p_value} is below 1 / {windows + 1}, the smallest "
-                                 f"p-value {windows} reference windows of {self.config.max_window_size} rows can give: "
-                                 "no window could ever drift; raise p_value or lower max_window_size")
+            raise InvalidReference(f"{self.name}: p_value {self.config.p_value} is below 1 / {windows + 1}, the "
+                                   f"smallest p-value {windows} reference windows of {self.config.max_window_size} "
+                                   "rows can give: no window could ever drift; raise p_value or lower max_window_size")
 
     async def unload(self) -> bool:
         if getattr(self, "alerts", None) is not None:

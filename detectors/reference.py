@@ -25,7 +25,7 @@ ARRAYS = (REFERENCE_FILE, HELDOUT_FILE, SERIES_FILE)
 FORMAT = 2
 
 
-class ReferenceError(ValueError):
+class InvalidReference(ValueError):
     """The reference is missing, tampered with, or does not fit the detector's settings."""
 
 
@@ -79,24 +79,24 @@ class Reference:
         paths = {name: folder / name for name in (*ARRAYS, METADATA_FILE)}
         missing = [name for name, path in paths.items() if not path.exists()]
         if missing:
-            raise ReferenceError(f"{folder}: drift reference incomplete, missing {missing}; build it with "
-                                 "`market-ab reference`")
+            raise InvalidReference(f"{folder}: drift reference incomplete, missing {missing}; build it with "
+                                   "`market-ab reference`")
         metadata = json.loads(paths[METADATA_FILE].read_text())
         if metadata.get("format") != FORMAT:
-            raise ReferenceError(f"{folder}: reference format {metadata.get('format')!r}, expected {FORMAT}; rebuild "
-                                 "it with `market-ab reference`")
+            raise InvalidReference(f"{folder}: reference format {metadata.get('format')!r}, expected {FORMAT}; "
+                                   "rebuild it with `market-ab reference`")
         for name in ARRAYS:
             if _sha256(paths[name]) != metadata["sha256"][name]:
-                raise ReferenceError(f"{folder}/{name} does not match the SHA-256 in {METADATA_FILE}: it was changed "
-                                     "after the reference was built; rebuild it with `market-ab reference`")
+                raise InvalidReference(f"{folder}/{name} does not match the SHA-256 in {METADATA_FILE}: it was "
+                                       "changed after the reference was built; rebuild it with `market-ab reference`")
         arrays = [np.load(paths[name], allow_pickle=False) for name in ARRAYS]
         width = len(metadata["features"])
         if any(a.ndim != 2 or a.shape[1] != width for a in arrays):
-            raise ReferenceError(f"{folder}: arrays of shape {[a.shape for a in arrays]} do not all hold {width} "
-                                 "features")
+            raise InvalidReference(f"{folder}: arrays of shape {[a.shape for a in arrays]} do not all hold {width} "
+                                   "features")
         if sum(metadata["series_instruments"].values()) != len(arrays[2]):
-            raise ReferenceError(f"{folder}: {SERIES_FILE} holds {len(arrays[2])} rows, the instruments "
-                                 f"{metadata['series_instruments']} add up to another number")
+            raise InvalidReference(f"{folder}: {SERIES_FILE} holds {len(arrays[2])} rows, the instruments "
+                                   f"{metadata['series_instruments']} add up to another number")
         return cls(*arrays, metadata)
 
 

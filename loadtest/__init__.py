@@ -1,1 +1,2 @@
-"""Clients and load: an Open Inference Protocol client over gRPC and REST (Locust and benchmarks join later)."""
+"""Load and measurements against running servers: Locust traffic, gRPC and REST load loops, the serving benchmarks
+(against an echo runtime) and profile, the fuzz suite, and the conformance suite of other people's clients."""

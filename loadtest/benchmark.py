@@ -44,6 +44,7 @@ from seldon_market_ab.features import compute_features
 from seldon_market_ab.local_seldon.manifests import load_documents
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess, free_port
 from seldon_market_ab.local_seldon.prometheus import PrometheusAPI, PrometheusProcess, rule_groups
+from seldon_market_ab.routers.settings import StoreSettings
 from seldon_market_ab.routers.stores import open_store
 from seldon_market_ab.routers.stores.writer import DEFAULT_LINGER_SECONDS
 from seldon_market_ab.routers.thompson import ThompsonRouter
@@ -407,7 +408,10 @@ def crash_drill(models_dir: Path, workdir: Path, workload: Workload, seconds: fl
     server.stop(signal.SIGKILL)
     load.join()
     acknowledged = [f"drill-{i}" for i in answered]
-    store = open_store(f"sqlite:///{ROUTER}.db", ROUTER, state_dir)
+    extra = json.loads((repository / ROUTER / "model-settings.json").read_text())["parameters"]["extra"]
+    where = StoreSettings.from_extra({key: extra[key] for key in StoreSettings.model_fields if key in extra}, ROUTER)
+    # where the killed router kept its state (its state_dir defaults to the server's $MARKET_AB_STATE_DIR)
+    store = open_store(where.store_url(ROUTER), ROUTER, where.state_dir or state_dir)
     lost = [decision_id for decision_id in acknowledged if store.decision(decision_id) is None]
     store.close()
     kept = [decision_id for decision_id in acknowledged if decision_id not in set(lost)]

@@ -44,7 +44,7 @@ DETAIL_CHARS = 1200
 LSTM_OUTPUTS = ("probability", "direction", "model")
 PROTOCOL_DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
                       "FP64", "BYTES")
-# what the metadata must declare, by role (DESIGN.md section 3): {"inputs"/"outputs": {name: datatype}}
+# what the metadata must declare, by role (the wire contract; docs/clients.md): {"inputs"/"outputs": {name: datatype}}
 DECLARED = {
     "lstm": {"inputs": {"ohlcv": "FP32"}, "outputs": {"probability": "FP32", "direction": "INT32", "model": "BYTES"}},
     "router": {"inputs": {"ohlcv": "FP32", "decision_id": "BYTES", "reward": "FP64"},
@@ -648,7 +648,8 @@ class Conformance:
         return f"{STICKY_CALLS} answers from {candidate}:1"
 
     def feedback(self) -> None:
-        """A decision under a request id the client chose, then feedback by that id (DESIGN section 3)."""
+        """A decision under a request id the client chose, then feedback by that id: a router's decision id is the
+        request id, so the client needs none of the router's outputs."""
         if not self.args.feedback_router:
             return
         request_id = self.new_id()

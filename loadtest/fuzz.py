@@ -1,7 +1,7 @@
 """Open Inference Protocol requests, good and bad, sent over REST (JSON, and the binary data extension) and gRPC to a
 real MLServer.
 
-Hypothesis generates each case from the contract (DESIGN.md section 3): real market windows, feature
+Hypothesis generates each case from the wire contract (docs/clients.md): real market windows, feature
 tensors, router decisions, feedback and health messages, then breaks them the ways clients do: wrong
 names, datatypes and shapes, negative dimensions, data that does not fit the shape, NaN and
 infinities, raw contents of the wrong length or missing, ids in other alphabets or far too long,

@@ -1,1 +1,2 @@
-"""Thompson-sampling and regime routers (MLServer runtimes)."""
+"""The routers (Thompson sampling, regimes) and the outcomes model, as MLServer runtimes, with their settings and
+state stores."""

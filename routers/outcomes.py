@@ -1,4 +1,4 @@
-"""``outcomes``: where the truth about a market prediction arrives, a day after the answer (DESIGN.md section 3).
+"""``outcomes``: where the truth about a market prediction arrives, a day after the answer (docs/monitoring.md).
 
 A request carries, per answered request: ``request_id`` BYTES [n], ``model`` BYTES [n] (the served model that
 answered: an experiment's candidate, a router pipeline's arm; ``name`` or ``name:version``), ``correct`` INT32 [n]

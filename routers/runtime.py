@@ -1,5 +1,5 @@
 """The MLServer runtime both routers share: it tells a request's kind by its inputs and hands it to that kind's
-handler (DESIGN.md section 3):
+handler (docs/routers.md):
 
 - decision (``ohlcv``): ``decisions.Decisions``, or the router's own subclass;
 - feedback (``decision_id`` and ``reward``): ``feedback.Feedback``;

@@ -1,7 +1,7 @@
 """The six served variants: three general models and three regime specialists.
 
 Specialists share the baseline architecture; their loss weights the rows of
-their regime (``runtimes.regimes``) more heavily.
+their regime (``seldon_market_ab.regimes``) more heavily.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse, look_at
+from seldon_market_ab.analysis.report import ExperimentRun, analyse, look_at
 from seldon_market_ab.cli.commands import build_parser
 from seldon_market_ab.cli.demo import FAULT
 from seldon_market_ab.regimes import REGIMES

@@ -32,7 +32,7 @@ def test_evidence_script_runs_end_to_end(tmp_path):
 
 def test_stored_evidence_is_from_a_full_run():
     """The docs render docs/drift-evidence.json (tests/e2e/test_readme.py); it must come from a full run of the
-    shipped detector, at the sizes the issue asks for."""
+    shipped detector, at full size (at least 200 false-alarm windows, 50 per power cell, 20 cost repeats)."""
     results = json.loads((REPO / "docs" / "drift-evidence.json").read_text())
     assert results["false_alarms"]["ordinary"]["ensemble"]["n"] >= 200
     assert all(c["flagged"]["n"] >= 50 for c in results["power"]["cells"])

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse
+from seldon_market_ab.analysis.report import ExperimentRun, analyse
 from seldon_market_ab.local_seldon.serve_process import ServeProcess
 
 from ..conftest import MODELS, REPO

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +76,14 @@ def test_the_serving_install_has_no_tool_library(installed):
     assert located.startswith(str(environment)), located  # from the install, not from a source tree
     tools = subprocess.run([environment / "bin" / "market-ab", "--help"], capture_output=True, text=True, timeout=120)
     assert tools.returncode == 1 and "pip install 'seldon-market-ab[tools]'" in tools.stderr, tools.stderr
+
+
+def test_the_wheel_carries_the_report_templates(installed):
+    """Package data, not code: a template missing from the wheel would fail only when a report is written."""
+    _, wheel = installed
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {Path(name).name for name in names if "/analysis/report/templates/" in name}
+    assert shipped == {path.name for path in (REPO / "analysis" / "report" / "templates").glob("*.j2")}
 
 
 def test_python_requires_says_the_version_ci_runs():

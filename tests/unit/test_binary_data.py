@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seldon_market_ab.binary_data import HEADER, BinaryOutputs, binary_response, read_request, with_data, write_response
-from seldon_market_ab.tensor_bytes import TensorError
+from seldon_market_ab.protocol_types import TensorError
 
 from ..conftest import triton_body
 

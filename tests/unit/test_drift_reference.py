@@ -15,8 +15,8 @@ from seldon_market_ab.detectors.reference import (
     METADATA_FILE,
     REFERENCE_FILE,
     SERIES_FILE,
+    InvalidReference,
     Reference,
-    ReferenceError,
     write_reference,
 )
 from seldon_market_ab.detectors.statistics import PSI_MAJOR, bin_shares, break_ties, psi, psi_edges
@@ -58,7 +58,7 @@ def test_the_reference_round_trips(tmp_path):
 def test_a_missing_file_fails_the_load(tmp_path, missing):
     _small_reference(tmp_path, np.random.default_rng(0))
     (tmp_path / missing).unlink()
-    with pytest.raises(ReferenceError, match=f"missing \\['{missing}'\\].*market-ab reference"):
+    with pytest.raises(InvalidReference, match=f"missing \\['{missing}'\\].*market-ab reference"):
         Reference.load(tmp_path)
 
 
@@ -67,7 +67,7 @@ def test_a_tampered_array_fails_the_load(tmp_path):
     changed = reference.rows.copy()
     changed[0, 0] += 1
     np.save(tmp_path / REFERENCE_FILE, changed, allow_pickle=False)
-    with pytest.raises(ReferenceError, match="does not match the SHA-256"):
+    with pytest.raises(InvalidReference, match="does not match the SHA-256"):
         Reference.load(tmp_path)
 
 
@@ -76,7 +76,7 @@ def test_an_unknown_format_fails_the_load(tmp_path):
     metadata = json.loads((tmp_path / METADATA_FILE).read_text())
     metadata["format"] = 99
     (tmp_path / METADATA_FILE).write_text(json.dumps(metadata))
-    with pytest.raises(ReferenceError, match="format 99.*market-ab reference"):
+    with pytest.raises(InvalidReference, match="format 99.*market-ab reference"):
         Reference.load(tmp_path)
 
 
@@ -171,7 +171,7 @@ def test_the_runtime_refuses_a_reference_of_other_features(tmp_path):
     (folder / METADATA_FILE).write_text(json.dumps(metadata))
     settings = ModelSettings(name="drift-detector", implementation=DriftRuntime,
                              parameters=ModelParameters(uri=str(folder), extra={"online": False}))
-    with pytest.raises(ReferenceError, match="other features"):
+    with pytest.raises(InvalidReference, match="other features"):
         asyncio.run(DriftRuntime(settings).load())
 
 

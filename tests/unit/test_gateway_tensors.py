@@ -5,7 +5,8 @@ import pytest
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.types import RequestInput
 
-from seldon_market_ab.local_seldon.tensors import Tensor, TensorError, infer_response, request_tensors, response_tensors
+from seldon_market_ab.local_seldon.tensors import Tensor, infer_response, request_tensors, response_tensors
+from seldon_market_ab.protocol_types import TensorError
 
 
 def test_typed_and_raw_grpc_contents_give_the_same_tensor():

@@ -15,6 +15,7 @@ from prometheus_client import Counter
 
 from seldon_market_ab import mlserver_compat
 from seldon_market_ab.metrics import counter
+from seldon_market_ab.protocol_types import CONTENTS, DTYPES, datatype_of
 
 
 def test_installed_versions_are_the_checked_ones():
@@ -37,10 +38,16 @@ def test_request_headers_come_from_parameters():
     assert mlserver_compat.request_headers(InferenceRequest(inputs=[])) == {}
 
 
-def test_datatype_of_numpy_arrays():
-    assert mlserver_compat.datatype_of(np.zeros(2, np.float32)) == "FP32"
-    assert mlserver_compat.datatype_of(np.zeros(2, np.float64)) == "FP64"
-    assert mlserver_compat.datatype_of(np.zeros(2, np.int32)) == "INT32"
+def test_the_datatype_table_is_the_one_mlserver_decodes_with():
+    """MLServer's codecs and gRPC converter decode what our byte sizes and typed contents describe: the tables agree
+    (but for FP16's typed contents: MLServer puts them in bytes_contents, the protocol has none)."""
+    from mlserver.codecs.numpy import _DatatypeToNumpy, to_datatype
+    from mlserver.grpc.converters import _FIELDS
+
+    assert {d.value: np.dtype(name) for d, name in _DatatypeToNumpy.items() if d.value != "BYTES"} == DTYPES
+    assert {d.value: field for d, field in _FIELDS.items() if d.value != "FP16"} == CONTENTS
+    for dtype in [*DTYPES.values(), np.dtype(object), np.dtype("U3"), np.dtype("S3")]:
+        assert datatype_of(np.zeros(2, dtype)) == to_datatype(dtype).value
 
 
 def test_response_from_grpc():

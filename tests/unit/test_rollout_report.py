@@ -8,7 +8,7 @@ import datetime
 import numpy as np
 
 from seldon_market_ab.analysis import rollout_report
-from seldon_market_ab.analysis.ab_report_render import MARKDOWN
+from seldon_market_ab.analysis.report.rendering import MARKDOWN
 
 
 def iso(t: float) -> str:

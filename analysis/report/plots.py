@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import retrain_report, rollout_report
+from .. import retrain_report, rollout_report
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

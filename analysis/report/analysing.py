@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from .ab_analysis import BusinessModel, DecisionPolicy, business_impact, off_policy, recommend, summarise_arm
-from .ab_report_logs import ExperimentRun, arm_logs, read_log
+from ..ab_analysis import BusinessModel, DecisionPolicy, business_impact, off_policy, recommend, summarise_arm
+from .joining import ExperimentRun, arm_logs, read_log
 
 
 def analyse(run: ExperimentRun, propensities: dict[str, float] | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from .live_metrics import during
+from ..live_metrics import during
 
 TEMPLATES = Path(__file__).with_name("templates")
 

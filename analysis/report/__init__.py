@@ -4,11 +4,11 @@ and written as ``report.json`` (for tools and pipelines), ``report.md``, ``repor
 
 This module is what the demo calls; the work is in its parts, one concern each:
 
-- ``ab_report_logs``: a run's logs joined per experiment (``ExperimentRun``, ``read_log``);
-- ``ab_report_analysis``: each experiment's statistics and recommendation (``analyse``);
-- ``ab_report_render``: ``report.md`` and ``report.html`` from the templates in ``templates/``;
-- ``ab_report_plots``: one function per plot, and which plots a report has;
-- ``ab_report_browser``: the page looked at in headless Chromium (``look_at``).
+- ``joining``: a run's logs joined per experiment (``ExperimentRun``, ``read_log``);
+- ``analysing``: each experiment's statistics and recommendation (``analyse``);
+- ``rendering``: ``report.md`` and ``report.html`` from the templates in ``templates/``;
+- ``plots``: one function per plot, and which plots a report has;
+- ``browser``: the page looked at in headless Chromium (``look_at``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .ab_report_analysis import analyse
-from .ab_report_browser import look_at
-from .ab_report_logs import ExperimentRun, log_entries, read_log
-from .ab_report_plots import draw
-from .ab_report_render import readme_sample, render_html, render_markdown
+from .analysing import analyse
+from .browser import look_at
+from .joining import ExperimentRun, log_entries, read_log
+from .plots import draw
+from .rendering import readme_sample, render_html, render_markdown
 
 __all__ = ["ExperimentRun", "analyse", "log_entries", "look_at", "read_log", "readme_sample", "render_html",
            "render_markdown", "write_report"]

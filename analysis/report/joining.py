@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ab_analysis import ArmLog
+from ..ab_analysis import ArmLog
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The report of a run (analysis/ab_report.py and its parts): logs joined and analysed, the Markdown and the page
+"""The report of a run (analysis/report/): logs joined and analysed, the Markdown and the page
 rendered from one template, the plots, and the stored sample in docs/."""
 
 import copy
@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from seldon_market_ab.analysis.ab_report import ExperimentRun, analyse, render_html, render_markdown
-from seldon_market_ab.analysis.ab_report_plots import (
+from seldon_market_ab.analysis.report import ExperimentRun, analyse, render_html, render_markdown
+from seldon_market_ab.analysis.report.plots import (
     accuracy,
     business_impact,
     drift,
