@@ -45,8 +45,8 @@ from mlserver.grpc import dataplane_pb2_grpc
 from seldon_market_ab.binary_data import HEADER
 from seldon_market_ab.evidence import write_evidence
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
+from seldon_market_ab.protocol_types import DTYPES as RAW_DTYPES
 from seldon_market_ab.runtimes.artifact import LSTMArtifact
-from seldon_market_ab.tensor_bytes import DTYPES as RAW_DTYPES
 from seldon_market_ab.tensor_bytes import pack_bytes
 from seldon_market_ab.training.dataset import ohlcv_windows
 

@@ -22,12 +22,13 @@ from mlserver.grpc import dataplane_pb2_grpc
 
 from seldon_market_ab import metrics
 from seldon_market_ab.protocol import InvalidInput, check_id
+from seldon_market_ab.protocol_types import TensorError, Tensors
 
 from .deployment import Deployment
 from .experiment import Experiment
 from .pipeline import Plan, RowBatcher
 from .seldon_metrics import SeldonMetrics, go_code_name
-from .tensors import Tensor, TensorError, Tensors, infer_request, response_tensors
+from .tensors import Tensor, infer_request, response_tensors
 
 log = logging.getLogger("market_ab.gateway")
 
@@ -212,11 +213,11 @@ class Gateway:
 
     # pipelines -------------------------------------------------------------------------------------------------
 
-    async def run_pipeline(self, name: str, tensors: Tensors, rid: str) -> Tensors:
+    async def run_pipeline(self, name: str, tensors: Tensors[Tensor], rid: str) -> Tensors[Tensor]:
         """The pipeline's output tensors for a request's input tensors. Raises GatewayError."""
         plan = self.deployment.plans[name]
 
-        async def call(step: str, inputs: Tensors) -> Tensors:
+        async def call(step: str, inputs: Tensors[Tensor]) -> Tensors[Tensor]:
             return await self.call_step(plan, step, inputs, rid)
 
         result = await plan.run(tensors, call)
@@ -235,7 +236,7 @@ class Gateway:
                                     f"the steps that ran were {', '.join(result.ran) or 'none'}")
         return result.output
 
-    async def call_step(self, plan: Plan, step: str, inputs: Tensors, rid: str) -> Tensors:
+    async def call_step(self, plan: Plan, step: str, inputs: Tensors[Tensor], rid: str) -> Tensors[Tensor]:
         started = time.perf_counter()
         try:
             response = await self.stub.ModelInfer(infer_request(step, inputs, rid), metadata=((REQUEST_ID, rid),),
@@ -254,7 +255,7 @@ class Gateway:
 
     # side steps: batched, one batch in flight per step, off the response path -------------------------------------
 
-    def _feed_side_step(self, plan: Plan, step: str, inputs: Tensors, rid: str) -> None:
+    def _feed_side_step(self, plan: Plan, step: str, inputs: Tensors[Tensor], rid: str) -> None:
         try:
             batch = self._batchers[plan.name, step].add({n: t.array() for n, t in inputs.items()})
         except (ValueError, TypeError) as error:

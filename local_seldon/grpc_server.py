@@ -14,9 +14,11 @@ import grpc
 from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 
+from seldon_market_ab.protocol_types import TensorError
+
 from .experiment import ROUTE_HEADER
 from .gateway import HTTP_STATUS, REQUEST_ID, SELDON_MODEL, Gateway, GatewayError, Route, request_id
-from .tensors import TensorError, infer_response, request_tensors
+from .tensors import infer_response, request_tensors
 
 FORWARDED = (REQUEST_ID, "traceparent", "tracestate")  # metadata a step also receives
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-Tensors = dict[str, Any]
+from seldon_market_ab.protocol_types import Tensors
+
 JOINS = ("inner", "outer", "any")
 
 

@@ -18,10 +18,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from seldon_market_ab.binary_data import HEADER, BinaryOutputs, read_request, request_error, write_response
+from seldon_market_ab.protocol_types import TensorError, Tensors
 
 from .experiment import ROUTE_HEADER
 from .gateway import REQUEST_ID, SELDON_MODEL, Gateway, GatewayError, Route, request_id
-from .tensors import TensorError, rest_request
+from .tensors import Tensor, rest_request
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
 BODY_HEADERS = {"content-type", HEADER.lower()}  # set by the gateway on what it forwards: its body may be rewritten
@@ -174,7 +175,7 @@ def _body_headers(length: str | None, headers: dict) -> dict:
     return {**headers, "Content-Type": "application/octet-stream", HEADER: length}
 
 
-def _pipeline_request(body: bytes, length: str | None) -> tuple[str | None, dict, BinaryOutputs]:
+def _pipeline_request(body: bytes, length: str | None) -> tuple[str | None, Tensors[Tensor], BinaryOutputs]:
     """A pipeline request's id, input tensors (binary ones as their bytes) and the outputs wanted as bytes."""
     try:
         parsed = read_request(body, length)

@@ -23,13 +23,16 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.types import InferenceRequest
 
 from seldon_market_ab.binary_data import Body
-from seldon_market_ab.tensor_bytes import DTYPES, TensorError, check_size, pack_bytes, unpack_bytes
-
-DATATYPES = {np.dtype(code): name for name, code in DTYPES.items()}
-CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-            "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-            "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
-            "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+from seldon_market_ab.protocol_types import (
+    CONTENTS,
+    DTYPES,
+    TensorError,
+    Tensors,
+    check_datatype,
+    check_shape,
+    datatype_of,
+)
+from seldon_market_ab.tensor_bytes import check_size, pack_bytes, unpack_bytes
 
 
 @dataclass(slots=True)
@@ -49,12 +52,10 @@ class Tensor:
     @classmethod
     def from_array(cls, array: np.ndarray, datatype: str | None = None, parameters: dict | None = None) -> Tensor:
         array = np.asarray(array)
-        if datatype == "BYTES" or array.dtype.kind in "OSU":
+        datatype = datatype or datatype_of(array)
+        if datatype == "BYTES":
             items = [v if isinstance(v, bytes) else str(v).encode() for v in array.ravel()]
             return cls("BYTES", tuple(array.shape), pack_bytes(items), parameters or {})
-        datatype = datatype or DATATYPES.get(array.dtype.newbyteorder("<"))
-        if datatype not in DTYPES:
-            raise TensorError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
         return cls(datatype, tuple(array.shape), np.ascontiguousarray(array, DTYPES[datatype]).tobytes(),
                    parameters or {})
 
@@ -64,9 +65,7 @@ class Tensor:
     def from_pb(cls, tensor, raw: bytes | None) -> Tensor:
         """From an ``InferInputTensor`` or ``InferOutputTensor`` and its raw contents, if it has any."""
         shape = tuple(tensor.shape)
-        if tensor.datatype != "BYTES" and tensor.datatype not in DTYPES:
-            raise TensorError(f"tensor '{tensor.name}': datatype '{tensor.datatype}' is not one of "
-                              f"{', '.join([*DTYPES, 'BYTES'])}")
+        check_datatype(f"tensor '{tensor.name}'", tensor.datatype)  # before its typed contents are looked for
         parameters = {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in tensor.parameters.items()
                       if v.WhichOneof("parameter_choice")}
         if raw is None:
@@ -110,11 +109,8 @@ class Tensor:
         datatype, shape = str(getattr(request_input.datatype, "value", request_input.datatype)), request_input.shape
         if raw is not None:
             return cls(datatype, tuple(shape), raw, parameters)
-        if datatype != "BYTES" and datatype not in DTYPES:
-            raise TensorError(f"input '{request_input.name}': datatype '{datatype}' is not one of "
-                              f"{', '.join([*DTYPES, 'BYTES'])}")
-        if any(d < 0 for d in shape):
-            raise TensorError(f"input '{request_input.name}': shape {list(shape)} has a negative dimension")
+        check_datatype(f"input '{request_input.name}'", datatype)
+        check_shape(f"input '{request_input.name}'", shape)
         try:
             if datatype == "BYTES":
                 flat = np.asarray(data, dtype=object).ravel()
@@ -137,10 +133,7 @@ class Tensor:
         return out
 
 
-Tensors = dict[str, Tensor]
-
-
-def rest_request(body: Body) -> tuple[str | None, Tensors]:
+def rest_request(body: Body) -> tuple[str | None, Tensors[Tensor]]:
     """The id and input tensors of a REST request (JSON, or with the binary data extension); raises
     ``pydantic.ValidationError`` or TensorError."""
     inputs = body.request.get("inputs")
@@ -151,22 +144,22 @@ def rest_request(body: Body) -> tuple[str | None, Tensors]:
     return payload.id, {i.name: Tensor.from_json(i, body.buffers.get(i.name)) for i in payload.inputs}
 
 
-def request_tensors(request: pb.ModelInferRequest) -> Tensors:
+def request_tensors(request: pb.ModelInferRequest) -> Tensors[Tensor]:
     return _tensors(request.inputs, request.raw_input_contents)
 
 
-def response_tensors(response: pb.ModelInferResponse) -> Tensors:
+def response_tensors(response: pb.ModelInferResponse) -> Tensors[Tensor]:
     return _tensors(response.outputs, response.raw_output_contents)
 
 
-def _tensors(tensors, raw_contents) -> Tensors:
+def _tensors(tensors, raw_contents) -> Tensors[Tensor]:
     if raw_contents and len(raw_contents) != len(tensors):
         raise TensorError(f"{len(tensors)} tensors but {len(raw_contents)} raw contents; with raw contents, every "
                           "tensor takes one, in order")
     return {t.name: Tensor.from_pb(t, raw_contents[i] if raw_contents else None) for i, t in enumerate(tensors)}
 
 
-def infer_request(model: str, tensors: Tensors, request_id: str) -> pb.ModelInferRequest:
+def infer_request(model: str, tensors: Tensors[Tensor], request_id: str) -> pb.ModelInferRequest:
     request = pb.ModelInferRequest(model_name=model, id=request_id)
     for name, tensor in tensors.items():
         tensor.fill_pb(request.inputs.add(), name)
@@ -174,7 +167,8 @@ def infer_request(model: str, tensors: Tensors, request_id: str) -> pb.ModelInfe
     return request
 
 
-def infer_response(tensors: Tensors, request_id: str, raw: bool, model_name: str = "") -> pb.ModelInferResponse:
+def infer_response(tensors: Tensors[Tensor], request_id: str, raw: bool,
+                   model_name: str = "") -> pb.ModelInferResponse:
     response = pb.ModelInferResponse(model_name=model_name, id=request_id)
     raw = raw or any(t.datatype == "FP16" for t in tensors.values())  # FP16 has no typed contents; raw is all or none
     for name, tensor in tensors.items():

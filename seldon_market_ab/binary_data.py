@@ -18,8 +18,8 @@ The bytes are laid out as gRPC's raw contents are (``tensor_bytes``).
 >>> read_request(head + b"\\x00" * 4, str(len(head)))
 Traceback (most recent call last):
 ...
-seldon_market_ab.tensor_bytes.TensorError: input 'x' has binary_data_size 8, but only 4 bytes are left after the JSON \
-and the inputs before it
+seldon_market_ab.protocol_types.TensorError: input 'x' has binary_data_size 8, but only 4 bytes are left after the \
+JSON and the inputs before it
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .tensor_bytes import TensorError, check_size, to_bytes, values
+from .protocol_types import TensorError, Tensors
+from .tensor_bytes import check_size, to_bytes, values
 
 HEADER = "Inference-Header-Content-Length"
 
@@ -40,7 +41,7 @@ class Body:
     """A REST request: its JSON object, whose binary inputs carry no ``data``, and their bytes by input name."""
 
     request: dict
-    buffers: dict[str, bytes] = field(default_factory=dict)
+    buffers: Tensors[bytes] = field(default_factory=dict)
 
 
 def read_request(body: bytes, header_length: str | None) -> Body:
@@ -155,7 +156,7 @@ def _flag(parameters, key: str, where: str) -> bool | None:
     return parameters[key]
 
 
-def write_response(response: dict, buffers: dict[str, bytes]) -> tuple[bytes, int | None]:
+def write_response(response: dict, buffers: Tensors[bytes]) -> tuple[bytes, int | None]:
     """A response body whose outputs named in ``buffers`` travel as those bytes after the JSON, and the header's
     value (None when no output is binary: the body is then plain JSON)."""
     for output in response["outputs"] if buffers else ():

@@ -25,13 +25,14 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc import dataplane_pb2_grpc
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
 
-from .mlserver_compat import datatype_of, response_from_grpc
+from .mlserver_compat import response_from_grpc
+from .protocol_types import CONTENTS, DTYPES, Tensors, datatype_of
 from .tensor_bytes import pack_bytes
 
 ROUTE_HEADER = "x-seldon-route"
 
 
-def decode_outputs(response: InferenceResponse) -> dict[str, np.ndarray | list]:
+def decode_outputs(response: InferenceResponse) -> Tensors[np.ndarray | list]:
     """Output name -> numpy array (numbers) or list of str (BYTES)."""
     return {output.name: _decode_output(output) for output in response.outputs}
 
@@ -42,38 +43,34 @@ def _decode_output(output: ResponseOutput):
     return NumpyCodec.decode_output(output)
 
 
-_CONTENTS_FIELD = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents",
-                   "INT64": "int64_contents", "BYTES": "bytes_contents", "BOOL": "bool_contents"}
-
-
-def build_grpc_request(model: str, inputs: dict[str, np.ndarray], request_id: str | None = None,
+def build_grpc_request(model: str, inputs: Tensors[np.ndarray], request_id: str | None = None,
                        raw: bool = True) -> pb.ModelInferRequest:
     """Raw tensor contents for every input (the fast path; the protocol allows raw contents only for all inputs or
     none) or typed ``*_contents``; NaN and Inf pass through as they are."""
     request = pb.ModelInferRequest(model_name=model, id=request_id or "")
     for name, value in inputs.items():
         array = np.asarray(value)
-        datatype = "BYTES" if array.dtype.kind in "OSU" else datatype_of(array)
+        datatype = datatype_of(array)
         tensor = request.inputs.add(name=name, datatype=datatype, shape=list(array.shape))
         items = [str(v).encode() for v in array.ravel()] if datatype == "BYTES" else None
         if raw:
             request.raw_input_contents.append(pack_bytes(items) if items is not None
-                                              else np.ascontiguousarray(array).tobytes())
+                                              else np.ascontiguousarray(array, DTYPES[datatype]).tobytes())
         elif items is not None:
             tensor.contents.bytes_contents.extend(items)
         else:
-            getattr(tensor.contents, _CONTENTS_FIELD[datatype]).extend(array.ravel().tolist())
+            getattr(tensor.contents, CONTENTS[datatype]).extend(array.ravel().tolist())
     return request
 
 
-def build_request(inputs: dict[str, np.ndarray], request_id: str | None = None) -> InferenceRequest:
+def build_request(inputs: Tensors[np.ndarray], request_id: str | None = None) -> InferenceRequest:
     """Numbers as numpy tensors, strings as BYTES ``[n]`` (what the routers' ids and the detector's dates are)."""
     return InferenceRequest(id=request_id, inputs=[
-        StringCodec.encode_input(name, [str(v) for v in np.ravel(value)]) if np.asarray(value).dtype.kind in "OSU"
+        StringCodec.encode_input(name, [str(v) for v in np.ravel(value)]) if datatype_of(value) == "BYTES"
         else NumpyCodec.encode_input(name, np.asarray(value)) for name, value in inputs.items()])
 
 
-def json_body(inputs: dict[str, np.ndarray], request_id: str | None = None) -> bytes:
+def json_body(inputs: Tensors[np.ndarray], request_id: str | None = None) -> bytes:
     """A REST request body (what ``build_request`` holds, as MLServer's REST server reads it)."""
     return json.dumps(build_request(inputs, request_id).model_dump(exclude_none=True), default=_text).encode()
 
@@ -93,7 +90,7 @@ class RestError(Exception):
 
 @dataclass
 class Answer:
-    outputs: dict  # output name -> numpy array (numbers) or list of str (BYTES)
+    outputs: Tensors[np.ndarray | list]  # numbers as numpy arrays, BYTES as lists of str
     request_id: str
     route: str | None  # x-seldon-route: send it back to stick to the same experiment candidate
     attempts: int
@@ -115,7 +112,7 @@ class InferenceClient:
         self._ssl = ssl.create_default_context(cadata=root_certificates.decode() if root_certificates else None) \
             if tls else None
 
-    def infer(self, target: str, inputs: dict[str, np.ndarray], protocol: str = "grpc", request_id: str | None = None,
+    def infer(self, target: str, inputs: Tensors[np.ndarray], protocol: str = "grpc", request_id: str | None = None,
               route: str | None = None, timeout: float = 30.0) -> Answer:
         """Ask ``target`` (``<model>``, ``<name>.pipeline`` or ``<name>.experiment``) through Seldon's routing."""
         request_id = request_id or uuid.uuid4().hex
@@ -167,14 +164,15 @@ class InferenceClient:
         except urllib.error.HTTPError as error:
             raise RestError(error.code, error.read().decode(errors="replace")) from None
 
-    def infer_grpc(self, model: str, inputs: dict[str, np.ndarray], request_id: str | None = None,
-                   raw: bool = True, metadata: tuple = (), timeout: float = 30.0) -> dict:
+    def infer_grpc(self, model: str, inputs: Tensors[np.ndarray], request_id: str | None = None,
+                   raw: bool = True, metadata: tuple = (), timeout: float = 30.0) -> Tensors[np.ndarray | list]:
         request = build_grpc_request(model, inputs, request_id, raw)
         response = self._stub.ModelInfer(request, metadata=metadata, timeout=timeout)
         return decode_outputs(response_from_grpc(response))
 
-    def infer_rest(self, model: str, inputs: dict[str, np.ndarray] | None = None, request_id: str | None = None,
-                   body: bytes | dict | None = None, timeout: float = 30.0, headers: dict | None = None) -> dict:
+    def infer_rest(self, model: str, inputs: Tensors[np.ndarray] | None = None, request_id: str | None = None,
+                   body: bytes | dict | None = None, timeout: float = 30.0,
+                   headers: dict | None = None) -> Tensors[np.ndarray | list]:
         """POST an inference request; ``body`` sends a hand-made payload instead of ``inputs``; ``headers`` such as
         ``{"seldon-model": "mab.pipeline"}`` go with it."""
         if body is None:

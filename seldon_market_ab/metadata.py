@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from mlserver import MLModel
 from mlserver.types import Datatype, MetadataTensor
 
+from .protocol_types import check_datatype
+
 logger = logging.getLogger(__name__)
 
 ParameterValue = str | bool  # what a gRPC metadata parameter holds besides integers (and all JSON keeps)
@@ -62,7 +64,7 @@ class TensorSpec:
     parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
 
     def __post_init__(self):
-        Datatype(self.datatype)  # an Open Inference Protocol datatype, or ValueError
+        check_datatype(f"tensor {self.name!r}", self.datatype)  # TensorError, a ValueError
         if any(dimension < -1 for dimension in self.shape):
             raise ValueError(f"tensor {self.name!r}: dimensions are sizes or -1, got {list(self.shape)}")
 

@@ -12,20 +12,17 @@ import struct
 import zlib
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from functools import cache
 from importlib.metadata import version
 
 import grpc
-import numpy as np
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
-from mlserver.codecs.numpy import to_datatype
 from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest, InferenceResponse
 from prometheus_client import REGISTRY
 
 from .binary_data import HEADER, BinaryOutputs, binary_response, read_request, request_error, with_data
-from .tensor_bytes import ITEM_SIZES, TensorError
+from .protocol_types import ITEM_SIZES, TensorError, check_shape
 
 CHECKED_VERSIONS = {"mlserver": "1.7.1", "prometheus-client": "0.26.0", "fastapi": "0.115.14",
                     "starlette": "0.46.2"}
@@ -48,16 +45,6 @@ def registered_collector(name: str):
 def request_headers(payload: InferenceRequest) -> dict[str, str]:
     """HTTP headers or gRPC metadata of a request, which MLServer copies into ``parameters.headers``."""
     return dict((payload.parameters and payload.parameters.headers) or {})
-
-
-def datatype_of(array: np.ndarray) -> str:
-    """The Open Inference Protocol datatype of a numpy array (``FP32``, ``INT32``, ``BYTES``, ...)."""
-    return _datatype_of_dtype(np.asarray(array).dtype)
-
-
-@cache
-def _datatype_of_dtype(dtype: np.dtype) -> str:  # MLServer's lookup costs microseconds on every output
-    return to_datatype(dtype).value
 
 
 def response_from_grpc(response) -> InferenceResponse:
@@ -86,9 +73,10 @@ def check_raw_contents(request) -> None:
         raise MLServerError(f"{len(needing)} inputs carry no typed contents but {len(request.raw_input_contents)} "
                             "raw_input_contents buffers were sent; send one buffer per input", status_code=400)
     for tensor, raw in zip(needing, request.raw_input_contents, strict=False):
-        if any(dimension < 0 for dimension in tensor.shape):
-            raise MLServerError(f"input '{tensor.name}' has a negative dimension in shape {list(tensor.shape)}",
-                                status_code=400)
+        try:
+            check_shape(f"input '{tensor.name}'", list(tensor.shape))
+        except TensorError as error:
+            raise MLServerError(str(error), status_code=400) from None
         if tensor.datatype == "BYTES":
             continue
         size = ITEM_SIZES.get(tensor.datatype)

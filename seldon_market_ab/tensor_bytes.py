@@ -7,7 +7,7 @@ Little-endian and row-major; a BYTES element is its length as 4 little-endian by
 >>> check_size("input 'x'", "FP32", [3], b"\\x00" * 8)
 Traceback (most recent call last):
 ...
-seldon_market_ab.tensor_bytes.TensorError: input 'x' FP32 [3] needs 12 bytes, got 8
+seldon_market_ab.protocol_types.TensorError: input 'x' FP32 [3] needs 12 bytes, got 8
 """
 
 from __future__ import annotations
@@ -17,16 +17,7 @@ import struct
 
 import numpy as np
 
-# datatype -> numpy's little-endian code; BYTES has none (variable-length elements)
-DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
-          "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
-ITEM_SIZES = {name: np.dtype(code).itemsize for name, code in DTYPES.items()}
-DATATYPES = (*DTYPES, "BYTES")
-
-
-class TensorError(ValueError):
-    """Tensor data that do not match their datatype and shape, or a body that breaks the binary data extension: a
-    client error, answered 400 / ``INVALID_ARGUMENT``."""
+from .protocol_types import DTYPES, ITEM_SIZES, TensorError, check_datatype, check_shape
 
 
 def pack_bytes(items: list[bytes]) -> bytes:
@@ -65,11 +56,8 @@ def to_bytes(data, datatype: str) -> bytes:
 
 def check_size(what: str, datatype: str, shape, raw: bytes) -> None:
     """Refuse bytes that do not hold exactly ``shape``'s elements of ``datatype``."""
-    if datatype not in DATATYPES:
-        raise TensorError(f"{what}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
-    if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        shown = list(shape) if isinstance(shape, tuple) else shape
-        raise TensorError(f"{what}: shape {shown!r} must be a list of non-negative integers")
+    check_datatype(what, datatype)
+    check_shape(what, shape)
     count = math.prod(shape)
     if datatype == "BYTES":
         found = len(unpack_bytes(raw))
