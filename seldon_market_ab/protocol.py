@@ -1,4 +1,4 @@
-"""Tensor decoding with validation, and encoding of outputs (wire contract: DESIGN.md section 3).
+"""Tensor decoding with validation, and encoding of outputs (the wire contract: docs/clients.md).
 
 Every rejection is an ``InvalidInput`` (HTTP 400, gRPC INVALID_ARGUMENT) whose
 message says what was expected, and carries one of ``REJECTION_REASONS`` so the
