@@ -43,7 +43,7 @@ test: setup models clients
 # One kind at a time (tests/conftest.py): unit tests and doctests (under a minute), then the real servers, then the
 # demo, Locust, packaging and the docs' scripts.
 test-unit: setup
-	$(BIN)/python -m pytest -m unit
+	$(BIN)/python -m pytest tests/unit
 
 test-integration: setup models clients
 	$(BIN)/python -m pytest tests/integration

@@ -1,2 +1,2 @@
-"""The routers (Thompson sampling, regimes) and the outcomes model, as MLServer runtimes, with their settings and
-state stores."""
+"""The routers (Thompson sampling, regimes) and the outcomes model, as MLServer runtimes: their request handlers,
+settings and metrics, the pure bandit math (``bandit/``), and the state stores (``stores/``)."""

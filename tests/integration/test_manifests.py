@@ -195,6 +195,10 @@ def test_the_images_install_what_each_part_needs():
     extras = {stage: set(re.findall(r"\[([a-z,]+)\]\"", body)[0].split(",")) for stage, body in stages.items()
               if stage != "wheel"}
     assert extras == {"serving": {"drift", "redis"}, "tools": {"tools", "redis", "kubernetes"}}
+    # every image runs the Python setup.cfg claims (the official MLServer 1.7.1 images run 3.10)
+    lowest = config["options"]["python_requires"].split(",")[0].removeprefix(">=").strip()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, flags=re.MULTILINE)
+    assert all(base in stages or base.startswith(f"python:{lowest}-") for base in bases), bases
     images = {"serving": "ghcr.io/seldon-market-ab/mlserver:0.1.0", "tools": "ghcr.io/seldon-market-ab/tools:0.1.0"}
     for _, document in load_documents([MANIFESTS / "base", MANIFESTS / "rollouts", MANIFESTS / "retraining"]):
         for container in _containers(document):

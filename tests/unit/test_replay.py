@@ -1,15 +1,11 @@
 """The offline replay and the off-policy estimators, and the evidence the docs show."""
 
-import json
 
 import numpy as np
 import pytest
 
-from seldon_market_ab.analysis import router_evidence
 from seldon_market_ab.routers.bandit import FixedSplit, ThompsonSampling
 from seldon_market_ab.routers.bandit.replay import dr_terms, ips_terms, mean_reward_model, replay
-
-from ..conftest import REPO
 
 
 class Recorder(FixedSplit):
@@ -53,20 +49,3 @@ def test_thompson_replay_logs_propensities_it_used():
     log = replay(ThompsonSampling(("a", "b")), rewards, delay=1, seed=3)
     assert ((log.propensity > 0) & (log.propensity <= 1)).all()
     assert log.share("b")[-100:].mean() > 0.8
-
-
-def test_evidence_script_runs_end_to_end(tmp_path):
-    assert router_evidence.main(["--seeds", "2", "--horizon", "300", "--replay-seeds", "1",
-                                 "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "router-evidence.json").read_text())
-    assert set(results) == {"simulation", "replay", "regimes"}
-    assert results["replay"]["n"] > 3000 and len(results["regimes"]["by_regime"]) == 4
-    assert (tmp_path / "router-simulation.png").stat().st_size > 10_000
-    assert (tmp_path / "router-replay.png").stat().st_size > 10_000
-
-
-def test_stored_evidence_is_from_a_full_run():
-    """The docs render docs/router-evidence.json (tests/e2e/test_readme.py); it must come from a full run."""
-    results = router_evidence.load_results(REPO / "docs" / "router-evidence.json")
-    assert results["simulation"]["seeds"] >= 20 and results["simulation"]["horizon"] >= 5000
-    assert results["replay"]["n"] > 3000
