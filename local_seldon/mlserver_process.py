@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,9 +18,17 @@ from pathlib import Path
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different free loopback ports: the sockets stay bound until all are chosen, since a port just
+    released can be handed out again at once (two servers of one stack were once given the same)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _mlserver_executable() -> str:
@@ -82,7 +91,7 @@ class MLServerProcess:
                              f"the {parallel_workers} asked for here; pass parallel_workers=None or {pinned}")
         self.parallel_workers = parallel_workers
         self.ready_timeout = ready_timeout
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self._workdir = Path(tempfile.mkdtemp(prefix="mlserver-"))
         self.state_dir = Path(state_dir) if state_dir else self._workdir / "state"
         self.log_path = Path(log_path) if log_path else self._workdir / "mlserver.log"

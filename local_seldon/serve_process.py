@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from .mlserver_process import free_port
+from .mlserver_process import free_ports
 from .serve import ALERTMANAGER_LINE, MLSERVER_LINE, PROMETHEUS_LINE, READY_LINE
 
 
@@ -27,13 +27,14 @@ class ServeProcess:
         port, on a free port (``admin_url``); ``alertmanager``: Alertmanager beside Prometheus (``alertmanager_url``;
         its receivers on the admin port)."""
         self.models_dir, self.manifests = Path(models_dir), [Path(m) for m in manifests]
-        self.prometheus_port = free_port() if prometheus else None
+        ports = iter(free_ports(5))  # all different
+        self.http_port, self.grpc_port = next(ports), next(ports)
+        self.prometheus_port = next(ports) if prometheus else None
         self.prometheus_url = self.prometheus_pid = None
-        self.alertmanager_port = free_port() if prometheus and alertmanager else None
+        self.alertmanager_port = next(ports) if prometheus and alertmanager else None
         self.alertmanager_url = self.alertmanager_pid = None
+        self.admin_port = next(ports) if admin else None
         self.seed, self.ready_timeout, self.extra_args = seed, ready_timeout, list(extra_args)
-        self.http_port, self.grpc_port = free_port(), free_port()
-        self.admin_port = free_port() if admin else None
         self.log_path = Path(log_path) if log_path else None
         self.env = env or {}
         self.lines: list[str] = []  # everything the command printed
