@@ -40,7 +40,7 @@ demo: models
 test: setup models clients
 	$(BIN)/python -m pytest
 
-# One kind at a time (tests/conftest.py): unit tests and doctests (under a minute), then the real servers, then the
+# One kind at a time (tests/conftest.py): unit tests and doctests (in process), then the real servers, then the
 # demo, Locust, packaging and the docs' scripts.
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit

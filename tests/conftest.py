@@ -1,14 +1,14 @@
 """Shared fixtures (a copy of the model repository served by a real MLServer process), and the tests' kinds.
 
 Each test's kind is its folder, and its marker: ``tests/unit`` (pure logic and single modules in process, no
-server; under a minute), ``tests/integration`` (a real MLServer, Redis, Prometheus, Alertmanager, ``market-ab
-serve``, a fake Kubernetes API server, or a model trained), ``tests/e2e`` (the demo, Locust, the packaging, the
-scripts that write ``docs/`` run end to end, and the docs checked against the code). The doctests of the pure
-modules are unit tests.
+server), ``tests/integration`` (a real MLServer, Redis, Prometheus, Alertmanager, ``market-ab serve``, a fake
+Kubernetes API server, or a model trained), ``tests/e2e`` (the demo, Locust, the packaging, the scripts that write
+``docs/`` run end to end, and the docs checked against the code). The doctests of the pure modules are unit tests.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import shutil
 import sys
@@ -26,6 +26,18 @@ from seldon_market_ab.training.variants import VARIANTS
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 MARKET_AB = (sys.executable, "-m", "seldon_market_ab.cli")  # the market-ab command, in this interpreter
+
+
+def setup_config() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    return config
+
+
+# Each installed package and the repository folder it is built from (setup.cfg's package_dir): a folder added there
+# is checked wherever this is used.
+PACKAGE_DIR = {name.strip(): folder.strip() for name, folder in
+               (line.split("=") for line in setup_config()["options"]["package_dir"].strip().splitlines())}
 LSTM_NAMES = tuple(VARIANTS)
 # Figures of the shipped artifacts, read from them rather than typed in.
 BASELINE = LSTMArtifact.load(MODELS / "baseline")

@@ -2,7 +2,6 @@
 with no extra but `redis`, check that no tool library came with it, and serve a router on a real Redis from it (no
 source tree on the path)."""
 
-import configparser
 import shutil
 import subprocess
 import sys
@@ -17,23 +16,9 @@ import redis
 from seldon_market_ab.client import InferenceClient
 from seldon_market_ab.local_seldon.mlserver_process import MLServerProcess
 
-from ..conftest import MIN_WINDOW, REPO, add_router
+from ..conftest import MIN_WINDOW, PACKAGE_DIR, REPO, add_router, setup_config
 
-
-def _config():
-    config = configparser.ConfigParser()
-    config.read(REPO / "setup.cfg")
-    return config
-
-
-def _folders() -> tuple[str, ...]:
-    """The folders setup.cfg maps under seldon_market_ab (not a list of our own: a folder added there is built here
-    too)."""
-    mapping = [line.split("=") for line in _config()["options"]["package_dir"].strip().splitlines()]
-    return tuple(folder.strip() for _, folder in mapping)
-
-
-FOLDERS = _folders()
+FOLDERS = tuple(PACKAGE_DIR.values())
 # Plotting, market data, load testing, the drift detector's libraries and the test tools: none of it belongs in a
 # serving install. (aiohttp and Jinja2, which the tools use too, come with MLServer itself.)
 NOT_SERVING = {"matplotlib", "arch", "backtesting", "tqdm", "pyyaml", "locust", "py-spy", "alibi-detect",
@@ -89,7 +74,7 @@ def test_the_wheel_carries_the_report_templates(installed):
 def test_python_requires_says_the_version_ci_runs():
     """CI runs on the lowest version setup.cfg claims (and the only one: MLServer 1.7.1 and this torch are checked
     together on 3.11)."""
-    claimed = _config()["options"]["python_requires"]
+    claimed = setup_config()["options"]["python_requires"]
     lowest = claimed.split(",")[0].removeprefix(">=").strip()
     assert tuple(int(part) for part in lowest.split(".")) == sys.version_info[:2], (claimed, sys.version)
 

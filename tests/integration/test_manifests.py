@@ -17,7 +17,7 @@ import yaml
 from seldon_market_ab.cli.commands import main
 from seldon_market_ab.local_seldon.manifests import check, load_crds, load_documents
 
-from ..conftest import REPO
+from ..conftest import PACKAGE_DIR, REPO, setup_config
 
 SHARED = REPO.parent / "shared" / "reference"
 CRDS = SHARED / "seldon-crds"
@@ -183,11 +183,8 @@ def test_every_dashboard_query_parses(tmp_path):
 def test_the_images_install_what_each_part_needs():
     """The Dockerfile cannot be built here (no container engine). At least: its wheel stage copies every folder
     setup.cfg maps, the Server's image installs no tools, and each manifest runs the image that has its command."""
-    import configparser
-
-    config = configparser.ConfigParser()
-    config.read(REPO / "setup.cfg")
-    folders = {line.split("=")[1].strip() for line in config["options"]["package_dir"].strip().splitlines()}
+    config = setup_config()
+    folders = set(PACKAGE_DIR.values())
     dockerfile = (REPO / "Dockerfile").read_text()
     stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", dockerfile, flags=re.MULTILINE | re.DOTALL))
     copied = {line.split()[1] for line in stages["wheel"].splitlines() if line.startswith("COPY")}

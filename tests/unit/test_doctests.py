@@ -7,28 +7,14 @@ from pathlib import Path
 
 import pytest
 
-import seldon_market_ab
-
-from ..conftest import REPO
-
-
-def _folders() -> dict[str, str]:
-    """Import name of each folder setup.cfg maps (``seldon_market_ab.routers`` -> ``routers``)."""
-    import configparser
-
-    config = configparser.ConfigParser()
-    config.read(REPO / "setup.cfg")
-    return {name.strip(): folder.strip() for name, folder in
-            (line.split("=") for line in config["options"]["package_dir"].strip().splitlines())}
+from ..conftest import PACKAGE_DIR, REPO
 
 
 def modules_with_examples() -> list[str]:
     names = []
-    for package, folder in _folders().items():
+    for package, folder in PACKAGE_DIR.items():
         for path in sorted((REPO / folder).rglob("*.py")):
             relative = path.relative_to(REPO / folder).with_suffix("")
-            if package == seldon_market_ab.__name__ and relative.parts[0] in {f for f in _folders().values()}:
-                continue
             if ">>> " in path.read_text():
                 parts = [p for p in relative.parts if p != "__init__"]
                 names.append(".".join([package, *parts]))
